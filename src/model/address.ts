@@ -1,0 +1,78 @@
+import { isIP } from 'node:net';
+
+/** Canonical text of an IPv4 or IPv6 address (lower case, compressed), or null if it isn't one. */
+export function canonicalIp(text: string): string | null {
+  const family = isIP(text);
+  if (family === 4) return text.split('.').map((o) => String(Number(o))).join('.');
+  if (family === 6) return ipv6ToText(ipv6ToBytes(text));
+  return null;
+}
+
+export function ipFamily(addr: string): 4 | 6 {
+  return addr.includes(':') ? 6 : 4;
+}
+
+/** 16 bytes for IPv6, 4 for IPv4, network order. */
+export function ipToBytes(addr: string): Buffer {
+  if (ipFamily(addr) === 4) return Buffer.from(addr.split('.').map(Number));
+  return ipv6ToBytes(addr);
+}
+
+export function bytesToIp(b: Uint8Array): string {
+  if (b.length === 4) return Array.from(b).join('.');
+  return ipv6ToText(Buffer.from(b));
+}
+
+function ipv6ToBytes(text: string): Buffer {
+  let s = text;
+  const out = Buffer.alloc(16);
+  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hextets.
+  const v4 = s.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4) {
+    const o = v4[1].split('.').map(Number);
+    s = s.slice(0, -v4[1].length) + ((o[0] << 8) | o[1]).toString(16) + ':' + ((o[2] << 8) | o[3]).toString(16);
+  }
+  const [head, tail] = s.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+function ipv6ToText(b: Buffer): string {
+  const g: number[] = [];
+  for (let i = 0; i < 16; i += 2) g.push(b.readUInt16BE(i));
+  // RFC 5952: compress the longest run (length ≥ 2) of zero groups, the first one on ties.
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return hex.slice(0, best).join(':') + '::' + hex.slice(best + bestLen).join(':');
+}
+
+/** `aa:bb:cc:dd:ee:ff` in lower case, or null. */
+export function canonicalMac(text: string): string | null {
+  const m = /^([0-9a-f]{2})([:-][0-9a-f]{2}){5}$/i.test(text);
+  return m ? text.toLowerCase().replace(/-/g, ':') : null;
+}
+
+export function macToBytes(mac: string): Buffer {
+  return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
+}
+
+export function bytesToMac(b: Uint8Array): string {
+  return Array.from(b).map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** `1.2.3.4:80`, `[2001:db8::1]:80`; no port → just the address (brackets for IPv6 only with a port). */
+export function joinHostPort(addr: string, port?: number): string {
+  if (port === undefined) return addr;
+  return ipFamily(addr) === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
