@@ -3,3 +3,4 @@ export * from './errors.js';
 export * from './address.js';
 export * from './keys.js';
 export * from './validate.js';
+export * from './file.js';

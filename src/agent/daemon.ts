@@ -1,0 +1,96 @@
+/**
+ * `sluice agent`: load the desired state, open the data plane, serve the API and metrics,
+ * reload on SIGHUP, and on SIGTERM leave the data plane forwarding for the next agent.
+ */
+import type { Server } from 'node:http';
+import pino, { type Logger } from 'pino';
+import { DEFAULT_DATAPLANE, readConfigDocument, validateConfig, type Config, type DataplaneSpec } from '../model/index.js';
+import { openDataplane } from '../dataplane/open.js';
+import { Agent } from './agent.js';
+import { serveApi } from './api.js';
+import { applyConfig } from './desired.js';
+import { serveMetrics } from './metrics.js';
+import { StateStore } from './store.js';
+
+export interface AgentCliOptions {
+  config?: string;
+  interface?: string;
+  dataplane?: DataplaneSpec['kind'];
+  xdpMode?: DataplaneSpec['xdpMode'];
+  stateDir: string;
+  socket: string;
+  metrics?: string;
+  pinDir: string;
+  logger?: Logger;
+}
+
+/** Command-line flags win over the config file and the saved state. */
+function overrides(o: AgentCliOptions): Partial<DataplaneSpec> {
+  return {
+    ...(o.interface ? { interface: o.interface } : {}),
+    ...(o.dataplane ? { kind: o.dataplane } : {}),
+    ...(o.xdpMode ? { xdpMode: o.xdpMode } : {}),
+  };
+}
+
+/**
+ * The desired state at start: the config file when one is given (it is authoritative, as on
+ * SIGHUP), else the saved state, else an empty one.
+ */
+export function initialState(o: AgentCliOptions, store: StateStore): Config {
+  const flags = overrides(o);
+  if (o.config) {
+    const doc = readConfigDocument(o.config) as Record<string, unknown>;
+    const dp = (doc && typeof doc === 'object' && doc.dataplane && typeof doc.dataplane === 'object') ? doc.dataplane : {};
+    return validateConfig({ ...doc, dataplane: { ...dp, ...flags } });
+  }
+  const saved = store.load();
+  if (saved) return { ...saved, dataplane: { ...saved.dataplane, ...flags } };
+  return { dataplane: { ...DEFAULT_DATAPLANE, ...flags }, vips: [] };
+}
+
+export interface RunningAgent {
+  agent: Agent;
+  stop(keepForwarding?: boolean): Promise<void>;
+}
+
+export async function runAgent(o: AgentCliOptions): Promise<RunningAgent> {
+  const log = o.logger ?? pino({ name: 'sluice-agent' });
+  const store = new StateStore(o.stateDir);
+  const initial = initialState(o, store);
+  const opened = await openDataplane({ spec: initial.dataplane, pinDir: o.pinDir, stateDir: o.stateDir, logger: log });
+  log.info({ dataplane: opened.kind, reason: opened.reason, interface: opened.interface, programId: opened.programId }, 'data plane ready');
+  const agent = await Agent.start({
+    store, initial, dataplane: opened.dataplane, logger: log,
+    info: {
+      kind: opened.kind, reason: opened.reason,
+      ...(opened.interface ? { interface: opened.interface } : {}),
+      ...(opened.programId !== undefined ? { programId: opened.programId } : {}),
+      ...(opened.attachMode ? { attachMode: opened.attachMode } : {}),
+    },
+  });
+  const servers: Server[] = [await serveApi(agent, o.socket, log)];
+  if (o.metrics) servers.push(await serveMetrics(agent, o.metrics, log));
+  log.info({ socket: o.socket, metrics: o.metrics, vips: agent.config.vips.length }, 'agent ready');
+
+  const onHup = () => {
+    if (!o.config) { log.info('SIGHUP: no --config to reload'); return; }
+    const path = o.config;
+    agent.change((c) => applyConfig(c, readConfigDocument(path)))
+      .then((c) => log.info({ config: path, vips: c.vips.length }, 'config reloaded'))
+      .catch((e) => log.error({ err: e, config: path }, 'config reload refused; the running state is unchanged'));
+  };
+  process.on('SIGHUP', onHup);
+
+  let stopping: Promise<void> | null = null;
+  const stop = (keepForwarding = true) => {
+    stopping ??= (async () => {
+      process.off('SIGHUP', onHup);
+      await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
+      await agent.close(keepForwarding);
+      log.info({ keepForwarding }, 'agent stopped');
+    })();
+    return stopping;
+  };
+  return { agent, stop };
+}

@@ -1,0 +1,111 @@
+/**
+ * Operations on the desired state. Each takes the current Config and returns a new one, or
+ * throws without touching anything: the API persists the result before it answers "ok".
+ */
+import {
+  ConflictError, ValidationError, realKey, validateConfig, validateReal, validateVip, vipKey,
+  type Config, type DataplaneSpec, type RealSpec, type VipSpec,
+} from '../model/index.js';
+
+function clone(c: Config): Config {
+  return structuredClone(c);
+}
+
+function findVip(c: Config, key: string): VipSpec {
+  const v = c.vips.find((x) => vipKey(x) === key);
+  if (!v) throw new ConflictError('ENOENT', `no VIP ${key}`);
+  return v;
+}
+
+function findReal(v: VipSpec, key: string): RealSpec {
+  const r = v.reals.find((x) => realKey(x) === key);
+  if (!r) throw new ConflictError('ENOENT', `VIP ${vipKey(v)} has no real ${key}`);
+  return r;
+}
+
+export function addVip(c: Config, input: unknown): Config {
+  const vip = validateVip(input, c.dataplane);
+  const key = vipKey(vip);
+  if (c.vips.some((x) => vipKey(x) === key)) throw new ConflictError('EEXIST', `VIP ${key} already exists`);
+  if (c.vips.length >= c.dataplane.maxVips) throw new ConflictError('ELIMIT', `already ${c.vips.length} VIPs, the limit (dataplane.maxVips) is ${c.dataplane.maxVips}`);
+  const next = clone(c);
+  next.vips.push(vip);
+  return next;
+}
+
+export function delVip(c: Config, key: string): Config {
+  findVip(c, key);
+  const next = clone(c);
+  next.vips = next.vips.filter((x) => vipKey(x) !== key);
+  return next;
+}
+
+export function addReal(c: Config, vip: string, input: unknown): Config {
+  const next = clone(c);
+  const v = findVip(next, vip);
+  const real = validateReal(input, v);
+  const key = realKey(real);
+  if (v.reals.some((x) => realKey(x) === key)) throw new ConflictError('EEXIST', `VIP ${vip} already has real ${key}`);
+  const total = next.vips.reduce((n, x) => n + x.reals.length, 0);
+  if (v.reals.length >= c.dataplane.maxReals || total >= c.dataplane.maxReals) {
+    throw new ConflictError('ELIMIT', `the data plane holds at most ${c.dataplane.maxReals} reals (dataplane.maxReals); ${total} are configured`);
+  }
+  v.reals.push(real);
+  return next;
+}
+
+export function delReal(c: Config, vip: string, real: string): Config {
+  const next = clone(c);
+  const v = findVip(next, vip);
+  findReal(v, real);
+  v.reals = v.reals.filter((x) => realKey(x) !== real);
+  return next;
+}
+
+export interface RealChange {
+  weight?: unknown;
+  drain?: unknown;
+}
+
+export function setReal(c: Config, vip: string, real: string, change: RealChange): Config {
+  const next = clone(c);
+  const v = findVip(next, vip);
+  const r = findReal(v, real);
+  const keys = Object.keys(change).filter((k) => (change as Record<string, unknown>)[k] !== undefined);
+  if (keys.length === 0) throw new ValidationError([{ path: 'real', message: 'nothing to change: give a weight or drain' }]);
+  for (const k of keys) if (k !== 'weight' && k !== 'drain') throw new ValidationError([{ path: `real.${k}`, message: 'unknown field (expected weight or drain)' }]);
+  if (change.weight !== undefined) {
+    if (typeof change.weight !== 'number' || !Number.isInteger(change.weight) || change.weight < 0 || change.weight > 65535) {
+      throw new ValidationError([{ path: 'real.weight', message: 'must be an integer 0..65535' }]);
+    }
+    r.weight = change.weight;
+  }
+  if (change.drain !== undefined) {
+    if (typeof change.drain !== 'boolean') throw new ValidationError([{ path: 'real.drain', message: 'must be true or false' }]);
+    r.drain = change.drain;
+  }
+  return next;
+}
+
+/** Limits and the interface are fixed while the agent runs: the program was compiled with them. */
+const FIXED: Array<keyof DataplaneSpec> = ['kind', 'interface', 'xdpMode', 'ringSize', 'maxVips', 'maxReals', 'flowTableSize'];
+
+/**
+ * `apply -f`: the document becomes the desired state. Its dataplane section may restate the
+ * running settings (or leave them out), but not change them.
+ */
+export function applyConfig(c: Config, doc: unknown): Config {
+  const d = doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : null;
+  const given = d && d.dataplane && typeof d.dataplane === 'object' ? (d.dataplane as Record<string, unknown>) : {};
+  // Fields the document leaves out keep their running values, so validation sees the real limits.
+  const merged = d ? { ...d, dataplane: { ...stripUndefined(c.dataplane), ...given } } : doc;
+  const next = validateConfig(merged);
+  const issues = FIXED.filter((k) => given[k] !== undefined && next.dataplane[k] !== c.dataplane[k])
+    .map((k) => ({ path: `dataplane.${k}`, message: `is ${String(c.dataplane[k])} in the running agent; changing it needs an agent restart` }));
+  if (issues.length) throw new ValidationError(issues);
+  return next;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,68 @@
+/**
+ * The desired state on disk. Written atomically (temp file, fsync, rename, fsync of the
+ * directory) before the agent acknowledges a change, so an acknowledged change survives a
+ * crash or a power cut.
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { validateConfig, SluiceError, type Config } from '../model/index.js';
+
+export const STATE_FILE = 'state.json';
+
+export function writeAtomic(path: string, data: string, mode = 0o600): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', mode);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dir = openSync(join(path, '..'), 'r');
+  try { fsyncSync(dir); } finally { closeSync(dir); }
+}
+
+export class StateStore {
+  readonly path: string;
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.path = join(dir, STATE_FILE);
+  }
+
+  /** The saved state, or null on first start. A corrupt file is an error, never silently reset. */
+  load(): Config | null {
+    if (!existsSync(this.path)) return null;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(this.path, 'utf8'));
+    } catch (e) {
+      throw new SluiceError('ESTATE', `${this.path} is not valid JSON (${(e as Error).message}); fix or remove it`);
+    }
+    return validateConfig(doc);
+  }
+
+  save(c: Config): void {
+    writeAtomic(this.path, JSON.stringify(toDocument(c), null, 2) + '\n');
+  }
+}
+
+/** A Config as a document validateConfig() accepts again (durations back to text). */
+export function toDocument(c: Config): Record<string, unknown> {
+  return {
+    dataplane: c.dataplane,
+    vips: c.vips.map((v) => ({
+      ...v,
+      health: {
+        type: v.health.type,
+        ...(v.health.path !== undefined ? { path: v.health.path } : {}),
+        ...(v.health.port !== undefined ? { port: v.health.port } : {}),
+        interval: `${v.health.intervalMs}ms`,
+        timeout: `${v.health.timeoutMs}ms`,
+        rise: v.health.rise,
+        fall: v.health.fall,
+      },
+    })),
+    ...(c.l7 !== undefined ? { l7: c.l7 } : {}),
+  };
+}

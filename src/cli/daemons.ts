@@ -1,0 +1,61 @@
+/** `sluice agent` and `sluice l7`: the long-running processes. */
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import { runAgent } from '../agent/daemon.js';
+import { cleanupDataplane } from '../dataplane/open.js';
+import { DEFAULT_SOCKET } from './client.js';
+import { intArg } from './main.js';
+
+export const DEFAULT_STATE_DIR = '/var/lib/sluice';
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
+
+type AgentOpts = {
+  config?: string; interface?: string; dataplane?: 'auto' | 'xdp' | 'ipvs'; xdpMode?: 'native' | 'generic';
+  stateDir: string; socket: string; metrics?: string; pinDir: string; cleanup?: boolean; logLevel: string;
+};
+
+export function agentCommand(): Command {
+  return new Command('agent')
+    .description('run the agent: owns the data plane, serves the API on --socket')
+    .option('--config <file>', 'config file (YAML/JSON); authoritative at start and on SIGHUP')
+    .option('--interface <if>', 'interface the XDP program attaches to')
+    .addOption(new Option('--dataplane <kind>', 'auto: XDP, or IPVS where XDP cannot attach').choices(['auto', 'xdp', 'ipvs']))
+    .addOption(new Option('--xdp-mode <mode>', 'XDP attach mode').choices(['native', 'generic']))
+    .option('--state-dir <dir>', 'where the desired state is kept', DEFAULT_STATE_DIR)
+    .option('--socket <path>', 'API socket (mode 0600)', DEFAULT_SOCKET)
+    .option('--metrics <host:port>', 'serve Prometheus metrics')
+    .option('--pin-dir <dir>', 'bpffs directory for pinned program, maps and link', DEFAULT_PIN_DIR)
+    .option('--cleanup', 'detach and unpin the XDP program, remove sluice\'s IPVS services, and exit')
+    .addOption(new Option('--log-level <level>', 'pino log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
+    .action(async (o: AgentOpts) => {
+      const logger = pino({ name: 'sluice-agent', level: o.logLevel });
+      if (o.cleanup) {
+        const done = await cleanupDataplane({ pinDir: o.pinDir, stateDir: o.stateDir, logger });
+        process.stdout.write(`ok: ${done.join('; ') || 'nothing to clean up'}\n`);
+        return;
+      }
+      const running = await runAgent({ ...o, logger });
+      await new Promise<void>((resolve) => {
+        const onSignal = (sig: NodeJS.Signals) => {
+          logger.info({ signal: sig }, 'stopping; the data plane keeps forwarding');
+          running.stop(true).then(resolve, (e) => { logger.error({ err: e }, 'stop failed'); resolve(); });
+        };
+        process.once('SIGTERM', onSignal);
+        process.once('SIGINT', onSignal);
+      });
+      // Timers of closed health probes or sockets must not keep a stopped agent around.
+      process.exit(0);
+    });
+}
+
+export function l7Command(): Command {
+  return new Command('l7')
+    .description('run the L7 HTTP proxy worker pool (config: the l7 section)')
+    .requiredOption('--config <file>', 'config file (YAML/JSON) with an l7 section')
+    .option('--workers <n>', 'worker processes (default: one per core)', intArg(1, 256))
+    .action(async (o: { config: string; workers?: number }) => {
+      const { runL7 } = await import('../l7/index.js');
+      const handle = await runL7({ configPath: o.config, ...(o.workers ? { workers: o.workers } : {}) });
+      await handle.done;
+    });
+}

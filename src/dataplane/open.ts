@@ -1,0 +1,62 @@
+/**
+ * Choose and open the data plane: XDP when asked or when it attaches, IPVS when asked or when
+ * `auto` finds that XDP cannot attach. The reason is kept for `sluice status`.
+ */
+import type { Logger } from 'pino';
+import { SluiceError, type Dataplane, type DataplaneSpec } from '../model/index.js';
+import { XdpDataplane } from './xdp/index.js';
+import { IpvsDataplane, ipvsAvailable } from './ipvs/index.js';
+
+export interface OpenedDataplane {
+  dataplane: Dataplane;
+  kind: 'xdp' | 'ipvs';
+  reason: string;
+  interface?: string;
+  programId?: number;
+  attachMode?: string;
+}
+
+export interface OpenOptions {
+  spec: DataplaneSpec;
+  pinDir: string;
+  stateDir: string;
+  logger: Logger;
+}
+
+export async function openDataplane(o: OpenOptions): Promise<OpenedDataplane> {
+  const { spec, logger } = o;
+  if (spec.kind === 'ipvs') return openIpvs(o, '--dataplane ipvs was asked for');
+  if (!spec.interface) {
+    if (spec.kind === 'xdp') throw new SluiceError('EINVAL', 'the XDP data plane needs --interface (or dataplane.interface in the config)');
+    return openIpvs(o, 'auto: no interface given for XDP');
+  }
+  try {
+    const dp = await XdpDataplane.open({ spec, interface: spec.interface, pinDir: o.pinDir, logger });
+    return {
+      dataplane: dp, kind: 'xdp', interface: spec.interface, programId: dp.programId, attachMode: spec.xdpMode,
+      reason: spec.kind === 'xdp' ? '--dataplane xdp was asked for' : `auto: XDP attached to ${spec.interface}`,
+    };
+  } catch (e) {
+    if (spec.kind === 'xdp') throw e;
+    logger.warn({ err: e }, 'XDP could not be used; falling back to IPVS');
+    return openIpvs(o, `auto: XDP failed on ${spec.interface} (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+async function openIpvs(o: OpenOptions, reason: string): Promise<OpenedDataplane> {
+  const probe = await ipvsAvailable();
+  if (!probe.ok) throw new SluiceError('ENODATAPLANE', `${reason}, but IPVS is not available either: ${probe.reason}`);
+  const dp = await IpvsDataplane.open({ stateDir: o.stateDir, logger: o.logger });
+  return { dataplane: dp, kind: 'ipvs', reason, ...(o.spec.interface ? { interface: o.spec.interface } : {}) };
+}
+
+/** `sluice agent --cleanup`: detach and unpin XDP, remove the IPVS services sluice made. */
+export async function cleanupDataplane(o: { pinDir: string; stateDir: string; logger: Logger }): Promise<string[]> {
+  const done: string[] = [];
+  if (await XdpDataplane.cleanup(o.pinDir)) done.push(`XDP detached and ${o.pinDir} unpinned`);
+  if ((await ipvsAvailable()).ok) {
+    const n = await IpvsDataplane.cleanup({ stateDir: o.stateDir, logger: o.logger });
+    if (n) done.push(`${n} IPVS services removed`);
+  }
+  return done;
+}
