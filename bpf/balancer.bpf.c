@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0
+/* sluice's L4 balancer: an XDP Maglev forwarder (DESIGN §4).
+ *
+ *   parse -> VIP lookup {addr, port, proto} (port-0 fallback) -> flow table (LRU) -> on a miss
+ *   (or when the flow's real is down/removed) the VIP's Maglev ring -> forward by mode:
+ *   dsr (MAC rewrite, XDP_TX / devmap redirect), ipip (encapsulation), nat (rewrite; replies
+ *   from reals rewritten back through nat_back).
+ *
+ * The LRU-hit fast path does: one VIP lookup, one flow lookup, one real lookup, two per-CPU
+ * counter updates, and no other map writes. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "structs.h"
+#include "maps.h"
+#include "parse.h"
+#include "hash.h"
+#include "csum.h"
+#include "nat.h"
+#include "encap.h"
+
+static __always_inline void count(__u32 counter) {
+  __u32 idx = STATS_GLOBAL_BASE + counter;
+  struct stat *s = bpf_map_lookup_elem(&stats, &idx);
+  if (s) s->packets++;
+}
+
+static __always_inline int pass(__u32 counter) {
+  count(counter);
+  return XDP_PASS;
+}
+
+static __always_inline int drop(__u32 counter) {
+  count(counter);
+  return XDP_DROP;
+}
+
+static __always_inline void account(__u32 idx, __u64 bytes, __u32 new_flow) {
+  struct stat *s = bpf_map_lookup_elem(&stats, &idx);
+  if (s) {
+    s->packets++;
+    s->bytes += bytes;
+    s->new_flows += new_flow;
+  }
+}
+
+static __always_inline int transmit(const struct real_def *r) {
+  if (r->tx_port) return bpf_redirect_map(&tx_ports, r->tx_port, 0);
+  return XDP_TX;
+}
+
+static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst) {
+  __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+  __builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
+}
+
+/* A reply from a NAT real (src real:port, dst client): back to the VIP, to the client's hop. */
+static __always_inline int nat_reply(struct packet *p, struct ethhdr *eth, void *data_end) {
+  struct nat_key nk = {};
+  __builtin_memcpy(nk.real, p->flow.src, 16);
+  __builtin_memcpy(nk.client, p->flow.dst, 16);
+  nk.real_port = p->flow.sport;
+  nk.client_port = p->flow.dport;
+  nk.proto = p->flow.proto;
+  struct nat_val *nv = bpf_map_lookup_elem(&nat_back, &nk);
+  if (!nv) return pass(G_PASS_NOT_VIP);
+  nat_rewrite(p, data_end, nv->vip, nv->vip_port, 0);
+  set_macs(eth, nv->client_mac);
+  count(G_NAT_REPLY);
+  return XDP_TX;
+}
+
+/* A later IPv4 fragment: it follows its first fragment's real, if that one passed here. */
+static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, void *data_end, struct xdp_md *ctx) {
+  struct frag_key fk = { .src = p->flow.src[0], .dst = p->flow.dst[0], .id = p->ip_id, .proto = p->flow.proto };
+  struct frag_val *fv = bpf_map_lookup_elem(&frags, &fk);
+  if (!fv) return pass(G_PASS_FRAG);
+  __u32 ri = fv->real;
+  struct real_def *r = bpf_map_lookup_elem(&reals, &ri);
+  if (!r || r->gen != fv->gen || (r->flags & REAL_F_DOWN)) return pass(G_PASS_FRAG);
+  __u64 bytes = data_end - (void *)eth;
+  account(fv->vip, bytes, 0);
+  account(STATS_REAL_BASE + ri, bytes, 0);
+  count(G_FRAG_FWD);
+  if (r->flags & REAL_F_IPV6) return drop(G_DROP_FAMILY);
+  __u32 mode = fv->vip >> 16;
+  if (mode == MODE_IPIP) {
+    __u32 k0 = 0;
+    struct config *cfg = bpf_map_lookup_elem(&config, &k0);
+    if (!cfg || encap(ctx, p, r, cfg)) return drop(G_DROP_ENCAP);
+    return transmit(r);
+  }
+  if (mode == MODE_NAT) nat_rewrite(p, data_end, r->addr, 0, 1);
+  set_macs(eth, r->mac);
+  return transmit(r);
+}
+
+SEC("xdp")
+int balancer(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  struct packet p = {};
+  int rc;
+
+  if ((void *)(eth + 1) > data_end) return pass(G_PASS_MALFORMED);
+  __be16 proto = eth->h_proto;
+  void *l3 = eth + 1;
+  p.l3_off = sizeof(struct ethhdr);
+  if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+    struct vlan_hdr *vh = l3;
+    if ((void *)(vh + 1) > data_end) return pass(G_PASS_MALFORMED);
+    proto = vh->proto;
+    l3 = vh + 1;
+    p.l3_off += sizeof(struct vlan_hdr);
+  }
+  if (proto == bpf_htons(ETH_P_IP)) rc = parse_ipv4(&p, l3, data_end);
+  else if (proto == bpf_htons(ETH_P_IPV6)) rc = parse_ipv6(&p, l3, data_end);
+  else return pass(G_PASS_NOT_IP);
+  if (rc != PARSE_OK) return pass(rc);
+
+  if (p.frag == 2) return later_fragment(&p, eth, data_end, ctx);
+
+  /* The VIP: exact port, then the port-0 wildcard if some VIP has one. */
+  struct vip_key vk = {};
+  __builtin_memcpy(vk.addr, p.flow.dst, 16);
+  vk.port = p.flow.dport;
+  vk.proto = p.flow.proto;
+  struct vip_meta *vip = bpf_map_lookup_elem(&vips, &vk);
+  if (!vip) {
+    __u32 k0 = 0;
+    struct config *cfg = bpf_map_lookup_elem(&config, &k0);
+    if (!cfg) return pass(G_PASS_NOT_VIP);
+    if (cfg->flags & CFG_F_WILDCARD) {
+      vk.port = 0;
+      vip = bpf_map_lookup_elem(&vips, &vk);
+    }
+    if (!vip) {
+      if ((cfg->flags & CFG_F_NAT) && !p.icmp) return nat_reply(&p, eth, data_end);
+      return pass(G_PASS_NOT_VIP);
+    }
+  }
+  __u32 vip_id = vip->id;
+  if (vip_id >= MAX_VIPS) return drop(G_DROP_NO_REAL);
+  __u8 mode = vip->mode;
+  if (p.icmp && mode == MODE_NAT) return pass(G_PASS_NOT_VIP); /* see docs/xdp.md */
+
+  /* The flow: src-ip VIPs keep one entry per client (ports zero in the key). */
+  __be16 sport = p.flow.sport, dport = p.flow.dport;
+  if (vip->flags & VIP_F_SRC_IP_HASH) {
+    p.flow.sport = 0;
+    p.flow.dport = 0;
+  }
+  struct real_def *r;
+  __u32 ri;
+  __u32 new_flow = 0;
+  struct flow_val *fv = bpf_map_lookup_elem(&flows, &p.flow);
+  if (fv) {
+    ri = fv->real;
+    r = bpf_map_lookup_elem(&reals, &ri);
+    if (r && r->gen == fv->gen && !(r->flags & REAL_F_DOWN)) goto forward;
+    count(G_FLOW_RECHOSEN);
+  }
+  {
+    __u32 ports = ((__u32)p.flow.sport << 16) | p.flow.dport;
+    __u32 h = flow_hash(p.flow.src, p.v6, ports);
+    __u32 slot = vip_id * RING_SIZE + h % RING_SIZE;
+    __u32 *rp = bpf_map_lookup_elem(&rings, &slot);
+    if (!rp || *rp >= MAX_REALS) return drop(G_DROP_NO_REAL);
+    ri = *rp;
+    r = bpf_map_lookup_elem(&reals, &ri);
+    if (!r) return drop(G_DROP_NO_REAL);
+    count(G_LRU_MISS);
+    new_flow = 1;
+    if (!p.icmp) {
+      struct flow_val nv = { .real = ri, .gen = r->gen };
+      bpf_map_update_elem(&flows, &p.flow, &nv, BPF_ANY);
+    }
+  }
+forward:
+  {
+    __u64 bytes = data_end - data;
+    account(vip_id, bytes, new_flow);
+    account(STATS_REAL_BASE + ri, bytes, new_flow);
+  }
+  if (p.icmp) count(G_ICMP_FWD);
+  if (p.frag == 1) {
+    struct frag_key fk = { .src = p.flow.src[0], .dst = p.flow.dst[0], .id = p.ip_id, .proto = p.flow.proto };
+    struct frag_val fval = { .real = ri, .gen = r->gen, .vip = vip_id | ((__u32)mode << 16) };
+    bpf_map_update_elem(&frags, &fk, &fval, BPF_ANY);
+  }
+
+  if (mode == MODE_IPIP) {
+    __u32 k0 = 0;
+    struct config *cfg = bpf_map_lookup_elem(&config, &k0);
+    p.flow.sport = sport;
+    if (!cfg || encap(ctx, &p, r, cfg)) return drop(G_DROP_ENCAP);
+    return transmit(r);
+  }
+  if (!(r->flags & REAL_F_IPV6) != !p.v6) return drop(G_DROP_FAMILY);
+  if (mode == MODE_NAT) {
+    if (new_flow) {
+      struct nat_key nk = {};
+      __builtin_memcpy(nk.real, r->addr, 16);
+      __builtin_memcpy(nk.client, p.flow.src, 16);
+      nk.real_port = r->port ? r->port : dport;
+      nk.client_port = sport;
+      nk.proto = p.flow.proto;
+      struct nat_val nv = { .vip_port = dport };
+      __builtin_memcpy(nv.vip, p.flow.dst, 16);
+      __builtin_memcpy(nv.client_mac, eth->h_source, ETH_ALEN);
+      bpf_map_update_elem(&nat_back, &nk, &nv, BPF_ANY);
+    }
+    nat_rewrite(&p, data_end, r->addr, r->port, 1);
+  }
+  set_macs(eth, r->mac);
+  return transmit(r);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,78 @@
+/* Compile-time limits and constants of the balancer. The loader (src/dataplane/xdp) sets the
+ * limits with -D; the defaults here are what `npm run build:bpf` compiles with. */
+#ifndef SLUICE_CONSTS_H
+#define SLUICE_CONSTS_H
+
+#ifndef MAX_VIPS
+#define MAX_VIPS 64
+#endif
+#ifndef MAX_REALS /* (VIP, real) pairs: each real of each VIP has its own slot */
+#define MAX_REALS 4096
+#endif
+#ifndef RING_SIZE /* Maglev table size per VIP, a prime */
+#define RING_SIZE 65537
+#endif
+#ifndef FLOW_TABLE_SIZE
+#define FLOW_TABLE_SIZE 1000000
+#endif
+#ifndef NAT_TABLE_SIZE
+#define NAT_TABLE_SIZE FLOW_TABLE_SIZE
+#endif
+#ifndef FRAG_TABLE_SIZE
+#define FRAG_TABLE_SIZE 8192
+#endif
+#ifndef MAX_TX_PORTS
+#define MAX_TX_PORTS 64
+#endif
+
+/* vip_meta.mode */
+#define MODE_DSR 0
+#define MODE_IPIP 1
+#define MODE_NAT 2
+
+/* vip_meta.flags */
+#define VIP_F_SRC_IP_HASH (1 << 0)
+
+/* real_def.flags */
+#define REAL_F_DOWN (1 << 0) /* out of the ring and its flows move (also: slot freed) */
+#define REAL_F_IPV6 (1 << 1)
+
+/* config.flags */
+#define CFG_F_NAT (1 << 0)      /* some VIP is in NAT mode: look replies up in nat_back */
+#define CFG_F_WILDCARD (1 << 1) /* some VIP has port 0: a second lookup on a miss */
+
+/* A ring slot with no real. */
+#define NO_REAL 0xFFFFFFFFu
+
+/* Jenkins hash seed: fixed so that every balancer hashes a flow the same way. */
+#define HASH_SEED 0x5151c0deu
+
+/* The stats array: [0, MAX_VIPS) per VIP, [MAX_VIPS, MAX_VIPS + MAX_REALS) per real slot,
+ * then one entry per global counter below (packets field only). */
+#define STATS_REAL_BASE MAX_VIPS
+#define STATS_GLOBAL_BASE (MAX_VIPS + MAX_REALS)
+enum global_counter {
+  G_PASS_NOT_IP = 0,    /* not IPv4/IPv6 (ARP, ...) */
+  G_PASS_NOT_VIP,       /* IP but not for a VIP (nor a NAT reply) */
+  G_PASS_MALFORMED,     /* truncated or unparsable headers: not ours to judge */
+  G_PASS_UNKNOWN_PROTO, /* not TCP/UDP/ICMP, or IPv6 extension headers */
+  G_DROP_NO_REAL,       /* the VIP's ring has no real */
+  G_PASS_FRAG,          /* a later fragment whose first fragment was not seen */
+  G_DROP_FAMILY,        /* dsr/nat between IPv4 and IPv6 */
+  G_DROP_ENCAP,         /* bpf_xdp_adjust_head failed */
+  G_LRU_MISS,           /* new flows (ring lookups) */
+  G_FLOW_RECHOSEN,      /* flows whose real was down or removed, moved */
+  G_ICMP_FWD,           /* ICMP errors quoting a VIP flow, sent to the flow's real */
+  G_NAT_REPLY,          /* NAT replies rewritten back to the VIP */
+  G_FRAG_FWD,           /* non-first fragments following their first fragment */
+  G_COUNT
+};
+#define STATS_SIZE (STATS_GLOBAL_BASE + G_COUNT)
+
+#define IPV4_HDR_LEN 20
+#define IPV6_HDR_LEN 40
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define ENCAP_TTL 64
+
+#endif

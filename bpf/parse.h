@@ -1,0 +1,174 @@
+/* Header parsing: Ethernet (+ one 802.1Q/802.1ad tag), IPv4 (any IHL, fragments), IPv6,
+ * TCP/UDP ports, and the packet an ICMP "fragmentation needed" / ICMPv6 "packet too big"
+ * quotes. Every access is bounds-checked; anything unexpected returns a pass reason. */
+#ifndef SLUICE_PARSE_H
+#define SLUICE_PARSE_H
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/icmpv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "structs.h"
+
+struct vlan_hdr {
+  __be16 tci;
+  __be16 proto;
+};
+
+/* linux/icmp.h pulls in libc socket headers: the few bits needed, here. */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+struct icmphdr {
+  __u8 type;
+  __u8 code;
+  __sum16 checksum;
+  __be32 rest;
+};
+
+struct ports {
+  __be16 src;
+  __be16 dst;
+};
+
+/* What the program knows about a packet after parsing. */
+struct packet {
+  struct flow_key flow; /* as the client sent it (for ICMP: the quoted flow, reversed) */
+  void *l3;             /* the (outer) IP header */
+  void *l4;             /* TCP/UDP header (NULL for ICMP errors and later fragments) */
+  __u32 ip_len;         /* bytes of the IP packet per its header */
+  __be16 ip_id;
+  __u8 l3_off;          /* 14, or 18 with a VLAN tag */
+  __u8 v6;
+  __u8 icmp;            /* the flow comes from an ICMP error's quote */
+  __u8 frag;            /* 0: none, 1: first fragment (MF), 2: a later fragment */
+  __u8 tos;
+};
+
+#define PARSE_OK -1
+
+/* L4 header length we need to see: enough to rewrite ports and the checksum (NAT). */
+static __always_inline int l4_min_len(__u8 proto) {
+  return proto == IPPROTO_TCP ? (int)sizeof(struct tcphdr) : (int)sizeof(struct udphdr);
+}
+
+/* The flow an ICMP error quotes: the quote is a packet the VIP sent (src VIP, dst client), so
+ * the flow is its reverse. Only the first 8 bytes of the quoted L4 header are guaranteed. */
+static __always_inline int parse_quote4(struct packet *p, void *q, void *data_end) {
+  struct iphdr *iph = q;
+  if ((void *)(iph + 1) > data_end) return G_PASS_MALFORMED;
+  if (iph->version != 4 || iph->ihl < 5) return G_PASS_MALFORMED;
+  if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP) return G_PASS_UNKNOWN_PROTO;
+  struct ports *pt = (void *)iph + iph->ihl * 4;
+  if ((void *)(pt + 1) > data_end) return G_PASS_MALFORMED;
+  p->flow.src[0] = iph->daddr;
+  p->flow.dst[0] = iph->saddr;
+  p->flow.sport = pt->dst;
+  p->flow.dport = pt->src;
+  p->flow.proto = iph->protocol;
+  p->icmp = 1;
+  return PARSE_OK;
+}
+
+static __always_inline int parse_quote6(struct packet *p, void *q, void *data_end) {
+  struct ipv6hdr *ip6 = q;
+  if ((void *)(ip6 + 1) > data_end) return G_PASS_MALFORMED;
+  if (ip6->version != 6) return G_PASS_MALFORMED;
+  if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP) return G_PASS_UNKNOWN_PROTO;
+  struct ports *pt = (void *)(ip6 + 1);
+  if ((void *)(pt + 1) > data_end) return G_PASS_MALFORMED;
+  __builtin_memcpy(p->flow.src, &ip6->daddr, 16);
+  __builtin_memcpy(p->flow.dst, &ip6->saddr, 16);
+  p->flow.sport = pt->dst;
+  p->flow.dport = pt->src;
+  p->flow.proto = ip6->nexthdr;
+  p->icmp = 1;
+  return PARSE_OK;
+}
+
+static __always_inline int parse_ipv4(struct packet *p, void *l3, void *data_end) {
+  struct iphdr *iph = l3;
+  if ((void *)(iph + 1) > data_end) return G_PASS_MALFORMED;
+  if (iph->version != 4 || iph->ihl < 5) return G_PASS_MALFORMED;
+  __u32 hlen = iph->ihl * 4;
+  __u32 tot = bpf_ntohs(iph->tot_len);
+  if (tot < hlen || tot > (__u32)(data_end - l3)) return G_PASS_MALFORMED;
+  void *l4 = l3 + hlen;
+  p->l3 = l3;
+  p->ip_len = tot;
+  p->ip_id = iph->id;
+  p->tos = iph->tos;
+  p->flow.proto = iph->protocol;
+  p->flow.src[0] = iph->saddr;
+  p->flow.dst[0] = iph->daddr;
+  __u16 frag = bpf_ntohs(iph->frag_off);
+  if (frag & IP_OFFSET) {
+    if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP) return G_PASS_UNKNOWN_PROTO;
+    p->frag = 2;
+    return PARSE_OK;
+  }
+  if (frag & IP_MF) p->frag = 1;
+  if (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) {
+    struct ports *pt = l4;
+    if ((void *)(pt + 1) > data_end) return G_PASS_MALFORMED;
+    if (iph->protocol == IPPROTO_TCP) {
+      if (l4 + sizeof(struct tcphdr) > data_end) return G_PASS_MALFORMED;
+    } else {
+      if (l4 + sizeof(struct udphdr) > data_end) return G_PASS_MALFORMED;
+    }
+    p->l4 = l4;
+    p->flow.sport = pt->src;
+    p->flow.dport = pt->dst;
+    return PARSE_OK;
+  }
+  if (iph->protocol == IPPROTO_ICMP && !p->frag) {
+    struct icmphdr *ic = l4;
+    if ((void *)(ic + 1) > data_end) return G_PASS_MALFORMED;
+    if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED) return G_PASS_NOT_VIP;
+    return parse_quote4(p, (void *)(ic + 1), data_end);
+  }
+  return G_PASS_UNKNOWN_PROTO;
+}
+
+static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data_end) {
+  struct ipv6hdr *ip6 = l3;
+  if ((void *)(ip6 + 1) > data_end) return G_PASS_MALFORMED;
+  if (ip6->version != 6) return G_PASS_MALFORMED;
+  __u32 tot = bpf_ntohs(ip6->payload_len) + IPV6_HDR_LEN;
+  if (tot > (__u32)(data_end - l3)) return G_PASS_MALFORMED;
+  void *l4 = (void *)(ip6 + 1);
+  p->v6 = 1;
+  p->l3 = l3;
+  p->ip_len = tot;
+  p->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+  p->flow.proto = ip6->nexthdr;
+  __builtin_memcpy(p->flow.src, &ip6->saddr, 16);
+  __builtin_memcpy(p->flow.dst, &ip6->daddr, 16);
+  if (ip6->nexthdr == IPPROTO_TCP || ip6->nexthdr == IPPROTO_UDP) {
+    struct ports *pt = l4;
+    if ((void *)(pt + 1) > data_end) return G_PASS_MALFORMED;
+    if (ip6->nexthdr == IPPROTO_TCP) {
+      if (l4 + sizeof(struct tcphdr) > data_end) return G_PASS_MALFORMED;
+    } else {
+      if (l4 + sizeof(struct udphdr) > data_end) return G_PASS_MALFORMED;
+    }
+    p->l4 = l4;
+    p->flow.sport = pt->src;
+    p->flow.dport = pt->dst;
+    return PARSE_OK;
+  }
+  if (ip6->nexthdr == IPPROTO_ICMPV6) {
+    struct icmp6hdr *ic = l4;
+    if ((void *)(ic + 1) > data_end) return G_PASS_MALFORMED;
+    if (ic->icmp6_type != ICMPV6_PKT_TOOBIG) return G_PASS_NOT_VIP;
+    return parse_quote6(p, (void *)(ic + 1), data_end);
+  }
+  /* Extension headers (fragments included) and other protocols: not ours. */
+  return G_PASS_UNKNOWN_PROTO;
+}
+
+#endif

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Reference programs for tests and benches:
+ *   xdp_pass  - passes everything (veth peers need an XDP program to receive XDP_TX frames);
+ *   xdp_swap  - swaps the MACs and sends the frame back (XDP_TX): the floor for any XDP
+ *               forwarder, measured beside the balancer in bench/xdp.bench.ts;
+ *   xdp_fwd   - rewrites the destination MAC of IPv4 frames for fwd_dst to fwd_mac and sends them back
+ *               out (XDP_TX): the "trivial XDP forwarder" of bench/xdp-conn.bench.ts. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+SEC("xdp")
+int xdp_pass(struct xdp_md *ctx) {
+  return XDP_PASS;
+}
+
+SEC("xdp")
+int xdp_swap(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  if ((void *)(eth + 1) > data_end) return XDP_PASS;
+  __u8 tmp[ETH_ALEN];
+  __builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
+  __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+  __builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
+  return XDP_TX;
+}
+
+/* fwd: u32 0 -> the real's MAC (8 bytes, the last two unused); all-zero = pass. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} fwd_mac SEC(".maps");
+
+/* fwd_dst: u32 0 -> the IPv4 destination forwarded (network order); other packets pass. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} fwd_dst SEC(".maps");
+
+SEC("xdp")
+int xdp_fwd(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  if ((void *)(eth + 1) + 20 > data_end) return XDP_PASS;
+  if (eth->h_proto != bpf_htons(ETH_P_IP)) return XDP_PASS;
+  __u32 k = 0;
+  __u32 *dst = bpf_map_lookup_elem(&fwd_dst, &k);
+  __u8 *mac = bpf_map_lookup_elem(&fwd_mac, &k);
+  if (!dst || !mac) return XDP_PASS;
+  __u32 daddr = *(__u32 *)((void *)(eth + 1) + 16);
+  if (daddr != *dst) return XDP_PASS;
+  __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+  __builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+  return XDP_TX;
+}
+
+char LICENSE[] SEC("license") = "GPL";

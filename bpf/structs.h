@@ -1,0 +1,100 @@
+/* Map keys and values. src/dataplane/xdp/structs.ts mirrors each struct field by field:
+ * change both together. Addresses are network order; IPv4 uses addr[0], the rest is zero. */
+#ifndef SLUICE_STRUCTS_H
+#define SLUICE_STRUCTS_H
+#include <linux/types.h>
+
+/* vips key (20 bytes) */
+struct vip_key {
+  __be32 addr[4];
+  __be16 port; /* 0 = every port */
+  __u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+  __u8 _pad;
+};
+
+/* vips value (8 bytes) */
+struct vip_meta {
+  __u32 id;   /* 0..MAX_VIPS-1: the VIP's ring (rings[id * RING_SIZE ...]) and stats slot */
+  __u8 mode;  /* MODE_* */
+  __u8 flags; /* VIP_F_* */
+  __u16 _pad;
+};
+
+/* reals value (32 bytes), indexed by real slot 0..MAX_REALS-1 */
+struct real_def {
+  __be32 addr[4];
+  __u8 mac[6];     /* dsr/nat: next hop (the real's MAC) */
+  __be16 port;     /* nat: the real's port (0 = keep the VIP's) */
+  __u32 gen;       /* bumped when the slot is reused: flows of the previous owner move */
+  __u8 flags;      /* REAL_F_* */
+  __u8 tx_port;    /* 0: XDP_TX; else XDP_REDIRECT via tx_ports[tx_port] */
+  __u16 _pad;
+};
+
+/* flows key (40 bytes): the client's 5-tuple (ports 0 for src-ip hashing) */
+struct flow_key {
+  __be32 src[4];
+  __be32 dst[4];
+  __be16 sport;
+  __be16 dport;
+  __u8 proto;
+  __u8 _pad[3];
+};
+
+/* flows value (8 bytes) */
+struct flow_val {
+  __u32 real; /* real slot */
+  __u32 gen;  /* real_def.gen when chosen */
+};
+
+/* nat_back key (40 bytes): a reply as the real sends it */
+struct nat_key {
+  __be32 real[4];
+  __be32 client[4];
+  __be16 real_port;
+  __be16 client_port;
+  __u8 proto;
+  __u8 _pad[3];
+};
+
+/* nat_back value (24 bytes) */
+struct nat_val {
+  __be32 vip[4];
+  __be16 vip_port;
+  __u8 client_mac[6]; /* the hop the client's packets came from: replies go back to it */
+};
+
+/* frags key (12 bytes): IPv4 fragments of one datagram */
+struct frag_key {
+  __be32 src;
+  __be32 dst;
+  __be16 id;
+  __u8 proto;
+  __u8 _pad;
+};
+
+/* frags value: same as flows (real slot + gen) plus the VIP id */
+struct frag_val {
+  __u32 real;
+  __u32 gen;
+  __u32 vip;
+};
+
+/* stats value (24 bytes; per CPU) */
+struct stat {
+  __u64 packets;
+  __u64 bytes;
+  __u64 new_flows;
+};
+
+/* config value (40 bytes), a single entry at key 0 */
+struct config {
+  __u8 gw_mac[6];     /* ipip: next hop of encapsulated packets */
+  __u8 flags;         /* CFG_F_* */
+  __u8 _pad;
+  __be32 encap_src4;  /* ipip: outer IPv4 source base; low 16 bits vary per flow */
+  __be32 encap_src6[4]; /* ip6ip6: outer IPv6 source base; low 32 bits vary per flow */
+  __u32 _pad2[3];
+};
+
+#endif
