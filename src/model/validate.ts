@@ -209,6 +209,8 @@ export function validateConfig(doc: unknown): Config {
       vips.push(vip);
     });
   }
+  const total = vips.reduce((n, v) => n + v.reals.length, 0);
+  if (total > dataplane.maxReals) c.fail('vips', `have ${total} reals in all, over the limit of ${dataplane.maxReals} (dataplane.maxReals)`);
   if (c.issues.length) throw new ValidationError(c.issues);
   const config: Config = { dataplane, vips };
   if (o.l7 !== undefined) config.l7 = o.l7;

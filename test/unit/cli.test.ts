@@ -1,0 +1,210 @@
+/**
+ * The CLI and the agent API, end to end through the unix socket, with an in-memory data plane
+ * (the same commands drive real XDP in test/e2e). Bad input must give one clear line, the
+ * right exit code, and change nothing.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'node:http';
+import type { Server } from 'node:http';
+import pino from 'pino';
+import { Agent } from '../../src/agent/agent.js';
+import { serveApi } from '../../src/agent/api.js';
+import { StateStore } from '../../src/agent/store.js';
+import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
+import { MemoryDataplane } from '../support/memory-dataplane.js';
+import { sluice } from '../support/cli.js';
+
+let dir: string, socket: string, agent: Agent, server: Server, dp: MemoryDataplane;
+const S = () => ['--socket', socket];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
+  socket = join(dir, 'agent.sock');
+  dp = new MemoryDataplane();
+  const store = new StateStore(join(dir, 'state'));
+  agent = await Agent.start({
+    store, dataplane: dp, logger: pino({ level: 'silent' }),
+    initial: { dataplane: { ...DEFAULT_DATAPLANE, maxVips: 4, maxReals: 3 }, vips: [] },
+    info: { kind: 'xdp', reason: 'test' },
+  });
+  server = await serveApi(agent, socket, pino({ level: 'silent' }));
+});
+after(async () => {
+  server.close();
+  await agent.close(false);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const stateFile = () => readFileSync(join(dir, 'state', 'state.json'), 'utf8');
+
+/** Run a command that must be refused; assert the code, the message, and that nothing changed. */
+async function refused(args: string[], code: 1 | 2, message: RegExp): Promise<void> {
+  const before = stateFile();
+  const table = JSON.stringify(dp.table);
+  const r = await sluice([...args, ...S()]);
+  assert.equal(r.code, code, `exit code for ${args.join(' ')}: ${r.stderr}`);
+  assert.match(r.stderr, message);
+  assert.equal(r.stderr.trim().split('\n')[0].startsWith('sluice: '), true, r.stderr);
+  assert.equal(stateFile(), before, 'state file unchanged');
+  assert.equal(JSON.stringify(dp.table), table, 'data plane unchanged');
+}
+
+test('the API socket is created mode 0600', () => {
+  assert.equal(statSync(socket).mode & 0o777, 0o600);
+});
+
+test('vip add, real add and the lists show what was added, persisted before "ok"', async () => {
+  let r = await sluice(['vip', 'add', '10.99.100.1:80/tcp', '--health', 'tcp', ...S()]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ok: added VIP 10.99.100.1:80\/tcp/);
+  assert.match(stateFile(), /"10.99.100.1"/);
+  r = await sluice(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.11', '--weight', '2', ...S()]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await sluice(['real', 'list', '10.99.100.1:80/tcp', '--json', ...S()]);
+  const reals = JSON.parse(r.stdout);
+  assert.deepEqual(reals.map((x: any) => [x.key, x.weight]), [['10.99.0.11', 2]]);
+  assert.equal(dp.table.services[0].reals[0].weight, 2);
+  r = await sluice(['vip', 'list', ...S()]);
+  assert.match(r.stdout, /^VIP\s+MODE/);
+  assert.match(r.stdout, /10\.99\.100\.1:80\/tcp\s+dsr\s+5tuple\s+tcp\s+1/);
+});
+
+test('IPv6 VIPs are written in brackets and listed canonically', async () => {
+  const r = await sluice(['vip', 'add', '[2001:DB8::1]:443/udp', '--mode', 'nat', ...S()]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /\[2001:db8::1\]:443\/udp/);
+  assert.equal((await sluice(['real', 'add', '[2001:db8::1]:443/udp', '[2001:db8::11]:8443', ...S()])).code, 0);
+  assert.equal(dp.table.services.find((s) => s.address === '2001:db8::1')!.reals[0].port, 8443);
+  assert.equal((await sluice(['vip', 'del', '[2001:db8::1]:443/udp', ...S()])).code, 0);
+});
+
+test('a malformed address is a usage error naming it', () => refused(['vip', 'add', '10.0.0.300:80/tcp'], 2, /"10.0.0.300" is not an IPv4 address/));
+test('a port out of range is a usage error', () => refused(['vip', 'add', '10.0.0.1:70000/tcp'], 2, /port "70000" must be an integer 0..65535/));
+test('an unknown mode is a usage error listing the modes', () => refused(['vip', 'add', '10.0.0.1:80/tcp', '--mode', 'turbo'], 2, /argument 'turbo' is invalid.*dsr, ipip, nat/s));
+test('an unknown protocol is a usage error', () => refused(['vip', 'add', '10.0.0.1:80/sctp'], 2, /protocol "sctp" must be tcp or udp/));
+test('a bad health check is a usage error', () => refused(['vip', 'add', '10.0.0.1:80/tcp', '--health', 'ping'], 2, /--health "ping" must be tcp, http:PATH/));
+test('a duplicate VIP is refused by the agent', () => refused(['vip', 'add', '10.99.100.1:80/tcp'], 1, /VIP 10.99.100.1:80\/tcp already exists/));
+test('a real for a VIP that does not exist is refused', () => refused(['real', 'add', '10.1.1.1:80/tcp', '10.99.0.11'], 1, /no VIP 10.1.1.1:80\/tcp/));
+test('a duplicate real is refused', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.11'], 1, /already has real 10.99.0.11/));
+test('a real with its own port outside nat mode is refused', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12:8080'], 1, /own port only in nat mode/));
+test('a weight out of range is a usage error', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--weight', '70000'], 2, /must be an integer 0..65535/));
+test('a malformed MAC is a usage error', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--mac', 'zz'], 2, /--mac "zz" is not a MAC/));
+test('real set without a change is a usage error', () => refused(['real', 'set', '10.99.100.1:80/tcp', '10.99.0.11'], 2, /needs --weight N, --drain or --undrain/));
+test('an unknown command is a usage error', () => refused(['frobnicate'], 2, /unknown command 'frobnicate'/));
+
+test('more reals than the compiled limit are refused naming the limit', async () => {
+  assert.equal((await sluice(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', ...S()])).code, 0);
+  assert.equal((await sluice(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.13', ...S()])).code, 0);
+  await refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.14'], 1, /at most 3 reals \(dataplane.maxReals\)/);
+  assert.equal((await sluice(['real', 'del', '10.99.100.1:80/tcp', '10.99.0.13', ...S()])).code, 0);
+});
+
+test('real set --drain keeps the real configured but out of new flows; --undrain restores it', async () => {
+  assert.equal((await sluice(['real', 'set', '10.99.100.1:80/tcp', '10.99.0.12', '--drain', ...S()])).code, 0);
+  assert.equal(dp.table.services[0].reals.find((r) => r.address === '10.99.0.12')!.state, 'drain');
+  assert.equal((await sluice(['real', 'set', '10.99.100.1:80/tcp', '10.99.0.12', '--undrain', '--weight', '3', ...S()])).code, 0);
+  const r = dp.table.services[0].reals.find((x) => x.address === '10.99.0.12')!;
+  assert.deepEqual([r.state, r.weight], ['up', 3]);
+});
+
+test('an invalid config file is refused naming the path, and changes nothing', async () => {
+  const f = join(dir, 'bad.yaml');
+  writeFileSync(f, 'vips:\n  - address: 10.99.100.9\n    port: 80\n    reals:\n      - { address: 10.99.0.11, weight: -1 }\n');
+  await refused(['apply', '-f', f], 1, /vips\[0\].reals\[0\].weight: must be an integer 0..65535/);
+});
+
+test('a config file with a YAML syntax error is refused with its line', async () => {
+  const f = join(dir, 'syntax.yaml');
+  writeFileSync(f, 'vips:\n  - address: [10.99.100.9\n');
+  await refused(['apply', '-f', f], 2, /syntax.yaml:\d+:\d+/);
+});
+
+test('a config that changes compiled limits is refused', async () => {
+  const f = join(dir, 'limits.yaml');
+  writeFileSync(f, 'dataplane: { maxReals: 9 }\nvips: []\n');
+  await refused(['apply', '-f', f], 1, /dataplane.maxReals: is 3 in the running agent; changing it needs an agent restart/);
+});
+
+test('apply -f makes the running state equal the file, whatever was there', async () => {
+  const f = join(dir, 'good.yaml');
+  writeFileSync(f, [
+    'vips:',
+    '  - { address: 10.99.100.2, port: 53, protocol: udp, mode: nat, reals: [ { address: 10.99.0.21, port: 5353 } ] }',
+    '  - { address: "2001:db8::2", port: 80, reals: [ { address: "2001:db8::21", weight: 5 } ] }',
+  ].join('\n'));
+  const r = await sluice(['apply', '-f', f, ...S()]);
+  assert.equal(r.code, 0, r.stderr);
+  const vips = JSON.parse((await sluice(['vip', 'list', '--json', ...S()])).stdout);
+  assert.deepEqual(vips.map((v: any) => v.key).sort(), ['10.99.100.2:53/udp', '[2001:db8::2]:80/tcp']);
+  assert.deepEqual(dp.table.services.map((s) => s.address).sort(), ['10.99.100.2', '2001:db8::2']);
+  // Applying the same file again changes nothing.
+  const syncs = dp.syncs;
+  const state = stateFile();
+  assert.equal((await sluice(['apply', '-f', f, ...S()])).code, 0);
+  assert.equal(stateFile(), state);
+  assert.equal(JSON.stringify(dp.table.services.map((s) => s.address).sort()), JSON.stringify(['10.99.100.2', '2001:db8::2']));
+  assert.ok(dp.syncs >= syncs);
+});
+
+test('status reports the data plane and counts', async () => {
+  const r = await sluice(['status', '--json', ...S()]);
+  const s = JSON.parse(r.stdout);
+  assert.equal(s.dataplane.kind, 'xdp');
+  assert.equal(s.vips, 2);
+  assert.equal(s.reals, 2);
+});
+
+test('stats prints a row per VIP and per real', async () => {
+  const r = await sluice(['stats', ...S()]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^VIP\s+REAL\s+PACKETS/);
+  assert.match(r.stdout, /10\.99\.0\.21:5353/);
+});
+
+test('a data plane that refuses a change rolls the state back and reports it', async () => {
+  const before = stateFile();
+  dp.failNext = new Error('map full');
+  const r = await sluice(['vip', 'add', '10.99.100.7:80/tcp', ...S()]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /the data plane refused the change: map full/);
+  assert.equal(stateFile(), before);
+});
+
+function raw(method: string, path: string, body: string): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
+      let t = '';
+      res.on('data', (d) => (t += d));
+      res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(t) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('the API re-validates what it receives: bad JSON and bad fields are 400 with issues', async () => {
+  const before = stateFile();
+  let r = await raw('POST', '/v1/vips', '{"address":');
+  assert.equal(r.status, 400);
+  assert.match(r.json.error.message, /not valid JSON/);
+  r = await raw('POST', '/v1/vips', JSON.stringify({ address: '10.0.0.1', port: 99999, protocol: 'tcp' }));
+  assert.equal(r.status, 400);
+  assert.deepEqual(r.json.error.issues, [{ path: 'vip.port', message: 'must be an integer 0..65535' }]);
+  r = await raw('PATCH', `/v1/vips/${encodeURIComponent('10.99.100.2:53/udp')}/reals/${encodeURIComponent('10.99.0.21:5353')}`, JSON.stringify({ weight: 'heavy' }));
+  assert.equal(r.status, 400);
+  r = await raw('DELETE', '/v1/vips/not-a-vip', '');
+  assert.equal(r.status, 400);
+  r = await raw('PUT', '/v1/vips', '{}');
+  assert.equal(r.status, 405);
+  assert.equal(stateFile(), before);
+});
+
+test('an unreachable agent is exit 1 with a hint', async () => {
+  const r = await sluice(['vip', 'list', '--socket', join(dir, 'nope.sock')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot reach the agent at .*nope.sock .*is `sluice agent` running\?/);
+});

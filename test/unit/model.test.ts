@@ -1,0 +1,90 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  canonicalIp, parseRealRef, parseVipKey, validateConfig, vipKey, parseDuration, ValidationError, ipToBytes, bytesToIp,
+} from '../../src/model/index.js';
+
+test('IPv6 addresses are canonicalised per RFC 5952', () => {
+  assert.equal(canonicalIp('2001:DB8:0:0:0:0:0:1'), '2001:db8::1');
+  assert.equal(canonicalIp('2001:db8:0:1:0:0:0:0'), '2001:db8:0:1::');
+  assert.equal(canonicalIp('::ffff:10.0.0.1'), '::ffff:a00:1');
+  assert.equal(canonicalIp('10.0.0.300'), null);
+});
+
+test('addresses round-trip through bytes', () => {
+  for (const a of ['10.99.0.11', '2001:db8::11', '::', 'fe80::1:2']) assert.equal(bytesToIp(ipToBytes(a)), a);
+});
+
+test('VIP keys parse IPv4 and bracketed IPv6 with port and protocol', () => {
+  assert.deepEqual(parseVipKey('10.99.100.1:80/tcp'), { address: '10.99.100.1', port: 80, protocol: 'tcp' });
+  assert.deepEqual(parseVipKey('[2001:DB8::1]:443/UDP'), { address: '2001:db8::1', port: 443, protocol: 'udp' });
+  assert.equal(vipKey(parseVipKey('[2001:db8::1]:0/tcp')), '[2001:db8::1]:0/tcp');
+});
+
+test('malformed VIP keys name the problem', () => {
+  assert.throws(() => parseVipKey('10.0.0.1:80'), /not ADDR:PORT\/PROTO/);
+  assert.throws(() => parseVipKey('10.0.0.300:80/tcp'), /"10.0.0.300" is not an IPv4 address/);
+  assert.throws(() => parseVipKey('10.0.0.1:70000/tcp'), /port "70000" must be an integer 0..65535/);
+  assert.throws(() => parseVipKey('10.0.0.1:80/sctp'), /protocol "sctp" must be tcp or udp/);
+  assert.throws(() => parseVipKey('2001:db8::1:80/tcp'), ValidationError);
+});
+
+test('real references take an optional port, IPv6 bracketed when it has one', () => {
+  assert.deepEqual(parseRealRef('10.0.0.11'), { address: '10.0.0.11' });
+  assert.deepEqual(parseRealRef('10.0.0.11:8080'), { address: '10.0.0.11', port: 8080 });
+  assert.deepEqual(parseRealRef('2001:db8::11'), { address: '2001:db8::11' });
+  assert.deepEqual(parseRealRef('[2001:db8::11]:8080'), { address: '2001:db8::11', port: 8080 });
+  assert.throws(() => parseRealRef('nope'), /"nope" is not an IP address/);
+});
+
+test('durations accept ms, s and m', () => {
+  assert.equal(parseDuration('500ms'), 500);
+  assert.equal(parseDuration('1.5s'), 1500);
+  assert.equal(parseDuration('1m'), 60000);
+  assert.equal(parseDuration('soon'), null);
+});
+
+test('a minimal config gets every default', () => {
+  const c = validateConfig({ vips: [{ address: '10.99.100.1', port: 80, reals: [{ address: '10.99.0.11' }] }] });
+  assert.equal(c.dataplane.ringSize, 65537);
+  assert.equal(c.dataplane.kind, 'auto');
+  assert.deepEqual(c.vips[0].health, { type: 'none', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2 });
+  assert.equal(c.vips[0].mode, 'dsr');
+  assert.equal(c.vips[0].protocol, 'tcp');
+  assert.equal(c.vips[0].reals[0].weight, 1);
+});
+
+test('every config error names its path, all at once', () => {
+  try {
+    validateConfig({
+      dataplane: { ringSize: 65536 },
+      vips: [{ address: '10.99.100.1', port: 80, mode: 'fast', reals: [{ address: '10.99.0.11' }, { address: '10.99.0.12', weight: 70000 }] }],
+    });
+    assert.fail('accepted');
+  } catch (e) {
+    const issues = (e as ValidationError).issues.map((i) => `${i.path}: ${i.message}`);
+    assert.ok(issues.includes('vips[0].reals[1].weight: must be an integer 0..65535'), issues.join('\n'));
+    assert.ok(issues.some((i) => i.startsWith('vips[0].mode: must be one of dsr, ipip, nat')));
+    assert.ok(issues.some((i) => i.startsWith('dataplane.ringSize: must be a prime')));
+  }
+});
+
+test('duplicate VIPs and reals are refused', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80 }, { address: '10.0.0.1', port: 80 }] }), /vips\[1\]: duplicate VIP 10.0.0.1:80\/tcp/);
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.2' }, { address: '10.0.0.2' }] }] }), /duplicate real 10.0.0.2/);
+});
+
+test('a real port is allowed only in nat mode, and families must match outside ipip', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.2', port: 8080 }] }] }), /own port only in nat mode/);
+  assert.ok(validateConfig({ vips: [{ address: '10.0.0.1', port: 80, mode: 'nat', reals: [{ address: '10.0.0.2', port: 8080 }] }] }));
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '2001:db8::2' }] }] }), /must be IPv4 like the VIP/);
+  assert.ok(validateConfig({ vips: [{ address: '10.0.0.1', port: 80, mode: 'ipip', reals: [{ address: '2001:db8::2' }] }] }));
+});
+
+test('more reals than maxReals is refused naming the limit', () => {
+  assert.throws(() => validateConfig({ dataplane: { maxReals: 1 }, vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.2' }, { address: '10.0.0.3' }] }] }), /over the limit of 1 \(dataplane.maxReals\)/);
+});
+
+test('unknown fields are errors, not silently ignored', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, wieght: 3 }] }), /vips\[0\].wieght: unknown field/);
+});
