@@ -1,0 +1,137 @@
+/**
+ * A client of the kernel's generic netlink family "IPVS": resolves the family through nlctrl,
+ * then sends service and destination commands. The `netlink` package provides the socket
+ * (its native prebuild), sequence numbers and multipart reassembly; the genl header and the
+ * IPVS attributes are encoded here.
+ */
+import { constants as osConstants } from 'node:os';
+import type { GenericNetlinkSocket, NetlinkMessage } from 'netlink';
+import {
+  Cmd, IPVS_GENL_NAME, IPVS_GENL_VERSION, type IpvsDest, type IpvsService, type ServiceId,
+  afOfAddress, decodeDestMessage, decodeInfo, decodeServiceMessage, destMessage, serviceMessage,
+} from './protocol.js';
+
+const NLM_F_REQUEST = 0x1;
+const NLM_F_DUMP = 0x300;
+const NLMSG_ERROR = 2;
+const CTRL_CMD_GETFAMILY = 3;
+const REQUEST_TIMEOUT_MS = 5000;
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+
+/** A request the kernel refused: `errno` is positive (EEXIST = 17), `code` its name. */
+export class IpvsError extends Error {
+  constructor(readonly op: string, readonly errno: number, readonly code: string) {
+    super(`IPVS ${op}: ${code} (errno ${errno})`);
+    this.name = 'IpvsError';
+  }
+}
+
+function genlHeader(cmd: number): Buffer {
+  return Buffer.from([cmd, IPVS_GENL_VERSION, 0, 0]);
+}
+
+type NetlinkModule = typeof import('netlink');
+let netlinkModule: Promise<NetlinkModule> | undefined;
+/** The `netlink` package loads a native prebuild: load it lazily so its absence is a clean error. */
+export function loadNetlink(): Promise<NetlinkModule> {
+  netlinkModule ??= import('netlink');
+  return netlinkModule;
+}
+
+export class IpvsClient {
+  private constructor(private readonly sock: GenericNetlinkSocket, readonly familyId: number) {}
+
+  /** Open a generic netlink socket and resolve the "IPVS" family; rejects with ENOENT when ip_vs is not loaded. */
+  static async open(): Promise<IpvsClient> {
+    const nl = await loadNetlink();
+    const sock = nl.createGenericNetlink();
+    try {
+      const familyId = await resolveFamily(sock, IPVS_GENL_NAME);
+      return new IpvsClient(sock, familyId);
+    } catch (err) {
+      sock.socket.close();
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.sock.socket.close();
+  }
+
+  /** Send one command; returns the payloads (after the genl header) of the replies. */
+  private async request(op: string, cmd: number, payload: Buffer, dump = false): Promise<Buffer[]> {
+    const [msgs] = await this.sock.socket.request(this.familyId, [genlHeader(cmd), payload], {
+      flags: NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0),
+      checkError: false,
+      timeout: REQUEST_TIMEOUT_MS,
+    });
+    const out: Buffer[] = [];
+    for (const m of msgs as NetlinkMessage[]) {
+      if (m.type === NLMSG_ERROR) {
+        const errno = -m.data.readInt32LE(0);
+        if (errno !== 0) throw new IpvsError(op, errno, ERRNO_NAMES.get(errno) ?? String(errno));
+        continue;
+      }
+      if (m.type !== this.familyId) continue;
+      out.push(m.data.subarray(4)); // genl header: cmd, version, reserved
+    }
+    return out;
+  }
+
+  async info(): Promise<{ version: string; connTabSize: number }> {
+    const [reply] = await this.request('get info', Cmd.GET_INFO, Buffer.alloc(0));
+    if (!reply) throw new Error('IPVS get info: no reply');
+    return decodeInfo(reply);
+  }
+
+  /** Every TCP/UDP, firewall-mark-free service, with its stats. */
+  async services(): Promise<IpvsService[]> {
+    const replies = await this.request('dump services', Cmd.GET_SERVICE, Buffer.alloc(0), true);
+    return replies.map(decodeServiceMessage).filter((s): s is IpvsService => s !== null);
+  }
+
+  /** The destinations of one service, with their stats and connection counts. */
+  async dests(svc: ServiceId): Promise<IpvsDest[]> {
+    const replies = await this.request(`dump destinations of ${svc.address}:${svc.port}/${svc.protocol}`, Cmd.GET_DEST, serviceMessage(svc, false), true);
+    return replies.map((p) => decodeDestMessage(p, afOfAddress(svc.address)));
+  }
+
+  addService(svc: IpvsService): Promise<unknown> {
+    return this.request('add service', Cmd.NEW_SERVICE, serviceMessage(svc, true));
+  }
+
+  updateService(svc: IpvsService): Promise<unknown> {
+    return this.request('set service', Cmd.SET_SERVICE, serviceMessage(svc, true));
+  }
+
+  deleteService(svc: ServiceId): Promise<unknown> {
+    return this.request('delete service', Cmd.DEL_SERVICE, serviceMessage(svc, false));
+  }
+
+  addDest(svc: ServiceId, dest: IpvsDest): Promise<unknown> {
+    return this.request('add destination', Cmd.NEW_DEST, destMessage(svc, dest, true));
+  }
+
+  updateDest(svc: ServiceId, dest: IpvsDest): Promise<unknown> {
+    return this.request('set destination', Cmd.SET_DEST, destMessage(svc, dest, true));
+  }
+
+  deleteDest(svc: ServiceId, dest: { address: string; port: number }): Promise<unknown> {
+    return this.request('delete destination', Cmd.DEL_DEST, destMessage(svc, dest, false));
+  }
+}
+
+async function resolveFamily(sock: GenericNetlinkSocket, name: string): Promise<number> {
+  let replies;
+  try {
+    replies = await sock.ctrlRequest(CTRL_CMD_GETFAMILY, { familyName: name }, { timeout: REQUEST_TIMEOUT_MS });
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/ENOENT/.test(msg)) throw new IpvsError(`resolve generic netlink family ${name}`, 2, 'ENOENT');
+    throw err;
+  }
+  const id = replies[0]?.familyId;
+  if (id === undefined) throw new Error(`nlctrl returned no id for generic netlink family ${name}`);
+  return id;
+}

@@ -1,0 +1,255 @@
+/**
+ * The IPVS data plane: the same ServiceTable as the XDP one, programmed into the kernel's IPVS
+ * over generic netlink. Scheduler `mh` (Maglev hashing) by default; dsr → DR ("route"),
+ * ipip → tunnel, nat → masq; drained and down reals at weight 0.
+ *
+ * Ownership: sluice removes only services it created. It remembers them in
+ * `<stateDir>/ipvs-owned.json` (written before every change, so a crash mid-sync leaves no
+ * service unaccounted for) and in memory; `open({ owned })` adds keys the caller knows about
+ * (e.g. the VIPs of the agent's saved state). A service that exists before sluice wants it is
+ * taken over when sluice's desired state names the same address, port and protocol; any other
+ * service is never touched.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { realKey, vipKey } from '../../model/keys.js';
+import type { Dataplane, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
+import { IpvsClient, IpvsError, loadNetlink } from './client.js';
+import { type ActualService, type Op, plan } from './plan.js';
+import { serviceIdKey } from './protocol.js';
+
+export { IpvsClient, IpvsError } from './client.js';
+export { toIpvs, plan, FWD_OF_MODE } from './plan.js';
+export type { IpvsDest, IpvsService, IpvsStats, ServiceId } from './protocol.js';
+
+/** The subset of a pino logger this module uses. */
+export interface IpvsLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface IpvsOpenOptions {
+  /** Where the ownership record lives (`ipvs-owned.json`); without it, ownership is in memory only. */
+  stateDir?: string;
+  /** Keys (`10.0.0.1:80/tcp`) of services sluice made before, e.g. its saved desired state's VIPs. */
+  owned?: Iterable<string>;
+  logger?: IpvsLogger;
+  /** An open client to use (tests); by default one is opened. */
+  client?: IpvsClient;
+}
+
+export const OWNERSHIP_FILE = 'ipvs-owned.json';
+
+function readOwned(file: string | undefined): string[] {
+  if (!file) return [];
+  try {
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { services?: unknown };
+    return Array.isArray(doc.services) ? doc.services.filter((s): s is string => typeof s === 'string') : [];
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new Error(`cannot read the IPVS ownership record ${file}: ${(e as Error).message}`);
+  }
+}
+
+function writeOwned(file: string | undefined, owned: Iterable<string>): void {
+  if (!file) return;
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify({ services: [...owned].sort() }, null, 2) + '\n');
+  renameSync(tmp, file);
+}
+
+export class IpvsDataplane implements Dataplane {
+  readonly kind = 'ipvs' as const;
+  #client: IpvsClient;
+  #owned: Set<string>;
+  #file: string | undefined;
+  #log: IpvsLogger | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  private constructor(client: IpvsClient, owned: Set<string>, file: string | undefined, log: IpvsLogger | undefined) {
+    this.#client = client;
+    this.#owned = owned;
+    this.#file = file;
+    this.#log = log;
+  }
+
+  static async open(opts: IpvsOpenOptions = {}): Promise<IpvsDataplane> {
+    const file = opts.stateDir ? join(opts.stateDir, OWNERSHIP_FILE) : undefined;
+    const owned = new Set([...readOwned(file), ...(opts.owned ?? [])]);
+    const client = opts.client ?? (await IpvsClient.open());
+    return new IpvsDataplane(client, owned, file, opts.logger);
+  }
+
+  /** `sluice agent --cleanup`: remove every service the ownership record names; returns how many existed. */
+  static async cleanup(opts: { stateDir: string; logger?: IpvsLogger }): Promise<number> {
+    const dp = await IpvsDataplane.open(opts);
+    try {
+      const r = await dp.sync({ services: [] });
+      return r.removed;
+    } finally {
+      await dp.close({ keepForwarding: true });
+    }
+  }
+
+  /** Keys of the services sluice owns now. */
+  ownedServices(): string[] {
+    return [...this.#owned].sort();
+  }
+
+  /** What the kernel holds for the services sluice owns, or for all of them. */
+  async read(which: 'owned' | 'all' = 'owned'): Promise<ActualService[]> {
+    const services = await this.#client.services();
+    const out: ActualService[] = [];
+    for (const svc of services) {
+      if (which === 'owned' && !this.#owned.has(serviceIdKey(svc))) continue;
+      out.push({ svc, dests: await this.#client.dests(svc) });
+    }
+    return out;
+  }
+
+  sync(desired: ServiceTable): Promise<SyncReport> {
+    return this.#serial(() => this.#sync(desired));
+  }
+
+  async #sync(desired: ServiceTable): Promise<SyncReport> {
+    this.#assertOpen();
+    const wantKeys = desired.services.map((s) => serviceIdKey(s));
+    // Read every service that the plan may touch: owned ones and desired ones (to take them over).
+    const services = await this.#client.services();
+    const actual: ActualService[] = [];
+    for (const svc of services) {
+      const k = serviceIdKey(svc);
+      if (this.#owned.has(k) || wantKeys.includes(k)) actual.push({ svc, dests: await this.#client.dests(svc) });
+    }
+    const p = plan(desired, actual, this.#owned);
+    const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: p.changes };
+    if (p.ops.length === 0) {
+      if (this.#owned.size !== p.owned.size) { this.#owned = p.owned; writeOwned(this.#file, this.#owned); }
+      return report;
+    }
+    // Record the new services as sluice's before creating them; forget removed ones after.
+    writeOwned(this.#file, new Set([...this.#owned, ...p.owned]));
+    for (const k of p.owned) this.#owned.add(k);
+    for (const op of p.ops) {
+      await this.#apply(op);
+      if (op.op.startsWith('add')) report.added++;
+      else if (op.op.startsWith('update')) report.updated++;
+      else report.removed++;
+    }
+    this.#owned = p.owned;
+    writeOwned(this.#file, this.#owned);
+    this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed, changes: report.changes }, 'IPVS synced');
+    return report;
+  }
+
+  async #apply(op: Op): Promise<void> {
+    const c = this.#client;
+    try {
+      switch (op.op) {
+        case 'add-service': await c.addService(op.svc); break;
+        case 'update-service': await c.updateService(op.svc); break;
+        case 'delete-service': await c.deleteService(op.svc); break;
+        case 'add-dest': await c.addDest(op.svc, op.dest); break;
+        case 'update-dest': await c.updateDest(op.svc, op.dest); break;
+        case 'delete-dest': await c.deleteDest(op.svc, op.dest); break;
+      }
+    } catch (e) {
+      // Someone removed it meanwhile: the goal of a delete is reached.
+      if (e instanceof IpvsError && op.op.startsWith('delete') && (e.code === 'ESRCH' || e.code === 'ENOENT')) return;
+      if (e instanceof IpvsError && op.op === 'add-service' && e.code === 'ENOENT') {
+        throw new Error(`IPVS has no scheduler "${op.svc.scheduler}" (module ip_vs_${op.svc.scheduler} missing?): ${e.message}`);
+      }
+      throw e;
+    }
+  }
+
+  async stats(): Promise<StatsSnapshot> {
+    this.#assertOpen();
+    const actual = await this.#serial(() => this.read('owned'));
+    let active = 0, inactive = 0;
+    const vips = actual.map(({ svc, dests }) => {
+      const s = svc.stats;
+      return {
+        key: vipKey(svc),
+        packets: s ? s.inPkts + s.outPkts : 0,
+        bytes: s ? s.inBytes + s.outBytes : 0,
+        newFlows: s ? s.conns : 0,
+        reals: dests.map((d) => {
+          active += d.activeConns ?? 0;
+          inactive += d.inactiveConns ?? 0;
+          const ds = d.stats;
+          return {
+            key: realKey({ address: d.address, ...(d.port !== svc.port ? { port: d.port } : {}) }),
+            packets: ds ? ds.inPkts + ds.outPkts : 0,
+            bytes: ds ? ds.inBytes + ds.outBytes : 0,
+            newFlows: ds ? ds.conns : 0,
+          };
+        }),
+      };
+    });
+    return { vips, global: { activeConns: active, inactiveConns: inactive } };
+  }
+
+  /** keepForwarding: leave the services in the kernel (agent restart); otherwise remove sluice's. */
+  async close(opts: { keepForwarding: boolean }): Promise<void> {
+    if (this.#closed) return;
+    if (!opts.keepForwarding) await this.sync({ services: [] });
+    await this.#queue.catch(() => undefined);
+    this.#closed = true;
+    this.#client.close();
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error('the IPVS data plane is closed');
+  }
+}
+
+/**
+ * Whether this host can use the IPVS data plane (`--dataplane auto` asks when XDP fails): the
+ * netlink binding loads, the kernel knows the "IPVS" generic netlink family (after
+ * `modprobe ip_vs` if needed), and this process may talk to it (CAP_NET_ADMIN).
+ */
+export async function ipvsAvailable(): Promise<{ ok: boolean; reason?: string; version?: string }> {
+  if (process.platform !== 'linux') return { ok: false, reason: `IPVS is Linux-only (this is ${process.platform})` };
+  try {
+    await loadNetlink();
+  } catch (e) {
+    return { ok: false, reason: `the netlink package's native binding did not load: ${(e as Error).message}` };
+  }
+  let client: IpvsClient | undefined;
+  try {
+    try {
+      client = await IpvsClient.open();
+    } catch (e) {
+      if (!(e instanceof IpvsError && e.code === 'ENOENT')) throw e;
+      // The family appears when ip_vs is loaded; the kernel does not load it on a genl lookup.
+      const mp = spawnSync('modprobe', ['-q', 'ip_vs'], { timeout: 10_000, encoding: 'utf8' });
+      if (mp.error || mp.status !== 0) {
+        const why = mp.error ? mp.error.message : (mp.stderr.trim() || `exit ${mp.status}`);
+        return { ok: false, reason: `the kernel has no IPVS (generic netlink family "IPVS" not found; modprobe ip_vs: ${why})` };
+      }
+      try {
+        client = await IpvsClient.open();
+      } catch (e2) {
+        if (e2 instanceof IpvsError && e2.code === 'ENOENT') return { ok: false, reason: 'the kernel has no IPVS (generic netlink family "IPVS" not found after modprobe ip_vs)' };
+        throw e2;
+      }
+    }
+    const info = await client.info();
+    return { ok: true, version: info.version };
+  } catch (e) {
+    if (e instanceof IpvsError && e.code === 'EPERM') return { ok: false, reason: 'IPVS needs CAP_NET_ADMIN (run the agent as root)' };
+    return { ok: false, reason: `IPVS did not answer: ${(e as Error).message}` };
+  } finally {
+    client?.close();
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * From a ServiceTable to IPVS services and destinations, and the difference between what is
+ * desired and what the kernel holds, as a list of commands. Pure: tested on any host.
+ */
+import { ipFamily } from '../../model/address.js';
+import type { Mode, Service, ServiceTable } from '../../model/types.js';
+import { type FwdMethod, type IpvsDest, type IpvsService, type ServiceId, SvcFlag, serviceIdKey } from './protocol.js';
+
+export const FWD_OF_MODE: Record<Mode, FwdMethod> = { dsr: 'route', ipip: 'tunnel', nat: 'masq' };
+/** Schedulers with a "hash the source port too" flag (SCHED2) and a "skip unavailable reals" flag (SCHED1). */
+const HASHING_SCHEDULERS = new Set(['mh', 'sh']);
+
+export interface DesiredService {
+  svc: IpvsService;
+  dests: IpvsDest[];
+}
+
+/** How sluice programs one VIP into IPVS. */
+export function toIpvs(s: Service): DesiredService {
+  const scheduler = s.scheduler ?? 'mh';
+  let flags = 0;
+  if (HASHING_SCHEDULERS.has(scheduler)) {
+    // mh-fallback / sh-fallback: a real that is overloaded or at weight 0 passes its flows on.
+    flags |= SvcFlag.SCHED1;
+    // mh-port / sh-port: hash the source port as well, i.e. per connection (5-tuple), not per client.
+    if (s.hash !== 'src-ip') flags |= SvcFlag.SCHED2;
+  }
+  const svc: IpvsService = {
+    address: s.address,
+    port: s.port,
+    protocol: s.protocol,
+    scheduler,
+    flags,
+    timeout: 0,
+    netmask: ipFamily(s.address) === 6 ? 128 : 0xffffffff,
+  };
+  const byKey = new Map<string, IpvsDest>();
+  for (const r of s.reals) {
+    byKey.set(destKey(r), {
+      address: r.address,
+      port: r.port,
+      fwd: FWD_OF_MODE[s.mode],
+      // Drained and down reals stay configured at weight 0: no new connections, IPVS keeps the old ones.
+      weight: r.state === 'up' ? r.weight : 0,
+      upperThreshold: 0,
+      lowerThreshold: 0,
+    });
+  }
+  return { svc, dests: [...byKey.values()] };
+}
+
+export function destKey(d: { address: string; port: number }): string {
+  return ipFamily(d.address) === 6 ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`;
+}
+
+export interface ActualService {
+  svc: IpvsService;
+  dests: IpvsDest[];
+}
+
+export type Op =
+  | { op: 'add-service'; svc: IpvsService }
+  | { op: 'update-service'; svc: IpvsService }
+  | { op: 'delete-service'; svc: ServiceId }
+  | { op: 'add-dest'; svc: ServiceId; dest: IpvsDest }
+  | { op: 'update-dest'; svc: ServiceId; dest: IpvsDest }
+  | { op: 'delete-dest'; svc: ServiceId; dest: IpvsDest };
+
+export interface Plan {
+  ops: Op[];
+  /** One line per change, for logs and SyncReport.changes. */
+  changes: string[];
+  /** Services sluice owns once the plan is applied: exactly the desired ones. */
+  owned: Set<string>;
+}
+
+function serviceDiffers(a: IpvsService, b: IpvsService): string | null {
+  const d: string[] = [];
+  if (a.scheduler !== b.scheduler) d.push(`scheduler ${b.scheduler} → ${a.scheduler}`);
+  if (a.flags !== b.flags) d.push(`flags 0x${b.flags.toString(16)} → 0x${a.flags.toString(16)}`);
+  if (a.timeout !== b.timeout) d.push(`timeout ${b.timeout} → ${a.timeout}`);
+  if (a.timeout !== 0 && a.netmask !== b.netmask) d.push(`netmask ${b.netmask} → ${a.netmask}`);
+  return d.length ? d.join(', ') : null;
+}
+
+function destDiffers(a: IpvsDest, b: IpvsDest): string | null {
+  const d: string[] = [];
+  if (a.fwd !== b.fwd) d.push(`forwarding ${b.fwd} → ${a.fwd}`);
+  if (a.weight !== b.weight) d.push(`weight ${b.weight} → ${a.weight}`);
+  if (a.upperThreshold !== b.upperThreshold || a.lowerThreshold !== b.lowerThreshold) d.push('thresholds');
+  return d.length ? d.join(', ') : null;
+}
+
+/**
+ * The commands that make the kernel hold `desired`, touching only services sluice owns (those
+ * in `owned`, plus the desired ones: a desired service that already exists is taken over).
+ * Services nobody asked sluice for are left alone.
+ */
+export function plan(desired: ServiceTable, actual: ActualService[], owned: ReadonlySet<string>): Plan {
+  const ops: Op[] = [];
+  const changes: string[] = [];
+  const have = new Map(actual.map((a) => [serviceIdKey(a.svc), a]));
+  const want = new Map<string, DesiredService>();
+  for (const s of desired.services) want.set(serviceIdKey(s), toIpvs(s));
+
+  // Services sluice made and no longer wants go first.
+  for (const key of [...owned].sort()) {
+    if (want.has(key)) continue;
+    const a = have.get(key);
+    if (a) { ops.push({ op: 'delete-service', svc: a.svc }); changes.push(`delete service ${key}`); }
+  }
+
+  for (const [key, w] of want) {
+    const a = have.get(key);
+    if (!a) {
+      ops.push({ op: 'add-service', svc: w.svc });
+      changes.push(`add service ${key} (${w.svc.scheduler})`);
+      for (const d of w.dests) {
+        ops.push({ op: 'add-dest', svc: w.svc, dest: d });
+        changes.push(`add real ${destKey(d)} to ${key} (${d.fwd}, weight ${d.weight})`);
+      }
+      continue;
+    }
+    if (!owned.has(key)) changes.push(`take over existing service ${key}`);
+    const sd = serviceDiffers(w.svc, a.svc);
+    if (sd) { ops.push({ op: 'update-service', svc: w.svc }); changes.push(`update service ${key}: ${sd}`); }
+    const haveDests = new Map(a.dests.map((d) => [destKey(d), d]));
+    const wantKeys = new Set<string>();
+    for (const d of w.dests) {
+      const k = destKey(d);
+      wantKeys.add(k);
+      const h = haveDests.get(k);
+      if (!h) {
+        ops.push({ op: 'add-dest', svc: w.svc, dest: d });
+        changes.push(`add real ${k} to ${key} (${d.fwd}, weight ${d.weight})`);
+      } else {
+        const dd = destDiffers(d, h);
+        if (dd) { ops.push({ op: 'update-dest', svc: w.svc, dest: d }); changes.push(`update real ${k} of ${key}: ${dd}`); }
+      }
+    }
+    for (const [k, h] of haveDests) {
+      if (wantKeys.has(k)) continue;
+      ops.push({ op: 'delete-dest', svc: w.svc, dest: h });
+      changes.push(`delete real ${k} from ${key}`);
+    }
+  }
+  return { ops, changes, owned: new Set(want.keys()) };
+}
