@@ -46,7 +46,7 @@ static __always_inline void account(__u32 idx, __u64 bytes, __u32 new_flow) {
 }
 
 static __always_inline int transmit(const struct real_def *r) {
-  if (r->tx_port) return bpf_redirect_map(&tx_ports, r->tx_port, 0);
+  if (r->tx_port) return bpf_redirect_map(&tx_ports, r->tx_port, XDP_DROP);
   return XDP_TX;
 }
 

@@ -1,0 +1,94 @@
+/**
+ * Codecs for the balancer's map keys and values: each mirrors a struct of bpf/structs.h field
+ * by field (padding included), and the constants mirror bpf/consts.h. Change both together.
+ */
+import { bytes, pad, struct, u8, u16, u32, u64n, be16, type Codec } from '../../bpf/codec.js';
+import { ipFamily, ipToBytes, macToBytes } from '../../model/address.js';
+
+export const MODE = { dsr: 0, ipip: 1, nat: 2 } as const;
+export const VIP_F_SRC_IP_HASH = 1 << 0;
+export const REAL_F_DOWN = 1 << 0;
+export const REAL_F_IPV6 = 1 << 1;
+export const CFG_F_NAT = 1 << 0;
+export const CFG_F_WILDCARD = 1 << 1;
+export const NO_REAL = 0xffffffff;
+export const IPPROTO = { tcp: 6, udp: 17 } as const;
+
+/** The global counters after the per-VIP and per-real entries of `stats`, in enum order. */
+export const GLOBAL_COUNTERS = [
+  'pass_not_ip',
+  'pass_not_vip',
+  'pass_malformed',
+  'pass_unknown_proto',
+  'drop_no_real',
+  'pass_frag',
+  'drop_family',
+  'drop_encap',
+  'lru_miss',
+  'flow_rechosen',
+  'icmp_fwd',
+  'nat_reply',
+  'frag_fwd',
+] as const;
+export type GlobalCounter = (typeof GLOBAL_COUNTERS)[number];
+
+export interface Limits {
+  maxVips: number;
+  maxReals: number;
+  ringSize: number;
+  flowTableSize: number;
+}
+
+/** Index of a counter in `stats`. */
+export const statsIndex = {
+  vip: (id: number) => id,
+  real: (l: Limits, slot: number) => l.maxVips + slot,
+  global: (l: Limits, name: GlobalCounter) => l.maxVips + l.maxReals + GLOBAL_COUNTERS.indexOf(name),
+  size: (l: Limits) => l.maxVips + l.maxReals + GLOBAL_COUNTERS.length,
+};
+
+/** 16 bytes, IPv4 in the first 4 (the rest zero), network order. */
+export function addr16(addr: string): Buffer {
+  const b = Buffer.alloc(16);
+  ipToBytes(addr).copy(b);
+  return b;
+}
+
+export function mac6(mac: string | undefined): Buffer {
+  return mac ? macToBytes(mac) : Buffer.alloc(6);
+}
+
+export const vipKey = struct({ addr: bytes(16), port: be16, proto: u8, _pad: pad(1) });
+export type VipKey = { addr: Buffer; port: number; proto: number };
+export const vipMeta = struct({ id: u32, mode: u8, flags: u8, _pad: pad(2) });
+export type VipMeta = { id: number; mode: number; flags: number };
+
+export const realDef = struct({ addr: bytes(16), mac: bytes(6), port: be16, gen: u32, flags: u8, txPort: u8, _pad: pad(2) });
+export type RealDef = { addr: Buffer; mac: Buffer; port: number; gen: number; flags: number; txPort: number };
+
+export const flowKey = struct({ src: bytes(16), dst: bytes(16), sport: be16, dport: be16, proto: u8, _pad: pad(3) });
+export type FlowKey = { src: Buffer; dst: Buffer; sport: number; dport: number; proto: number };
+export const flowVal = struct({ real: u32, gen: u32 });
+
+export const natKey = struct({ real: bytes(16), client: bytes(16), realPort: be16, clientPort: be16, proto: u8, _pad: pad(3) });
+export const natVal = struct({ vip: bytes(16), vipPort: be16, clientMac: bytes(6) });
+
+export const stat = struct({ packets: u64n, bytes: u64n, newFlows: u64n });
+export type Stat = { packets: number; bytes: number; newFlows: number };
+
+export const config = struct({
+  gwMac: bytes(6),
+  flags: u8,
+  _pad: pad(1),
+  encapSrc4: bytes(4),
+  encapSrc6: bytes(16),
+  _pad2: pad(12),
+});
+export type ConfigVal = { gwMac: Buffer; flags: number; encapSrc4: Buffer; encapSrc6: Buffer };
+
+export const u32key: Codec<number> = u32;
+export { u16 };
+
+export function family(addr: string): 4 | 6 {
+  return ipFamily(addr);
+}

@@ -1,0 +1,457 @@
+/**
+ * The balancer, packet by packet: crafted frames through BPF_PROG_TEST_RUN, asserting the action
+ * and the exact bytes that come out.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { XdpAction } from '../../src/bpf/program.js';
+import * as S from '../../src/dataplane/xdp/structs.js';
+import { ringSlot } from '../../src/dataplane/xdp/hash.js';
+import { ipToBytes, macToBytes } from '../../src/model/address.js';
+import { CLIENT_MAC, ENCAP_SRC4, ENCAP_SRC6, GW_MAC, LB_MAC, LIMITS, TestBalancer, realMac } from './fixture.js';
+import {
+  ETH_P_IP, ETH_P_IPV6, PROTO, eth, frame, icmp6TooBig, icmpFragNeeded, ipv4, ipv4ChecksumOk, ipv6, l4ChecksumOk, tcp, udp, type Flow,
+} from './packet.js';
+
+const MODES = ['dsr', 'ipip', 'nat'] as const;
+const FAMILIES = [4, 6] as const;
+const PROTOS = ['tcp', 'udp'] as const;
+const NAT_PORT = 8080;
+const toLb = { dst: LB_MAC, src: CLIENT_MAC };
+
+let b: TestBalancer;
+let clientSeq = 0;
+/** A fresh client address per call, so tests never share flows. */
+function client(fam: 4 | 6): string {
+  clientSeq++;
+  return fam === 4 ? `192.168.${clientSeq >> 8}.${clientSeq & 0xff}` : `2001:db8:c::${clientSeq.toString(16)}`;
+}
+
+/** The VIP of a mode × family × protocol, with one real (slot = id + 1). */
+function comboVip(mode: (typeof MODES)[number], fam: 4 | 6, proto: 'tcp' | 'udp') {
+  const mi = MODES.indexOf(mode);
+  const id = mi * 4 + (fam === 6 ? 2 : 0) + (proto === 'udp' ? 1 : 0);
+  const addr = fam === 4 ? `10.0.${mi}.100` : `2001:db8:${mi}::100`;
+  const port = proto === 'tcp' ? 80 : 53;
+  const slot = id + 1;
+  const realAddr = fam === 4 ? `10.1.0.${slot}` : `2001:db8:1::${slot.toString(16)}`;
+  return { id, addr, port, proto, mode, slot, realAddr };
+}
+
+/** The frame with the MACs a DSR/NAT forward writes. */
+function withMacs(f: Buffer, dst: string, src: string): Buffer {
+  const o = Buffer.from(f);
+  macToBytes(dst).copy(o, 0);
+  macToBytes(src).copy(o, 6);
+  return o;
+}
+
+function expectedIpip(inFrame: Buffer, fam: 4 | 6, realAddr: string, f: Flow): Buffer {
+  const inner = inFrame.subarray(14);
+  const srcWord = ipToBytes(f.src).readUInt32BE(fam === 4 ? 0 : 12);
+  const vary = (f.sport ^ srcWord) >>> 0;
+  if (fam === 4) {
+    const outerSrc = `172.16.${(vary >> 8) & 0xff}.${vary & 0xff}`;
+    return eth(GW_MAC, LB_MAC, ETH_P_IP, ipv4({ src: outerSrc, dst: realAddr, proto: PROTO.ipip, payload: inner, id: 0, ttl: 64 }));
+  }
+  const src = Buffer.from(ipToBytes(ENCAP_SRC6));
+  src.writeUInt32BE((src.readUInt32BE(12) ^ vary) >>> 0, 12);
+  const outer = ipv6({ src: '::', dst: realAddr, nexthdr: PROTO.ipv6, payload: inner });
+  src.copy(outer, 8);
+  return eth(GW_MAC, LB_MAC, ETH_P_IPV6, outer);
+}
+
+before(async () => {
+  b = await TestBalancer.load();
+  for (const mode of MODES) for (const fam of FAMILIES) for (const proto of PROTOS) {
+    const v = comboVip(mode, fam, proto);
+    b.setReal({ slot: v.slot, addr: v.realAddr, port: mode === 'nat' ? NAT_PORT : 0 });
+    b.setVip({ id: v.id, addr: v.addr, port: v.port, proto, mode, ring: [v.slot] });
+  }
+  assert.equal(ENCAP_SRC4, '172.16.0.0');
+});
+after(() => b?.close());
+
+describe('forwarding: each mode × IPv4/IPv6 × TCP/UDP', () => {
+  for (const mode of MODES) for (const fam of FAMILIES) for (const proto of PROTOS) {
+    test(`${mode} IPv${fam} ${proto.toUpperCase()}: exact output bytes and XDP_TX`, () => {
+      const v = comboVip(mode, fam, proto);
+      const f: Flow = { src: client(fam), dst: v.addr, proto, sport: 40000 + clientSeq, dport: v.port, payload: Buffer.from('hello sluice') };
+      const inFrame = frame(f, toLb);
+      const out = b.run(inFrame);
+      assert.equal(out.action, XdpAction.TX);
+      let want: Buffer;
+      if (mode === 'dsr') want = withMacs(inFrame, realMac(v.slot), LB_MAC);
+      else if (mode === 'nat') want = frame({ ...f, dst: v.realAddr, dport: NAT_PORT }, { dst: realMac(v.slot), src: LB_MAC });
+      else want = expectedIpip(inFrame, fam, v.realAddr, f);
+      assert.deepEqual(out.data.toString('hex'), want.toString('hex'));
+      if (mode === 'nat') {
+        if (fam === 4) assert.ok(ipv4ChecksumOk(out.data, 14), 'IPv4 header checksum');
+        assert.ok(l4ChecksumOk(out.data, 14), 'L4 checksum');
+      }
+      if (mode === 'ipip' && fam === 4) assert.ok(ipv4ChecksumOk(out.data, 14), 'outer IPv4 header checksum');
+    });
+  }
+});
+
+describe('NAT', () => {
+  for (const fam of FAMILIES) for (const proto of PROTOS) {
+    test(`replies from the real are rewritten back to the VIP and sent to the client's hop (IPv${fam} ${proto.toUpperCase()})`, () => {
+      const v = comboVip('nat', fam, proto);
+      const c = client(fam);
+      const sport = 41000 + clientSeq;
+      assert.equal(b.run(frame({ src: c, dst: v.addr, proto, sport, dport: v.port }, toLb)).action, XdpAction.TX);
+      const before = b.global('nat_reply');
+      const reply: Flow = { src: v.realAddr, dst: c, proto, sport: NAT_PORT, dport: sport, payload: Buffer.from('reply') };
+      const out = b.run(frame(reply, { dst: LB_MAC, src: realMac(v.slot) }));
+      assert.equal(out.action, XdpAction.TX);
+      const want = frame({ ...reply, src: v.addr, sport: v.port }, { dst: CLIENT_MAC, src: LB_MAC });
+      assert.equal(out.data.toString('hex'), want.toString('hex'));
+      assert.equal(b.global('nat_reply'), before + 1);
+    });
+  }
+
+  test('UDP over IPv4 without a checksum keeps none', () => {
+    const v = comboVip('nat', 4, 'udp');
+    const f: Flow & { noChecksum: boolean } = { src: client(4), dst: v.addr, proto: 'udp', sport: 5000, dport: 53, noChecksum: true };
+    const l4 = udp(f.src, f.dst, f);
+    const out = b.run(eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: f.src, dst: f.dst, proto: PROTO.udp, payload: l4 })));
+    assert.equal(out.action, XdpAction.TX);
+    assert.equal(out.data.readUInt16BE(14 + 20 + 6), 0);
+    assert.equal(out.data.readUInt16BE(14 + 20 + 2), NAT_PORT);
+  });
+
+  test('a packet from a real that matches no NAT flow passes untouched', () => {
+    const f: Flow = { src: '10.1.0.9', dst: client(4), proto: 'tcp', sport: NAT_PORT, dport: 1234 };
+    const inFrame = frame(f, toLb);
+    const out = b.run(inFrame);
+    assert.equal(out.action, XdpAction.PASS);
+    assert.deepEqual(out.data, inFrame);
+  });
+});
+
+describe('flow table', () => {
+  const VIP = '10.9.0.1';
+  const REALS = [20, 21, 22];
+  before(() => {
+    REALS.forEach((s) => b.setReal({ slot: s, addr: `10.2.0.${s}` }));
+    b.setVip({ id: 12, addr: VIP, port: 80, proto: 'tcp', mode: 'dsr', ring: REALS });
+  });
+  const ringReal = (ring: number[], src: string, sport: number, dport: number) => ring[ringSlot(LIMITS.ringSize, src, sport, dport) % ring.length];
+  const macOut = (d: Buffer) => d.subarray(0, 6).toString('hex');
+  const macOf = (slot: number) => macToBytes(realMac(slot)).toString('hex');
+  const send = (src: string, sport: number, dport = 80) => b.run(frame({ src, dst: VIP, proto: 'tcp', sport, dport }, toLb));
+
+  test('a new flow goes to the real the Maglev ring holds at its hash slot', () => {
+    for (let i = 0; i < 20; i++) {
+      const c = client(4);
+      const out = send(c, 1000 + i);
+      assert.equal(macOut(out.data), macOf(ringReal(REALS, c, 1000 + i, 80)), `flow ${i}`);
+    }
+  });
+
+  test('the first packet of a flow is an LRU miss, the next ones hit', () => {
+    const c = client(4);
+    const misses = b.global('lru_miss');
+    send(c, 2000);
+    send(c, 2000);
+    send(c, 2000);
+    assert.equal(b.global('lru_miss'), misses + 1);
+  });
+
+  test('an established flow keeps its real when the ring changes; new flows follow the ring', () => {
+    const c = client(4);
+    const first = macOut(send(c, 3000).data);
+    const chosen = REALS.find((s) => macOf(s) === first)!;
+    const others = REALS.filter((s) => s !== chosen);
+    b.setRing(12, others); /* the chosen real drained: out of the ring, flows kept */
+    try {
+      assert.equal(macOut(send(c, 3000).data), first);
+      const c2 = client(4);
+      assert.equal(macOut(send(c2, 3000).data), macOf(ringReal(others, c2, 3000, 80)));
+    } finally {
+      b.setRing(12, REALS);
+    }
+  });
+
+  test('a flow whose real is marked down moves to the ring, and the move is counted', () => {
+    const c = client(4);
+    const first = macOut(send(c, 4000).data);
+    const chosen = REALS.find((s) => macOf(s) === first)!;
+    const others = REALS.filter((s) => s !== chosen);
+    b.setReal({ slot: chosen, addr: `10.2.0.${chosen}`, flags: S.REAL_F_DOWN });
+    b.setRing(12, others);
+    const moved = b.global('flow_rechosen');
+    try {
+      const out = send(c, 4000);
+      assert.equal(out.action, XdpAction.TX);
+      assert.equal(macOut(out.data), macOf(ringReal(others, c, 4000, 80)));
+      assert.equal(b.global('flow_rechosen'), moved + 1);
+      assert.equal(macOut(send(c, 4000).data), macOf(ringReal(others, c, 4000, 80)), 'and stays moved');
+    } finally {
+      b.setReal({ slot: chosen, addr: `10.2.0.${chosen}` });
+      b.setRing(12, REALS);
+    }
+  });
+
+  test('a flow whose real was removed (slot reused with a new generation) moves to the ring', () => {
+    const c = client(4);
+    const first = macOut(send(c, 5000).data);
+    const chosen = REALS.find((s) => macOf(s) === first)!;
+    const others = REALS.filter((s) => s !== chosen);
+    b.setReal({ slot: chosen, addr: `10.2.0.${chosen}`, gen: 1 });
+    b.setRing(12, others);
+    try {
+      assert.equal(macOut(send(c, 5000).data), macOf(ringReal(others, c, 5000, 80)));
+    } finally {
+      b.setReal({ slot: chosen, addr: `10.2.0.${chosen}` });
+      b.setRing(12, REALS);
+    }
+  });
+
+  test('a VIP whose ring is empty drops, counting drop_no_real', () => {
+    b.setVip({ id: 15, addr: '10.9.0.15', port: 80, proto: 'tcp', mode: 'dsr', ring: [] });
+    const drops = b.global('drop_no_real');
+    const out = b.run(frame({ src: client(4), dst: '10.9.0.15', proto: 'tcp', sport: 1, dport: 80 }, toLb));
+    assert.equal(out.action, XdpAction.DROP);
+    assert.equal(b.global('drop_no_real'), drops + 1);
+  });
+
+  test('per-VIP and per-real counters count packets, bytes and new flows', () => {
+    const c = client(4);
+    const before = b.stat(S.statsIndex.vip(12));
+    const f1 = frame({ src: c, dst: VIP, proto: 'tcp', sport: 6000, dport: 80 }, toLb);
+    const out = b.run(f1);
+    b.run(f1);
+    const slot = REALS.find((s) => macOf(s) === macOut(out.data))!;
+    const realBefore = b.stat(S.statsIndex.real(LIMITS, slot));
+    b.run(f1);
+    const vip = b.stat(S.statsIndex.vip(12));
+    assert.deepEqual(vip, { packets: before.packets + 3, bytes: before.bytes + 3 * f1.length, newFlows: before.newFlows + 1 });
+    const real = b.stat(S.statsIndex.real(LIMITS, slot));
+    assert.deepEqual(real, { packets: realBefore.packets + 1, bytes: realBefore.bytes + f1.length, newFlows: realBefore.newFlows });
+  });
+});
+
+describe('VIP matching and hashing', () => {
+  before(() => {
+    [30, 31, 32, 33, 34].forEach((s) => b.setReal({ slot: s, addr: `10.3.0.${s}` }));
+    b.setVip({ id: 13, addr: '10.9.0.2', port: 0, proto: 'tcp', mode: 'dsr', ring: [30] });
+    b.setVip({ id: 14, addr: '10.9.0.2', port: 443, proto: 'tcp', mode: 'dsr', ring: [31] });
+    b.setVip({ id: 11, addr: '10.9.0.3', port: 80, proto: 'tcp', mode: 'dsr', srcIpHash: true, ring: [32, 33, 34] });
+  });
+  const mac = (d: Buffer) => d.subarray(0, 6).toString('hex');
+  const macOf = (slot: number) => macToBytes(realMac(slot)).toString('hex');
+
+  test('a port-0 VIP takes every port of its address', () => {
+    for (const port of [1, 22, 8080, 65535]) {
+      const out = b.run(frame({ src: client(4), dst: '10.9.0.2', proto: 'tcp', sport: 999, dport: port }, toLb));
+      assert.equal(out.action, XdpAction.TX);
+      assert.equal(mac(out.data), macOf(30), `port ${port}`);
+    }
+  });
+
+  test('an exact-port VIP wins over the port-0 VIP of the same address', () => {
+    const out = b.run(frame({ src: client(4), dst: '10.9.0.2', proto: 'tcp', sport: 999, dport: 443 }, toLb));
+    assert.equal(mac(out.data), macOf(31));
+  });
+
+  test('a port-0 VIP does not take the other protocol', () => {
+    const out = b.run(frame({ src: client(4), dst: '10.9.0.2', proto: 'udp', sport: 999, dport: 53 }, toLb));
+    assert.equal(out.action, XdpAction.PASS);
+  });
+
+  test('without the wildcard flag in config, no port-0 lookup is made', () => {
+    b.setConfig(S.CFG_F_NAT);
+    try {
+      const out = b.run(frame({ src: client(4), dst: '10.9.0.2', proto: 'tcp', sport: 999, dport: 22 }, toLb));
+      assert.equal(out.action, XdpAction.PASS);
+    } finally {
+      b.setConfig(S.CFG_F_NAT | S.CFG_F_WILDCARD);
+    }
+  });
+
+  test('a src-ip VIP sends every connection of a client to the real at the hash of its address alone', () => {
+    for (let i = 0; i < 6; i++) {
+      const c = client(4);
+      const want = [32, 33, 34][ringSlot(LIMITS.ringSize, c, 0, 0) % 3];
+      for (const sport of [1111, 2222, 3333, 4444]) {
+        const out = b.run(frame({ src: c, dst: '10.9.0.3', proto: 'tcp', sport, dport: 80 }, toLb));
+        assert.equal(mac(out.data), macOf(want), `client ${c} port ${sport}`);
+      }
+    }
+  });
+
+  test('a src-ip VIP keeps one flow entry per client', () => {
+    const c = client(4);
+    const misses = b.global('lru_miss');
+    for (const sport of [1, 2, 3, 4]) b.run(frame({ src: c, dst: '10.9.0.3', proto: 'tcp', sport, dport: 80 }, toLb));
+    assert.equal(b.global('lru_miss'), misses + 1);
+  });
+
+  test('a packet for no VIP passes untouched and is counted', () => {
+    const inFrame = frame({ src: client(4), dst: '10.200.0.1', proto: 'tcp', sport: 1, dport: 80 }, toLb);
+    const n = b.global('pass_not_vip');
+    const out = b.run(inFrame);
+    assert.equal(out.action, XdpAction.PASS);
+    assert.deepEqual(out.data, inFrame);
+    assert.equal(b.global('pass_not_vip'), n + 1);
+  });
+
+  test('a VIP address on another port passes', () => {
+    const out = b.run(frame({ src: client(4), dst: '10.0.0.100', proto: 'tcp', sport: 1, dport: 81 }, toLb));
+    assert.equal(out.action, XdpAction.PASS);
+  });
+});
+
+describe('ICMP errors quoting a VIP flow', () => {
+  const REALS = [40, 41, 42];
+  before(() => {
+    REALS.forEach((s) => b.setReal({ slot: s, addr: `10.4.0.${s}` }));
+    [43, 44, 45].forEach((s) => b.setReal({ slot: s, addr: `2001:db8:4::${s}` }));
+    b.setVip({ id: 10, addr: '10.9.0.4', port: 80, proto: 'tcp', mode: 'dsr', ring: REALS });
+    b.setVip({ id: 9, addr: '2001:db8:9::4', port: 80, proto: 'tcp', mode: 'dsr', ring: [43, 44, 45] });
+  });
+  const mac = (d: Buffer) => d.subarray(0, 6).toString('hex');
+
+  test('ICMP fragmentation-needed goes to the real of the flow it quotes, even after the ring moved', () => {
+    const c = client(4);
+    const first = b.run(frame({ src: c, dst: '10.9.0.4', proto: 'tcp', sport: 7000, dport: 80 }, toLb));
+    const chosen = REALS.find((s) => mac(first.data) === macToBytes(realMac(s)).toString('hex'))!;
+    b.setRing(10, REALS.filter((s) => s !== chosen));
+    try {
+      /* The quote: a packet the VIP sent to the client (as the real answered it). */
+      const quoted = ipv4({ src: '10.9.0.4', dst: c, proto: PROTO.tcp, payload: tcp('10.9.0.4', c, { sport: 80, dport: 7000, flags: 0x10 }) });
+      const icmp = eth(LB_MAC, '02:00:00:00:00:77', ETH_P_IP, ipv4({ src: '10.50.0.1', dst: '10.9.0.4', proto: PROTO.icmp, payload: icmpFragNeeded(quoted) }));
+      const n = b.global('icmp_fwd');
+      const out = b.run(icmp);
+      assert.equal(out.action, XdpAction.TX);
+      assert.equal(out.data.toString('hex'), withMacs(icmp, realMac(chosen), LB_MAC).toString('hex'));
+      assert.equal(b.global('icmp_fwd'), n + 1);
+    } finally {
+      b.setRing(10, REALS);
+    }
+  });
+
+  test('ICMPv6 packet-too-big goes to the real of the flow it quotes', () => {
+    const c = client(6);
+    const first = b.run(frame({ src: c, dst: '2001:db8:9::4', proto: 'tcp', sport: 7001, dport: 80 }, toLb));
+    const chosen = [43, 44, 45].find((s) => mac(first.data) === macToBytes(realMac(s)).toString('hex'))!;
+    b.setRing(9, [43, 44, 45].filter((s) => s !== chosen));
+    try {
+      const quoted = ipv6({ src: '2001:db8:9::4', dst: c, nexthdr: PROTO.tcp, payload: tcp('2001:db8:9::4', c, { sport: 80, dport: 7001, flags: 0x10 }) });
+      const icmp = eth(LB_MAC, '02:00:00:00:00:77', ETH_P_IPV6, ipv6({ src: '2001:db8:50::1', dst: '2001:db8:9::4', nexthdr: PROTO.icmpv6, payload: icmp6TooBig('2001:db8:50::1', '2001:db8:9::4', quoted) }));
+      const out = b.run(icmp);
+      assert.equal(out.action, XdpAction.TX);
+      assert.equal(out.data.toString('hex'), withMacs(icmp, realMac(chosen), LB_MAC).toString('hex'));
+    } finally {
+      b.setRing(9, [43, 44, 45]);
+    }
+  });
+
+  test('an ICMP error quoting a flow of no VIP passes', () => {
+    const quoted = ipv4({ src: '10.77.0.1', dst: '192.168.0.1', proto: PROTO.tcp, payload: tcp('10.77.0.1', '192.168.0.1', { sport: 80, dport: 7000 }) });
+    const icmp = eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: '10.50.0.1', dst: '10.77.0.1', proto: PROTO.icmp, payload: icmpFragNeeded(quoted) }));
+    assert.equal(b.run(icmp).action, XdpAction.PASS);
+  });
+
+  test('ICMP echo to a VIP passes', () => {
+    const echo = Buffer.from([8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+    const out = b.run(eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: client(4), dst: '10.9.0.4', proto: PROTO.icmp, payload: echo })));
+    assert.equal(out.action, XdpAction.PASS);
+  });
+});
+
+describe('headers around the flow', () => {
+  test('a VLAN-tagged DSR packet is forwarded with its tag', () => {
+    const v = comboVip('dsr', 4, 'tcp');
+    const inFrame = frame({ src: client(4), dst: v.addr, proto: 'tcp', sport: 1, dport: 80 }, toLb, { vlan: 42 });
+    const out = b.run(inFrame);
+    assert.equal(out.action, XdpAction.TX);
+    assert.equal(out.data.toString('hex'), withMacs(inFrame, realMac(v.slot), LB_MAC).toString('hex'));
+  });
+
+  test('a VLAN-tagged IPIP packet is encapsulated under its tag', () => {
+    const v = comboVip('ipip', 4, 'tcp');
+    const f: Flow = { src: client(4), dst: v.addr, proto: 'tcp', sport: 2, dport: 80 };
+    const inFrame = frame(f, toLb, { vlan: 42 });
+    const out = b.run(inFrame);
+    assert.equal(out.action, XdpAction.TX);
+    const untagged = expectedIpip(frame(f, toLb), 4, v.realAddr, f);
+    const want = Buffer.concat([untagged.subarray(0, 12), Buffer.from([0x81, 0x00, 0x00, 42]), untagged.subarray(12)]);
+    assert.equal(out.data.toString('hex'), want.toString('hex'));
+  });
+
+  test('IPv4 options (IHL > 5) are skipped to find the ports; NAT checksums stay right', () => {
+    const v = comboVip('nat', 4, 'tcp');
+    const c = client(4);
+    const options = Buffer.from([1, 1, 1, 0]); /* NOP NOP NOP EOL */
+    const l4 = tcp(c, v.addr, { sport: 3000, dport: 80 });
+    const out = b.run(eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: c, dst: v.addr, proto: PROTO.tcp, payload: l4, options })));
+    assert.equal(out.action, XdpAction.TX);
+    const want = eth(realMac(v.slot), LB_MAC, ETH_P_IP, ipv4({ src: c, dst: v.realAddr, proto: PROTO.tcp, options, payload: tcp(c, v.realAddr, { sport: 3000, dport: NAT_PORT }) }));
+    assert.equal(out.data.toString('hex'), want.toString('hex'));
+  });
+
+  test('a later IPv4 fragment follows its first fragment to the same real', () => {
+    b.setVip({ id: 8, addr: '10.9.0.8', port: 53, proto: 'udp', mode: 'nat', ring: [1] });
+    [50, 51, 52].forEach((s) => b.setReal({ slot: s, addr: `10.5.0.${s}`, port: 5353 }));
+    b.setRing(8, [50, 51, 52]);
+    const c = client(4);
+    const payload = Buffer.alloc(64, 7);
+    const whole = udp(c, '10.9.0.8', { sport: 9999, dport: 53, payload });
+    const firstFrag = eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: c, dst: '10.9.0.8', proto: PROTO.udp, payload: whole.subarray(0, 40), id: 77, fragOff: 0x2000 }));
+    const lastFrag = eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: c, dst: '10.9.0.8', proto: PROTO.udp, payload: whole.subarray(40), id: 77, fragOff: 5 }));
+    const o1 = b.run(firstFrag);
+    assert.equal(o1.action, XdpAction.TX);
+    const n = b.global('frag_fwd');
+    const o2 = b.run(lastFrag);
+    assert.equal(o2.action, XdpAction.TX);
+    assert.equal(o2.data.subarray(0, 6).toString('hex'), o1.data.subarray(0, 6).toString('hex'));
+    assert.equal(b.global('frag_fwd'), n + 1);
+    /* NAT: the later fragment carries the real's address with a right header checksum. */
+    assert.deepEqual(o2.data.subarray(14 + 16, 14 + 20), o1.data.subarray(14 + 16, 14 + 20));
+    assert.ok(ipv4ChecksumOk(o2.data, 14));
+    assert.equal(o1.data.readUInt16BE(14 + 20 + 2), 5353);
+  });
+
+  test('a later fragment whose first fragment was not seen passes', () => {
+    const c = client(4);
+    const inFrame = eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: c, dst: '10.0.0.100', proto: PROTO.tcp, payload: Buffer.alloc(16), id: 99, fragOff: 3 }));
+    const n = b.global('pass_frag');
+    const out = b.run(inFrame);
+    assert.equal(out.action, XdpAction.PASS);
+    assert.deepEqual(out.data, inFrame);
+    assert.equal(b.global('pass_frag'), n + 1);
+  });
+
+  test('DSR between an IPv4 VIP and an IPv6 real drops, counting drop_family', () => {
+    b.setReal({ slot: 60, addr: '2001:db8:6::60' });
+    b.setVip({ id: 7, addr: '10.9.0.7', port: 80, proto: 'tcp', mode: 'dsr', ring: [60] });
+    const n = b.global('drop_family');
+    assert.equal(b.run(frame({ src: client(4), dst: '10.9.0.7', proto: 'tcp', sport: 1, dport: 80 }, toLb)).action, XdpAction.DROP);
+    assert.equal(b.global('drop_family'), n + 1);
+  });
+
+  test('IPIP to an IPv6 real wraps an IPv4 packet in IPv6 (4in6)', () => {
+    b.setVip({ id: 6, addr: '10.9.0.6', port: 80, proto: 'tcp', mode: 'ipip', ring: [60] });
+    const f: Flow = { src: client(4), dst: '10.9.0.6', proto: 'tcp', sport: 1234, dport: 80 };
+    const inFrame = frame(f, toLb);
+    const out = b.run(inFrame);
+    assert.equal(out.action, XdpAction.TX);
+    assert.equal(out.data.readUInt16BE(12), ETH_P_IPV6);
+    assert.equal(out.data[14 + 6], PROTO.ipip);
+    assert.equal(out.data.readUInt16BE(14 + 4), inFrame.length - 14);
+    assert.deepEqual(out.data.subarray(14 + 24, 14 + 40), ipToBytes('2001:db8:6::60'));
+    assert.deepEqual(out.data.subarray(14 + 40), inFrame.subarray(14));
+  });
+
+  test('a real behind another interface (tx_port) is sent with XDP_REDIRECT', () => {
+    b.setReal({ slot: 61, addr: '10.6.0.61', txPort: 1 });
+    b.setVip({ id: 5, addr: '10.9.0.5', port: 80, proto: 'tcp', mode: 'dsr', ring: [61] });
+    b.col.map('tx_ports').update(Buffer.from([1, 0, 0, 0]), Buffer.from([1, 0, 0, 0])); /* lo */
+    const out = b.run(frame({ src: client(4), dst: '10.9.0.5', proto: 'tcp', sport: 1, dport: 80 }, toLb));
+    assert.equal(out.action, XdpAction.REDIRECT);
+    assert.equal(out.data.subarray(0, 6).toString('hex'), macToBytes(realMac(61)).toString('hex'));
+  });
+});

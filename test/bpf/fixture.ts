@@ -1,0 +1,115 @@
+/**
+ * The balancer loaded with small limits for packet tests, and helpers to program it the way
+ * the data plane does (VIPs, reals, rings, config) and to read its counters.
+ */
+import { compileBpf } from '../../src/bpf/build.js';
+import { Collection } from '../../src/bpf/collection.js';
+import type { Program } from '../../src/bpf/program.js';
+import type { TypedMap } from '../../src/bpf/map.js';
+import * as S from '../../src/dataplane/xdp/structs.js';
+import { macToBytes } from '../../src/model/address.js';
+
+export const LIMITS: S.Limits = { maxVips: 32, maxReals: 64, ringSize: 13, flowTableSize: 4096 };
+export const LB_MAC = '02:00:00:00:00:01';
+export const CLIENT_MAC = '02:00:00:00:00:02';
+export const GW_MAC = '02:00:00:00:00:fe';
+export const realMac = (i: number) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
+export const ENCAP_SRC4 = '172.16.0.0';
+export const ENCAP_SRC6 = 'fd00:5151::';
+
+export interface TestReal {
+  slot: number;
+  addr: string;
+  port?: number;
+  flags?: number;
+  gen?: number;
+  txPort?: number;
+}
+
+export interface TestVip {
+  id: number;
+  addr: string;
+  port: number;
+  proto: 'tcp' | 'udp';
+  mode: 'dsr' | 'ipip' | 'nat';
+  srcIpHash?: boolean;
+  /** Real slots, one per ring slot in turn (slot i gets reals[i % n]); [] = an empty ring. */
+  ring: number[];
+}
+
+export class TestBalancer {
+  readonly col: Collection;
+  readonly prog: Program;
+  readonly vips: TypedMap<S.VipKey, S.VipMeta>;
+  readonly reals: TypedMap<number, S.RealDef>;
+  readonly rings: TypedMap<number, number>;
+  readonly stats: TypedMap<number, S.Stat>;
+  readonly config: TypedMap<number, S.ConfigVal>;
+
+  private constructor(col: Collection) {
+    this.col = col;
+    this.prog = col.program('balancer');
+    this.vips = col.map('vips').typed(S.vipKey, S.vipMeta);
+    this.reals = col.map('reals').typed(S.u32key, S.realDef);
+    this.rings = col.map('rings').typed(S.u32key, S.u32key);
+    this.stats = col.map('stats').typed(S.u32key, S.stat);
+    this.config = col.map('config').typed(S.u32key, S.config);
+  }
+
+  static async load(limits = LIMITS): Promise<TestBalancer> {
+    const obj = await compileBpf({
+      source: 'balancer',
+      defines: { MAX_VIPS: limits.maxVips, MAX_REALS: limits.maxReals, RING_SIZE: limits.ringSize, FLOW_TABLE_SIZE: limits.flowTableSize },
+    });
+    const b = new TestBalancer(Collection.load(obj));
+    b.setConfig(S.CFG_F_NAT | S.CFG_F_WILDCARD);
+    return b;
+  }
+
+  setConfig(flags: number): void {
+    this.config.set(0, { gwMac: macToBytes(GW_MAC), flags, encapSrc4: S.addr16(ENCAP_SRC4).subarray(0, 4), encapSrc6: S.addr16(ENCAP_SRC6) });
+  }
+
+  setReal(r: TestReal): void {
+    this.reals.set(r.slot, {
+      addr: S.addr16(r.addr),
+      mac: macToBytes(realMac(r.slot)),
+      port: r.port ?? 0,
+      gen: r.gen ?? 0,
+      flags: (r.flags ?? 0) | (r.addr.includes(':') ? S.REAL_F_IPV6 : 0),
+      txPort: r.txPort ?? 0,
+    });
+  }
+
+  setVip(v: TestVip): void {
+    this.vips.set(
+      { addr: S.addr16(v.addr), port: v.port, proto: S.IPPROTO[v.proto] },
+      { id: v.id, mode: S.MODE[v.mode], flags: v.srcIpHash ? S.VIP_F_SRC_IP_HASH : 0 },
+    );
+    this.setRing(v.id, v.ring);
+  }
+
+  setRing(id: number, ring: number[]): void {
+    const n = LIMITS.ringSize;
+    this.rings.setMany(Array.from({ length: n }, (_, i) => [id * n + i, ring.length ? ring[i % ring.length] : S.NO_REAL] as const));
+  }
+
+  run(frame: Buffer): { action: number; data: Buffer } {
+    const r = this.prog.testRun(frame);
+    return { action: r.action, data: r.data };
+  }
+
+  /** Sum over CPUs of one stats entry. */
+  stat(index: number): S.Stat {
+    const per = this.stats.getPerCpu(index) ?? [];
+    return per.reduce((a, s) => ({ packets: a.packets + s.packets, bytes: a.bytes + s.bytes, newFlows: a.newFlows + s.newFlows }), { packets: 0, bytes: 0, newFlows: 0 });
+  }
+
+  global(name: S.GlobalCounter): number {
+    return this.stat(S.statsIndex.global(LIMITS, name)).packets;
+  }
+
+  close(): void {
+    this.col.close();
+  }
+}
