@@ -136,6 +136,20 @@ Napi::Value ObjSetGlobal(const Napi::CallbackInfo &info) {
   return Throw(env, "set_global", ENOENT, "no global variable named \"" + var + "\"");
 }
 
+// reuseMap(handle, mapName, fd): before load, make the object use an existing map (e.g. a pinned
+// one) instead of creating it, so a new program version shares the old one's state.
+Napi::Value ObjReuseMap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  bpf_object *obj = ObjectArg(info, 0);
+  CHECK_OBJ(obj);
+  std::string name = info[1].As<Napi::String>();
+  bpf_map *m = FindMap(obj, name);
+  if (!m) return Throw(env, "bpf_map__reuse_fd", ENOENT, "no map named \"" + name + "\"");
+  int err = bpf_map__reuse_fd(m, IntArg(info, 2));
+  if (err) return Throw(env, "bpf_map__reuse_fd", err);
+  return env.Undefined();
+}
+
 Napi::Value ObjLoad(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   bpf_object *obj = ObjectArg(info, 0);
@@ -406,6 +420,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("objSetMaxEntries", Napi::Function::New(env, ObjSetMaxEntries));
   exports.Set("objSetGlobal", Napi::Function::New(env, ObjSetGlobal));
   exports.Set("objLoad", Napi::Function::New(env, ObjLoad));
+  exports.Set("objReuseMap", Napi::Function::New(env, ObjReuseMap));
   exports.Set("objClose", Napi::Function::New(env, ObjClose));
   exports.Set("objMaps", Napi::Function::New(env, ObjMaps));
   exports.Set("objPrograms", Napi::Function::New(env, ObjPrograms));

@@ -7,6 +7,8 @@ export interface LoadOptions {
   maxEntries?: Record<string, number>;
   /** `const volatile` globals by name, as raw bytes (little endian), set before load. */
   globals?: Record<string, Buffer>;
+  /** Maps by name to reuse instead of creating (e.g. opened from pins): a new program version keeps the old one's state. The map's type, key/value sizes and max_entries must match. */
+  reuseMaps?: Record<string, BpfMap>;
 }
 
 /**
@@ -31,6 +33,7 @@ export class Collection {
     try {
       for (const [name, size] of Object.entries(opts.maxEntries ?? {})) n.objSetMaxEntries(h, name, size);
       for (const [name, value] of Object.entries(opts.globals ?? {})) n.objSetGlobal(h, name, value);
+      for (const [name, m] of Object.entries(opts.reuseMaps ?? {})) n.objReuseMap(h, name, m.fd);
       n.objLoad(h);
     } catch (e) {
       n.objClose(h);

@@ -8,6 +8,7 @@ export interface NativeBpf {
   objSetMaxEntries(obj: number, map: string, n: number): void;
   objSetGlobal(obj: number, name: string, value: Buffer): void;
   objLoad(obj: number): void;
+  objReuseMap(obj: number, map: string, fd: number): void;
   objClose(obj: number): void;
   objMaps(obj: number): Array<{ name: string; fd: number; type: number; keySize: number; valueSize: number; maxEntries: number; internal: boolean }>;
   objPrograms(obj: number): Array<{ name: string; fd: number; type: number }>;
