@@ -1,0 +1,178 @@
+/**
+ * IpvsDataplane against the VM's kernel: what sync programs is what `ipvsadm -Ln` shows;
+ * re-syncing changes nothing; sluice removes only the services it made.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Service, ServiceReal, ServiceTable } from '../../src/model/types.js';
+import { IpvsDataplane, ipvsAvailable } from '../../src/dataplane/ipvs/index.js';
+import { admDest, admService, assertIpvsHost, ipvsadm, sh } from './support.js';
+
+// Addresses of this file: 10.101.x.x (other files use others, so files may run side by side).
+function real(address: string, o: Partial<ServiceReal> = {}): ServiceReal {
+  return { address, port: 80, weight: 1, state: 'up', ...o };
+}
+function service(o: Partial<Service> = {}): Service {
+  return { address: '10.101.0.1', port: 80, protocol: 'tcp', mode: 'dsr', hash: '5tuple', scheduler: 'mh', reals: [real('10.101.1.1'), real('10.101.1.2')], ...o };
+}
+const mine = () => ipvsadm().filter((s) => s.address.startsWith('10.101.') || s.address.startsWith('2001:db8:101:'));
+
+let dp: IpvsDataplane;
+let stateDir: string;
+before(async () => {
+  assertIpvsHost();
+  stateDir = mkdtempSync(join(tmpdir(), 'ipvs-dp-'));
+  dp = await IpvsDataplane.open({ stateDir });
+});
+after(async () => {
+  await dp?.close({ keepForwarding: false });
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+test('the probe finds IPVS in the VM kernel', async () => {
+  const r = await ipvsAvailable();
+  assert.equal(r.ok, true, r.reason);
+});
+
+test('a DR service with mh appears in ipvsadm with its reals, weights and scheduler flags', async () => {
+  await dp.sync({ services: [service({ reals: [real('10.101.1.1', { weight: 2 }), real('10.101.1.2', { weight: 3 })] })] });
+  const s = admService('tcp', '10.101.0.1', 80);
+  assert.ok(s, 'service listed');
+  assert.equal(s.scheduler, 'mh');
+  assert.deepEqual(s.flags.sort(), ['mh-fallback', 'mh-port']);
+  assert.deepEqual(s.dests.map((d) => [d.address, d.port, d.fwd, d.weight]).sort(), [['10.101.1.1', 80, 'Route', 2], ['10.101.1.2', 80, 'Route', 3]]);
+});
+
+test('nat maps to Masq with the real\'s own port, ipip to Tunnel', async () => {
+  await dp.sync({ services: [
+    service({ address: '10.101.0.2', mode: 'nat', reals: [real('10.101.1.1', { port: 8080 })] }),
+    service({ address: '10.101.0.3', mode: 'ipip', reals: [real('10.101.1.1')] }),
+  ] });
+  assert.deepEqual(admDest(admService('tcp', '10.101.0.2', 80), '10.101.1.1', 8080)?.fwd, 'Masq');
+  assert.deepEqual(admDest(admService('tcp', '10.101.0.3', 80), '10.101.1.1', 80)?.fwd, 'Tunnel');
+});
+
+test('each scheduler named in a VIP is the IPVS scheduler of its service', async () => {
+  const scheds = ['rr', 'wrr', 'lc', 'wlc', 'sh', 'mh'] as const;
+  await dp.sync({ services: scheds.map((scheduler, i) => service({ address: `10.101.2.${i + 1}`, scheduler })) });
+  assert.deepEqual(scheds.map((_, i) => admService('tcp', `10.101.2.${i + 1}`, 80)?.scheduler), [...scheds]);
+});
+
+test('a UDP service and an IPv6 service are programmed like TCP ones', async () => {
+  await dp.sync({ services: [
+    service({ protocol: 'udp', port: 53 }),
+    service({ address: '2001:db8:101::1', port: 443, mode: 'ipip', reals: [real('2001:db8:101::11', { port: 443 }), real('2001:db8:101::12', { port: 443, weight: 4 })] }),
+  ] });
+  assert.equal(admService('udp', '10.101.0.1', 53)?.dests.length, 2);
+  const v6 = admService('tcp', '2001:db8:101::1', 443);
+  assert.ok(v6, 'IPv6 service listed');
+  assert.deepEqual(v6.dests.map((d) => [d.address, d.fwd, d.weight]).sort(), [['2001:db8:101::11', 'Tunnel', 1], ['2001:db8:101::12', 'Tunnel', 4]]);
+});
+
+test('syncing the same table again changes nothing, in the report and in the kernel', async () => {
+  const t: ServiceTable = { services: [service(), service({ address: '2001:db8:101::1', reals: [real('2001:db8:101::11')] })] };
+  await dp.sync(t);
+  const before = sh('ipvsadm', '-Ln');
+  const r = await dp.sync(t);
+  assert.deepEqual([r.added, r.updated, r.removed, r.changes], [0, 0, 0, []]);
+  assert.equal(sh('ipvsadm', '-Ln'), before);
+});
+
+test('a real marked down keeps its place at weight 0, and gets its weight back when up', async () => {
+  await dp.sync({ services: [service({ reals: [real('10.101.1.1', { weight: 5, state: 'down' }), real('10.101.1.2')] })] });
+  assert.equal(admDest(admService('tcp', '10.101.0.1', 80), '10.101.1.1', 80)?.weight, 0);
+  await dp.sync({ services: [service({ reals: [real('10.101.1.1', { weight: 5 }), real('10.101.1.2')] })] });
+  assert.equal(admDest(admService('tcp', '10.101.0.1', 80), '10.101.1.1', 80)?.weight, 5);
+});
+
+test('a drained real is at weight 0', async () => {
+  await dp.sync({ services: [service({ reals: [real('10.101.1.1', { weight: 5, state: 'drain' })] })] });
+  assert.equal(admDest(admService('tcp', '10.101.0.1', 80), '10.101.1.1', 80)?.weight, 0);
+});
+
+test('removing a real or a VIP removes just that from the kernel', async () => {
+  await dp.sync({ services: [service(), service({ address: '10.101.0.9' })] });
+  await dp.sync({ services: [service({ reals: [real('10.101.1.2')] })] });
+  assert.deepEqual(admService('tcp', '10.101.0.1', 80)?.dests.map((d) => d.address), ['10.101.1.2']);
+  assert.equal(admService('tcp', '10.101.0.9', 80), undefined);
+});
+
+test('a service made with ipvsadm survives every sync and close', async () => {
+  sh('ipvsadm', '-A', '-t', '10.101.9.9:25', '-s', 'wlc');
+  sh('ipvsadm', '-a', '-t', '10.101.9.9:25', '-r', '10.101.9.10:25', '-m', '-w', '7');
+  try {
+    await dp.sync({ services: [service()] });
+    await dp.sync({ services: [] });
+    const other = await IpvsDataplane.open({});
+    await other.sync({ services: [service({ address: '10.101.0.8' })] });
+    await other.close({ keepForwarding: false });
+    const s = admService('tcp', '10.101.9.9', 25);
+    assert.equal(s?.scheduler, 'wlc');
+    assert.deepEqual(s?.dests.map((d) => [d.address, d.fwd, d.weight]), [['10.101.9.10', 'Masq', 7]]);
+    assert.equal(admService('tcp', '10.101.0.8', 80), undefined);
+  } finally {
+    sh('ipvsadm', '-D', '-t', '10.101.9.9:25');
+  }
+});
+
+test('a service deleted behind sluice\'s back is re-created by the next sync', async () => {
+  await dp.sync({ services: [service()] });
+  sh('ipvsadm', '-D', '-t', '10.101.0.1:80');
+  const r = await dp.sync({ services: [service()] });
+  assert.equal(r.added, 3);
+  assert.equal(admService('tcp', '10.101.0.1', 80)?.dests.length, 2);
+});
+
+test('a real changed behind sluice\'s back is set right by the next sync', async () => {
+  await dp.sync({ services: [service()] });
+  sh('ipvsadm', '-e', '-t', '10.101.0.1:80', '-r', '10.101.1.1:80', '-g', '-w', '9');
+  const r = await dp.sync({ services: [service()] });
+  assert.equal(r.updated, 1);
+  assert.equal(admDest(admService('tcp', '10.101.0.1', 80), '10.101.1.1', 80)?.weight, 1);
+});
+
+test('the ownership record on disk lets a new instance remove what the old one made', async () => {
+  await dp.sync({ services: [service({ address: '10.101.0.5' })] });
+  const record = JSON.parse(readFileSync(join(stateDir, 'ipvs-owned.json'), 'utf8')) as { services: string[] };
+  assert.deepEqual(record.services, ['10.101.0.5:80/tcp']);
+  const next = await IpvsDataplane.open({ stateDir });
+  await next.sync({ services: [] });
+  await next.close({ keepForwarding: true });
+  assert.equal(admService('tcp', '10.101.0.5', 80), undefined);
+});
+
+test('owned keys passed to open() count as sluice\'s too', async () => {
+  sh('ipvsadm', '-A', '-t', '10.101.0.6:80', '-s', 'rr');
+  const d = await IpvsDataplane.open({ owned: ['10.101.0.6:80/tcp'] });
+  await d.sync({ services: [] });
+  await d.close({ keepForwarding: true });
+  assert.equal(admService('tcp', '10.101.0.6', 80), undefined);
+});
+
+test('close with keepForwarding leaves the services; without, removes sluice\'s', async () => {
+  const d = await IpvsDataplane.open({});
+  await d.sync({ services: [service({ address: '10.101.0.7' })] });
+  await d.close({ keepForwarding: true });
+  assert.ok(admService('tcp', '10.101.0.7', 80));
+  const e = await IpvsDataplane.open({ owned: ['10.101.0.7:80/tcp'] });
+  await e.close({ keepForwarding: false });
+  assert.equal(admService('tcp', '10.101.0.7', 80), undefined);
+});
+
+test('stats list each owned VIP with its reals', async () => {
+  await dp.sync({ services: [service({ reals: [real('10.101.1.1'), real('10.101.1.2', { port: 8080 })], mode: 'nat' })] });
+  const s = await dp.stats();
+  const v = s.vips.find((x) => x.key === '10.101.0.1:80/tcp');
+  assert.ok(v);
+  assert.deepEqual(v.reals.map((r) => r.key).sort(), ['10.101.1.1', '10.101.1.2:8080']);
+  assert.equal(s.vips.some((x) => x.key.startsWith('10.101.9.9')), false);
+});
+
+test('an unknown scheduler is refused with a reason that names it', async () => {
+  // Only the schedulers the model allows reach here; bypass the types to see the kernel's refusal.
+  await assert.rejects(dp.sync({ services: [service({ address: '10.101.0.4', scheduler: 'nosuch' as 'mh' })] }), /nosuch/);
+  assert.equal(mine().some((s) => s.address === '10.101.0.4'), false);
+});

@@ -1,0 +1,174 @@
+/**
+ * Helpers for the IPVS tests, which run inside the micro-VM (scripts/vm) as root: `ipvsadm -Ln`
+ * parsing, and a namespace topology with the VM's root namespace as the balancer.
+ *
+ *   ns client (10.98.N.2) ── veth ── root ns = lb (10.98.N.1 | 10.99.N.1 on a bridge, VIPs on lo)
+ *                                        bridge ──┬─ ns real1 (10.99.N.11, VIPs on lo, tunl0 up)
+ *                                                 └─ ns real2 (10.99.N.12, VIPs on lo, tunl0 up)
+ *
+ * Reals route through the lb (needed for NAT; DR and tunnel replies merely pass through it).
+ * Each test file uses its own N, so files may run concurrently. Servers are busybox httpd
+ * serving the real's name; the client is busybox wget.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export function sh(cmd: string, ...args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+}
+
+export function inNs(ns: string, cmd: string, ...args: string[]): string {
+  return sh('nsenter', `--net=/run/netns/${ns}`, cmd, ...args);
+}
+
+/** Whether this is the micro-VM (or another host with IPVS): the tests refuse to run elsewhere. */
+export function assertIpvsHost(): void {
+  if (process.env.SLUICE_VM !== '1') {
+    throw new Error('test/ipvs runs inside the micro-VM: scripts/vm -- node --test dist/test/ipvs/');
+  }
+}
+
+export interface AdmDest { address: string; port: number; fwd: string; weight: number }
+export interface AdmService { protocol: string; address: string; port: number; scheduler: string; flags: string[]; dests: AdmDest[] }
+
+function splitHostPort(text: string): { address: string; port: number } {
+  const m = /^\[(.+)\]:(\d+)$/.exec(text) ?? /^(.+):(\d+)$/.exec(text);
+  if (!m) throw new Error(`cannot parse ${text}`);
+  return { address: m[1], port: Number(m[2]) };
+}
+
+/** `ipvsadm -Ln` as data. */
+export function ipvsadm(): AdmService[] {
+  const out: AdmService[] = [];
+  for (const line of sh('ipvsadm', '-Ln').split('\n')) {
+    const s = /^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+(\S+)(?:\s+(.*))?$/.exec(line);
+    if (s) {
+      const { address, port } = s[1] === 'FWM' ? { address: s[2], port: 0 } : splitHostPort(s[2]);
+      const flags = (s[4] ?? '').match(/\(([^)]*)\)/)?.[1].split(',').filter(Boolean) ?? [];
+      out.push({ protocol: s[1].toLowerCase(), address, port, scheduler: s[3], flags, dests: [] });
+      continue;
+    }
+    const d = /^\s+->\s+(\S+)\s+(\w+)\s+(\d+)\s+\d+\s+\d+/.exec(line);
+    if (d && out.length) out[out.length - 1].dests.push({ ...splitHostPort(d[1]), fwd: d[2], weight: Number(d[3]) });
+  }
+  return out;
+}
+
+export function admService(protocol: string, address: string, port: number): AdmService | undefined {
+  return ipvsadm().find((s) => s.protocol === protocol && s.address === address && s.port === port);
+}
+
+export function admDest(svc: AdmService | undefined, address: string, port: number): AdmDest | undefined {
+  return svc?.dests.find((d) => d.address === address && d.port === port);
+}
+
+export interface Topology {
+  n: number;
+  client: string;
+  reals: Array<{ ns: string; address: string; name: string }>;
+  lbClientSide: string;
+  /** Add a VIP on the lb's and every real's lo. */
+  addVip(address: string): void;
+  /** Start an HTTP server answering `name` on every real, on this port. */
+  serve(port: number): void;
+  /** One HTTP GET from the client; the body (the real's name) or an error. */
+  get(vip: string, port: number): string;
+  destroy(): void;
+}
+
+/** Build the topology for test file number `n` (1..200). */
+export function topology(n: number): Topology {
+  const tag = `i${n}`;
+  const client = `${tag}-client`;
+  const br = `${tag}-br`;
+  const reals = [1, 2].map((i) => ({ ns: `${tag}-real${i}`, address: `10.99.${n}.${10 + i}`, name: `real${i}` }));
+  const servers: ChildProcess[] = [];
+  const www = mkdtempSync(join(tmpdir(), `ipvs-www-${n}-`));
+  const vips: string[] = [];
+
+  sh('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  sh('sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  sh('ip', 'netns', 'add', client);
+  inNs(client, 'ip', 'link', 'set', 'lo', 'up');
+  sh('ip', 'link', 'add', `${tag}-c`, 'type', 'veth', 'peer', 'name', `${tag}-cp`);
+  sh('ip', 'link', 'set', `${tag}-cp`, 'netns', client);
+  inNs(client, 'ip', 'link', 'set', `${tag}-cp`, 'name', 'eth0');
+  inNs(client, 'ip', 'addr', 'add', `10.98.${n}.2/24`, 'dev', 'eth0');
+  inNs(client, 'ip', 'link', 'set', 'eth0', 'up');
+  inNs(client, 'ip', 'route', 'add', 'default', 'via', `10.98.${n}.1`);
+  sh('ip', 'addr', 'add', `10.98.${n}.1/24`, 'dev', `${tag}-c`);
+  sh('ip', 'link', 'set', `${tag}-c`, 'up');
+
+  sh('ip', 'link', 'add', br, 'type', 'bridge');
+  sh('ip', 'addr', 'add', `10.99.${n}.1/24`, 'dev', br);
+  sh('ip', 'link', 'set', br, 'up');
+  for (const [i, r] of reals.entries()) {
+    sh('ip', 'netns', 'add', r.ns);
+    const host = `${tag}-r${i + 1}`;
+    sh('ip', 'link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}p`);
+    sh('ip', 'link', 'set', `${host}p`, 'netns', r.ns);
+    sh('ip', 'link', 'set', host, 'master', br);
+    sh('ip', 'link', 'set', host, 'up');
+    inNs(r.ns, 'ip', 'link', 'set', 'lo', 'up');
+    inNs(r.ns, 'ip', 'link', 'set', `${host}p`, 'name', 'eth0');
+    inNs(r.ns, 'ip', 'addr', 'add', `${r.address}/24`, 'dev', 'eth0');
+    inNs(r.ns, 'ip', 'link', 'set', 'eth0', 'up');
+    inNs(r.ns, 'ip', 'route', 'add', 'default', 'via', `10.99.${n}.1`);
+    // DR and tunnel: the real holds the VIPs but must not answer ARP for them; the tunnel's
+    // decapsulated packets come in on tunl0 from a source routed via eth0.
+    for (const kv of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2',
+      'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']) inNs(r.ns, 'sysctl', '-qw', kv);
+    inNs(r.ns, 'ip', 'link', 'set', 'tunl0', 'up');
+    inNs(r.ns, 'sysctl', '-qw', 'net.ipv4.conf.tunl0.rp_filter=0');
+    mkdirSync(join(www, r.name));
+    writeFileSync(join(www, r.name, 'index.html'), `${r.name}\n`);
+  }
+
+  return {
+    n, client, reals, lbClientSide: `10.98.${n}.1`,
+    addVip(address) {
+      vips.push(address);
+      sh('ip', 'addr', 'add', `${address}/32`, 'dev', 'lo');
+      for (const r of reals) inNs(r.ns, 'ip', 'addr', 'add', `${address}/32`, 'dev', 'lo');
+    },
+    serve(port) {
+      for (const r of reals) {
+        const p = spawn('nsenter', [`--net=/run/netns/${r.ns}`, 'httpd', '-f', '-p', String(port), '-h', join(www, r.name)], { stdio: 'ignore' });
+        servers.push(p);
+      }
+      // httpd listens within milliseconds; wait until every real answers on its own address.
+      for (const r of reals) {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          try { if (inNs(client, 'wget', '-q', '-T', '2', '-O', '-', `http://${r.address}:${port}/`).trim() === r.name) break; } catch { /* not yet */ }
+          if (Date.now() > deadline) throw new Error(`httpd on ${r.ns}:${port} did not come up`);
+          execFileSync('sleep', ['0.1']);
+        }
+      }
+    },
+    get(vip, port) {
+      const host = vip.includes(':') ? `[${vip}]` : vip;
+      return inNs(client, 'wget', '-q', '-T', '5', '-O', '-', `http://${host}:${port}/`).trim();
+    },
+    destroy() {
+      for (const p of servers) p.kill('SIGKILL');
+      for (const v of vips) try { sh('ip', 'addr', 'del', `${v}/32`, 'dev', 'lo'); } catch { /* gone */ }
+      for (const ns of [client, ...reals.map((r) => r.ns)]) try { sh('ip', 'netns', 'del', ns); } catch { /* gone */ }
+      for (const dev of [br, `${tag}-c`, `${tag}-r1`, `${tag}-r2`]) try { sh('ip', 'link', 'del', dev); } catch { /* gone */ }
+      rmSync(www, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Run `fn` `count` times and tally the results (bounded: each call has its own timeout). */
+export function tally(count: number, fn: () => string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    let r: string;
+    try { r = fn(); } catch (e) { r = `error: ${(e as Error).message.split('\n')[0]}`; }
+    m.set(r, (m.get(r) ?? 0) + 1);
+  }
+  return m;
+}
