@@ -1,6 +1,7 @@
 /* IPIP / IP6IP6 (and 4in6) encapsulation to a real. The outer source varies with the flow
  * (low bits from the client's address and port) so the real's NIC spreads flows over its
- * queues; the outer destination is the real; the next hop is the gateway's MAC. */
+ * queues; the outer destination is the real; the next hop is the real's MAC when it is on
+ * the link (real_def.mac set), else the gateway's. */
 #ifndef SLUICE_ENCAP_H
 #define SLUICE_ENCAP_H
 #include "csum.h"
@@ -33,7 +34,9 @@ static __always_inline int encap(struct xdp_md *ctx, struct packet *p, const str
   data_end = (void *)(long)ctx->data_end;
   eth = data;
   if ((void *)(eth + 1) > data_end) return -1;
-  __builtin_memcpy(eth->h_dest, cfg->gw_mac, ETH_ALEN);
+  /* A real on this link is sent to directly; others through the gateway. */
+  if (*(__u32 *)r->mac | *(__u16 *)&r->mac[4]) __builtin_memcpy(eth->h_dest, r->mac, ETH_ALEN);
+  else __builtin_memcpy(eth->h_dest, cfg->gw_mac, ETH_ALEN);
   __builtin_memcpy(eth->h_source, own_mac, ETH_ALEN);
   __be16 l3proto = outer6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
   void *l3 = eth + 1;

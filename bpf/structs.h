@@ -23,12 +23,12 @@ struct vip_meta {
 /* reals value (32 bytes), indexed by real slot 0..MAX_REALS-1 */
 struct real_def {
   __be32 addr[4];
-  __u8 mac[6];     /* dsr/nat: next hop (the real's MAC) */
+  __u8 mac[6];     /* next hop: the real's MAC (ipip: all-zero = the gateway's) */
   __be16 port;     /* nat: the real's port (0 = keep the VIP's) */
   __u32 gen;       /* bumped when the slot is reused: flows of the previous owner move */
   __u8 flags;      /* REAL_F_* */
   __u8 tx_port;    /* 0: XDP_TX; else XDP_REDIRECT via tx_ports[tx_port] */
-  __u16 _pad;
+  __u16 owner;     /* the agent's bookkeeping: VIP id + 1 owning the slot, 0 = free (unused here) */
 };
 
 /* flows key (40 bytes): the client's 5-tuple (ports 0 for src-ip hashing) */

@@ -65,7 +65,7 @@ before(async () => {
   b = await TestBalancer.load();
   for (const mode of MODES) for (const fam of FAMILIES) for (const proto of PROTOS) {
     const v = comboVip(mode, fam, proto);
-    b.setReal({ slot: v.slot, addr: v.realAddr, port: mode === 'nat' ? NAT_PORT : 0 });
+    b.setReal({ slot: v.slot, addr: v.realAddr, port: mode === 'nat' ? NAT_PORT : 0, noMac: mode === 'ipip' });
     b.setVip({ id: v.id, addr: v.addr, port: v.port, proto, mode, ring: [v.slot] });
   }
   assert.equal(ENCAP_SRC4, '172.16.0.0');
@@ -431,6 +431,15 @@ describe('headers around the flow', () => {
     const n = b.global('drop_family');
     assert.equal(b.run(frame({ src: client(4), dst: '10.9.0.7', proto: 'tcp', sport: 1, dport: 80 }, toLb)).action, XdpAction.DROP);
     assert.equal(b.global('drop_family'), n + 1);
+  });
+
+  test('IPIP to a real on the link (its MAC known) goes to the real\'s MAC, not the gateway', () => {
+    b.setReal({ slot: 62, addr: '10.6.0.62' });
+    b.setVip({ id: 4, addr: '10.9.0.9', port: 80, proto: 'tcp', mode: 'ipip', ring: [62] });
+    const out = b.run(frame({ src: client(4), dst: '10.9.0.9', proto: 'tcp', sport: 1, dport: 80 }, toLb));
+    assert.equal(out.action, XdpAction.TX);
+    assert.equal(out.data.subarray(0, 6).toString('hex'), macToBytes(realMac(62)).toString('hex'));
+    assert.equal(out.data[14 + 9], PROTO.ipip);
   });
 
   test('IPIP to an IPv6 real wraps an IPv4 packet in IPv6 (4in6)', () => {

@@ -24,6 +24,8 @@ export interface TestReal {
   flags?: number;
   gen?: number;
   txPort?: number;
+  /** No MAC: an IPIP real behind the gateway. */
+  noMac?: boolean;
 }
 
 export interface TestVip {
@@ -73,11 +75,12 @@ export class TestBalancer {
   setReal(r: TestReal): void {
     this.reals.set(r.slot, {
       addr: S.addr16(r.addr),
-      mac: macToBytes(realMac(r.slot)),
+      mac: r.noMac ? Buffer.alloc(6) : macToBytes(realMac(r.slot)),
       port: r.port ?? 0,
       gen: r.gen ?? 0,
       flags: (r.flags ?? 0) | (r.addr.includes(':') ? S.REAL_F_IPV6 : 0),
       txPort: r.txPort ?? 0,
+      owner: 0,
     });
   }
 
