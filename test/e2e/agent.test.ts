@@ -1,0 +1,119 @@
+/**
+ * The agent and the CLI on the real data plane: the DESIGN §8 topology, `sluice agent` with XDP
+ * in the lb namespace, reals serving TCP and UDP, and real connections from the client.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { REPO_ROOT } from '../../src/bpf/build.js';
+import { Topo, ADDR } from '../support/topo.js';
+import { AgentProcess } from '../support/agent.js';
+
+let topo: Topo;
+let agent: AgentProcess;
+let servers: ReturnType<Topo['startServers']>;
+const VIP = '10.99.100.1:80/tcp';
+
+before(async () => {
+  topo = Topo.up();
+  servers = topo.startServers(80, 9000);
+  agent = new AgentProcess(topo);
+  await agent.start();
+});
+after(async () => {
+  await agent?.destroy();
+  topo?.down();
+});
+
+function share(counts: Record<string, number>, who: string): number {
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  return (counts[who] ?? 0) / total;
+}
+
+test('VIP and reals added through the CLI spread real connections by weight', async () => {
+  await agent.ok(['vip', 'add', VIP, '--health', 'tcp']);
+  await agent.ok(['real', 'add', VIP, ADDR.real1.v4]);
+  await agent.ok(['real', 'add', VIP, ADDR.real2.v4]);
+  await agent.ok(['real', 'add', VIP, ADDR.real3.v4, '--weight', '2']);
+  const counts = topo.tally('10.99.100.1', 80, 400);
+  assert.equal(counts.failed ?? 0, 0, JSON.stringify(counts));
+  assert.ok(Math.abs(share(counts, 'real3') - 0.5) < 0.1, JSON.stringify(counts));
+  assert.ok(Math.abs(share(counts, 'real1') - 0.25) < 0.05 + 0.05, JSON.stringify(counts));
+  const stats = await agent.json(['stats']);
+  const vip = stats.vips.find((v: any) => v.key === VIP);
+  assert.ok(vip.newFlows >= 400, `new flows ${vip.newFlows}`);
+  assert.equal(vip.reals.length, 3);
+});
+
+test('status names the XDP data plane, the interface and the program', async () => {
+  const s = await agent.json(['status']);
+  assert.equal(s.dataplane.kind, 'xdp');
+  assert.equal(s.dataplane.interface, 'eth0');
+  assert.ok(s.dataplane.programId > 0);
+  assert.equal(s.vips, 1);
+});
+
+test('a real whose server dies leaves the ring within fall × interval + 1 s, and no connection fails after', async () => {
+  servers.get('real2')!.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 2 * 1000 + 1000));
+  const counts = topo.tally('10.99.100.1', 80, 300);
+  assert.equal(counts.real2 ?? 0, 0, JSON.stringify(counts));
+  assert.equal(counts.failed ?? 0, 0, JSON.stringify(counts));
+  const reals = await agent.json(['real', 'list', VIP]);
+  assert.equal(reals.find((r: any) => r.address === ADDR.real2.v4).health, 'down');
+  // It comes back after `rise` successes.
+  servers.set('real2', topo.startServers(80, 9000, ['real2']).get('real2')!);
+  await new Promise((r) => setTimeout(r, 2 * 1000 + 1000));
+  assert.ok((topo.tally('10.99.100.1', 80, 200).real2 ?? 0) > 0);
+});
+
+test('SIGKILL of the agent does not stall a TCP stream through the VIP, and the restarted agent reports the same state', async () => {
+  await agent.ok(['vip', 'add', '10.99.100.1:9000/tcp']);
+  for (const r of [ADDR.real1.v4, ADDR.real2.v4, ADDR.real3.v4]) await agent.ok(['real', 'add', '10.99.100.1:9000/tcp', r]);
+  const before = await agent.json(['vip', 'list']);
+  const stream = spawn('nsenter', [`--net=/run/netns/${topo.ns('client')}`, process.execPath, join(REPO_ROOT, 'scripts', 'lib', 'stream.mjs'), '10.99.100.1', '9000', '4000']);
+  let out = '';
+  stream.stdout.on('data', (d) => (out += d));
+  await new Promise((r) => setTimeout(r, 1000));
+  await agent.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 500));
+  await agent.start();
+  await new Promise((r) => stream.on('close', r));
+  const res = JSON.parse(out);
+  assert.equal(res.error, null);
+  assert.ok(res.received >= res.sent - 1, JSON.stringify(res));
+  assert.ok(res.maxGapMs < 100, `stream stalled ${res.maxGapMs} ms`);
+  assert.deepEqual((await agent.json(['vip', 'list'])).map((v: any) => [v.key, v.reals.map((r: any) => r.key)]), before.map((v: any) => [v.key, v.reals.map((r: any) => r.key)]));
+});
+
+test('state survives a reboot-like restart: new agent, same state dir, nothing pinned', async () => {
+  const before = await agent.json(['vip', 'list']);
+  await agent.kill('SIGKILL');
+  // A reboot loses bpffs and the attachment: --cleanup takes both away.
+  await agent.cli(['agent', '--cleanup', '--pin-dir', agent.pinDir, '--state-dir', agent.stateDir]);
+  assert.equal((topo.tally('10.99.100.1', 80, 5).failed ?? 0), 5, 'nothing forwards while no agent runs');
+  await agent.start();
+  assert.deepEqual(await agent.json(['vip', 'list']), before);
+  const counts = topo.tally('10.99.100.1', 80, 100);
+  assert.equal(counts.failed ?? 0, 0, JSON.stringify(counts));
+});
+
+test('apply -f converges from any prior state, for every mode', async () => {
+  const f = join(agent.dir, 'apply.yaml');
+  writeFileSync(f, [
+    'vips:',
+    `  - { address: 10.99.100.2, port: 80, mode: dsr, reals: [ { address: ${ADDR.real1.v4} }, { address: ${ADDR.real3.v4} } ] }`,
+    `  - { address: "fd99:100::1", port: 80, mode: dsr, reals: [ { address: "${ADDR.real2.v6}" } ] }`,
+    `  - { address: 10.99.100.1, port: 53, protocol: udp, reals: [ { address: ${ADDR.real1.v4} } ] }`,
+  ].join('\n'));
+  await agent.ok(['apply', '-f', f]);
+  const keys = (await agent.json(['vip', 'list'])).map((v: any) => v.key).sort();
+  assert.deepEqual(keys, ['10.99.100.1:53/udp', '10.99.100.2:80/tcp', '[fd99:100::1]:80/tcp']);
+  // The VIPs the file dropped no longer forward; the ones it holds do.
+  assert.equal(topo.tally('10.99.100.1', 80, 5).failed, 5);
+  const counts = topo.tally('10.99.100.2', 80, 100);
+  assert.deepEqual(Object.keys(counts).sort(), ['real1', 'real3']);
+  assert.deepEqual(topo.tally('fd99:100::1', 80, 20), { real2: 20 });
+});
