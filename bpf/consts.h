@@ -32,6 +32,7 @@
 
 /* vip_meta.flags */
 #define VIP_F_SRC_IP_HASH (1 << 0)
+#define VIP_F_IPV6 (1 << 1) /* bookkeeping for the agent; the program does not read it */
 
 /* real_def.flags */
 #define REAL_F_DOWN (1 << 0) /* out of the ring and its flows move (also: slot freed) */
@@ -45,7 +46,9 @@
 #define NO_REAL 0xFFFFFFFFu
 
 /* Jenkins hash seed: fixed so that every balancer hashes a flow the same way. */
+#ifndef HASH_SEED
 #define HASH_SEED 0x5151c0deu
+#endif
 
 /* The stats array: [0, MAX_VIPS) per VIP, [MAX_VIPS, MAX_VIPS + MAX_REALS) per real slot,
  * then one entry per global counter below (packets field only). */

@@ -7,6 +7,8 @@ import { ipFamily, ipToBytes, macToBytes } from '../../model/address.js';
 
 export const MODE = { dsr: 0, ipip: 1, nat: 2 } as const;
 export const VIP_F_SRC_IP_HASH = 1 << 0;
+/** Bookkeeping only (the program ignores it): the VIP is IPv6. */
+export const VIP_F_IPV6 = 1 << 1;
 export const REAL_F_DOWN = 1 << 0;
 export const REAL_F_IPV6 = 1 << 1;
 export const CFG_F_NAT = 1 << 0;
