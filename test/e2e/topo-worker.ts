@@ -1,0 +1,153 @@
+/**
+ * A helper process that runs inside one namespace of a test topology (started by topo.ts with
+ * `nsenter --net=...`): it serves TCP/UDP as a real, drives traffic as the client, runs the XDP
+ * data plane as the balancer, or attaches a reference/decap XDP program. Commands arrive as JSON
+ * lines on stdin ({id, op, ...}); each gets one JSON line back ({id, ok, result|error}).
+ */
+import { createServer, connect, type Socket } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { createInterface } from 'node:readline';
+import { compileBpf } from '../../src/bpf/build.js';
+import { Collection } from '../../src/bpf/collection.js';
+import type { Link } from '../../src/bpf/program.js';
+import { XdpDataplane } from '../../src/dataplane/xdp/index.js';
+
+type Msg = { id: number; op: string; [k: string]: any };
+const held: Array<{ sock: Socket; name: string; buf: string }> = [];
+const keep: unknown[] = [];
+const links: Link[] = [];
+let dp: XdpDataplane | undefined;
+
+async function serve(m: Msg): Promise<string> {
+  for (const port of m.tcpPorts as number[]) {
+    const srv = createServer((s) => {
+      s.on('error', () => undefined);
+      s.write(`${m.name} ${s.remoteAddress?.replace(/^::ffff:/, '')}\n`);
+      s.on('data', (d) => s.write(`${m.name}:${d.toString()}`));
+    });
+    await new Promise<void>((res, rej) => srv.listen({ port, host: '::', backlog: 1024 }, res).once('error', rej));
+    keep.push(srv);
+  }
+  for (const port of m.udpPorts as number[]) {
+    for (const addr of m.udpAddrs as string[]) {
+      const u = createSocket({ type: addr.includes(':') ? 'udp6' : 'udp4' });
+      u.on('message', (msg, rinfo) => u.send(`${m.name} ${rinfo.address}`, rinfo.port, rinfo.address));
+      await new Promise<void>((res, rej) => { u.once('error', rej); u.bind(port, addr, () => res()); });
+      keep.push(u);
+    }
+  }
+  return 'serving';
+}
+
+interface Tally { byReal: Record<string, number>; peers: Record<string, number>; failures: number }
+function tally(t: Tally, line: string): void {
+  const [name, peer] = line.trim().split(' ');
+  t.byReal[name] = (t.byReal[name] ?? 0) + 1;
+  t.peers[peer] = (t.peers[peer] ?? 0) + 1;
+}
+
+function tcpOnce(host: string, port: number, timeoutMs: number): Promise<string> {
+  return new Promise((res, rej) => {
+    const s = connect({ host, port });
+    let buf = '';
+    const t = setTimeout(() => { s.destroy(); rej(new Error('timeout')); }, timeoutMs);
+    s.on('data', (d) => {
+      buf += d.toString();
+      if (buf.includes('\n')) { clearTimeout(t); s.end(); res(buf.split('\n')[0]); }
+    });
+    s.on('error', (e) => { clearTimeout(t); rej(e); });
+  });
+}
+
+function udpOnce(host: string, port: number, timeoutMs: number): Promise<string> {
+  return new Promise((res, rej) => {
+    const u = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
+    const t = setTimeout(() => { u.close(); rej(new Error('timeout')); }, timeoutMs);
+    u.on('message', (msg) => { clearTimeout(t); u.close(); res(msg.toString()); });
+    u.on('error', (e) => { clearTimeout(t); u.close(); rej(e); });
+    u.send('hello', port, host);
+  });
+}
+
+async function burst(m: Msg, once: (h: string, p: number, t: number) => Promise<string>): Promise<Tally> {
+  const t: Tally = { byReal: {}, peers: {}, failures: 0 };
+  let next = 0;
+  const deadline = Date.now() + (m.budgetMs ?? 30000);
+  const workers = Array.from({ length: m.concurrency ?? 16 }, async () => {
+    while (next < m.count && Date.now() < deadline) {
+      next++;
+      try { tally(t, await once(m.host, m.port, m.timeoutMs ?? 2000)); } catch { t.failures++; }
+    }
+  });
+  await Promise.all(workers);
+  return t;
+}
+
+async function hold(m: Msg): Promise<string[]> {
+  const names: string[] = [];
+  for (let i = 0; i < m.count; i++) {
+    const s = connect({ host: m.host, port: m.port });
+    const h = { sock: s, name: '', buf: '' };
+    await new Promise<void>((res, rej) => {
+      const t = setTimeout(() => rej(new Error('timeout')), 2000);
+      s.on('data', (d) => {
+        h.buf += d.toString();
+        if (!h.name && h.buf.includes('\n')) { h.name = h.buf.split(' ')[0]; h.buf = ''; clearTimeout(t); res(); }
+      });
+      s.on('error', (e) => { clearTimeout(t); rej(e); });
+    });
+    s.on('error', () => undefined);
+    held.push(h);
+    names.push(h.name);
+  }
+  return names;
+}
+
+/** Send "ping" on every held connection: which still answer, from which real. */
+async function pingHeld(m: Msg): Promise<Array<{ name: string; answer: string | null }>> {
+  return Promise.all(held.map((h) => new Promise<{ name: string; answer: string | null }>((res) => {
+    h.buf = '';
+    const t = setTimeout(() => res({ name: h.name, answer: null }), m.timeoutMs ?? 1500);
+    const on = (d: Buffer) => {
+      h.buf += d.toString();
+      if (h.buf.includes('ping')) { clearTimeout(t); h.sock.off('data', on); res({ name: h.name, answer: h.buf.split(':')[0] }); }
+    };
+    h.sock.on('data', on);
+    if (h.sock.destroyed) { clearTimeout(t); res({ name: h.name, answer: null }); return; }
+    h.sock.write('ping');
+  })));
+}
+
+async function handle(m: Msg): Promise<unknown> {
+  switch (m.op) {
+    case 'serve': return serve(m);
+    case 'tcpBurst': return burst(m, tcpOnce);
+    case 'udpBurst': return burst(m, udpOnce);
+    case 'hold': return hold(m);
+    case 'pingHeld': return pingHeld(m);
+    case 'closeHeld': for (const h of held.splice(0)) h.sock.destroy(); return 'closed';
+    case 'attach': {
+      const col = Collection.load(await compileBpf({ source: m.source }));
+      links.push(col.program(m.program).attachXdp(m.ifname, m.mode ?? 'native'));
+      keep.push(col);
+      return 'attached';
+    }
+    case 'dpOpen':
+      dp = await XdpDataplane.open({ spec: m.spec, interface: m.interface, pinDir: m.pinDir });
+      return { adopted: dp.adopted, upgraded: dp.upgraded, programId: dp.program.id };
+    case 'dpSync': return dp!.sync(m.table);
+    case 'dpStats': return dp!.stats();
+    case 'dpClose': await dp?.close({ keepForwarding: !!m.keepForwarding }); dp = undefined; return 'closed';
+    case 'exit': setImmediate(() => process.exit(0)); return 'bye';
+    default: throw new Error(`unknown op ${m.op}`);
+  }
+}
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const m = JSON.parse(line) as Msg;
+  handle(m).then(
+    (result) => process.stdout.write(JSON.stringify({ id: m.id, ok: true, result }) + '\n'),
+    (e: Error) => process.stdout.write(JSON.stringify({ id: m.id, ok: false, error: e.message, code: (e as any).code }) + '\n'),
+  );
+});
+process.stdin.on('end', async () => { await dp?.close({ keepForwarding: false }).catch(() => undefined); process.exit(0); });

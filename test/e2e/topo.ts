@@ -1,0 +1,152 @@
+/**
+ * The DESIGN §8 topology for e2e tests, made and removed by the test, with a per-run suffix:
+ *
+ *   ns client (10.99.0.2, fd99::2) ─┐
+ *   ns lb     (10.99.0.1, fd99::1) ─┤── bridge br0 in ns sw ──┬─ ns real1 (10.99.0.11, fd99::11)
+ *                                   │                         ├─ ns real2 (10.99.0.12, fd99::12)
+ *                                   │                         └─ ns real3 (10.99.0.13, fd99::13)
+ *   The VIPs (10.99.100.1-2, fd99:100::1-2) are on the reals' lo (arp_ignore=1, arp_announce=2)
+ *   and routed by the client via the lb. Every veth has tx checksum offload off (rewritten
+ *   packets would otherwise arrive with bad checksums) and the lb's bridge-side peer runs an XDP
+ *   pass program (XDP_TX into a veth only delivers when the peer runs XDP).
+ *
+ * Each namespace gets a worker process (topo-worker.ts) that the test drives with call().
+ * `await Topo.up()` ... `await topo.down()`; an exit handler removes namespaces left behind.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { addNs, delNs, inNs, runId, sh } from '../support/netns.js';
+
+export const HOSTS = ['client', 'lb', 'real1', 'real2', 'real3'] as const;
+export type Host = (typeof HOSTS)[number];
+export const REALS = ['real1', 'real2', 'real3'] as const;
+export const ADDR4: Record<Host, string> = { client: '10.99.0.2', lb: '10.99.0.1', real1: '10.99.0.11', real2: '10.99.0.12', real3: '10.99.0.13' };
+export const ADDR6: Record<Host, string> = { client: 'fd99::2', lb: 'fd99::1', real1: 'fd99::11', real2: 'fd99::12', real3: 'fd99::13' };
+export const MAC: Record<Host, string> = { client: '02:99:00:00:00:01', lb: '02:99:00:00:00:02', real1: '02:99:00:00:00:03', real2: '02:99:00:00:00:04', real3: '02:99:00:00:00:05' };
+export const VIP4 = ['10.99.100.1', '10.99.100.2'];
+export const VIP6 = ['fd99:100::1', 'fd99:100::2'];
+
+const WORKER = join(dirname(fileURLToPath(import.meta.url)), 'topo-worker.js');
+
+class Worker {
+  #proc: ChildProcessWithoutNullStreams;
+  #next = 1;
+  #pending = new Map<number, { res: (v: any) => void; rej: (e: Error) => void }>();
+  constructor(readonly ns: string) {
+    this.#proc = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, WORKER], { stdio: ['pipe', 'pipe', 'pipe'] });
+    createInterface({ input: this.#proc.stdout }).on('line', (line) => {
+      const r = JSON.parse(line);
+      const p = this.#pending.get(r.id);
+      this.#pending.delete(r.id);
+      if (r.ok) p?.res(r.result);
+      else p?.rej(Object.assign(new Error(`${ns}: ${r.error}`), { code: r.code }));
+    });
+    this.#proc.stderr.on('data', (d) => process.stderr.write(`[${ns}] ${d}`));
+    this.#proc.on('exit', () => { for (const p of this.#pending.values()) p.rej(new Error(`${ns}: worker exited`)); this.#pending.clear(); });
+  }
+  call<T = any>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const id = this.#next++;
+    return new Promise<T>((res, rej) => {
+      this.#pending.set(id, { res, rej });
+      this.#proc.stdin.write(JSON.stringify({ id, op, ...args }) + '\n');
+    });
+  }
+  async stop(): Promise<void> {
+    if (this.#proc.exitCode !== null) return;
+    const exited = new Promise((r) => this.#proc.once('exit', r));
+    this.#proc.stdin.end();
+    const t = setTimeout(() => this.#proc.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+export class Topo {
+  readonly id: string;
+  readonly ns: Record<Host | 'sw', string>;
+  #workers = new Map<Host | 'sw', Worker>();
+
+  private constructor(id: string) {
+    this.id = id;
+    this.ns = Object.fromEntries([...HOSTS, 'sw'].map((h) => [h, `sx-${h}-${id}`])) as Record<Host | 'sw', string>;
+  }
+
+  /** Create the namespaces, links and addresses; start a worker in each namespace. */
+  static async up(): Promise<Topo> {
+    const t = new Topo(runId());
+    try {
+      t.#build();
+      for (const h of [...HOSTS, 'sw'] as const) t.#workers.set(h, new Worker(t.ns[h]));
+      // The lb's bridge-side peer must run XDP for the lb's XDP_TX frames to be delivered.
+      await t.call('sw', 'attach', { source: 'ref', program: 'xdp_pass', ifname: t.peer('lb') });
+      return t;
+    } catch (e) {
+      await t.down();
+      throw e;
+    }
+  }
+
+  /** The bridge-side veth of a host (in ns sw). */
+  peer(h: Host): string {
+    return `p-${h}-${this.id}`;
+  }
+
+  #build(): void {
+    const sw = addNs(this.ns.sw);
+    inNs(sw, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
+    inNs(sw, 'ip', ['link', 'set', 'br0', 'up']);
+    inNs(sw, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
+    for (const h of HOSTS) {
+      const n = addNs(this.ns[h]);
+      sh('ip', ['link', 'add', this.peer(h), 'netns', sw, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n]);
+      inNs(n, 'ip', ['link', 'set', 'eth0', 'address', MAC[h]]);
+      inNs(n, 'sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.eth0.accept_dad=0']);
+      inNs(n, 'ip', ['addr', 'add', `${ADDR4[h]}/24`, 'dev', 'eth0']);
+      inNs(n, 'ip', ['addr', 'add', `${ADDR6[h]}/64`, 'dev', 'eth0', 'nodad']);
+      inNs(n, 'ip', ['link', 'set', 'eth0', 'up']);
+      inNs(n, 'ethtool', ['-K', 'eth0', 'tx', 'off']);
+      inNs(sw, 'ip', ['link', 'set', this.peer(h), 'master', 'br0']);
+      inNs(sw, 'ethtool', ['-K', this.peer(h), 'tx', 'off']);
+      inNs(sw, 'ip', ['link', 'set', this.peer(h), 'up']);
+    }
+    inNs(this.ns.client, 'ip', ['route', 'add', '10.99.100.0/24', 'via', ADDR4.lb]);
+    inNs(this.ns.client, 'ip', ['-6', 'route', 'add', 'fd99:100::/64', 'via', ADDR6.lb]);
+    inNs(this.ns.lb, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+    for (const h of REALS) {
+      const n = this.ns[h];
+      for (const v of VIP4) inNs(n, 'ip', ['addr', 'add', `${v}/32`, 'dev', 'lo']);
+      for (const v of VIP6) inNs(n, 'ip', ['addr', 'add', `${v}/128`, 'dev', 'lo']);
+      inNs(n, 'sysctl', ['-qw', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
+      // Inner packets of IPIP arrive from the client on eth0 while the outer source is not routable.
+      inNs(n, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0']);
+    }
+  }
+
+  call<T = any>(h: Host | 'sw', op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const w = this.#workers.get(h);
+    if (!w) throw new Error(`no worker in ${h}`);
+    return w.call<T>(op, args);
+  }
+
+  /** Run a command in a host's namespace (network only). */
+  exec(h: Host | 'sw', cmd: string, args: string[]): string {
+    return inNs(this.ns[h], cmd, args);
+  }
+
+  /** NAT: reals send their replies to the client through the lb. */
+  routeRepliesViaLb(on: boolean): void {
+    for (const h of REALS) {
+      this.exec(h, 'ip', ['route', on ? 'replace' : 'del', `${ADDR4.client}/32`, 'via', ADDR4.lb]);
+      this.exec(h, 'ip', ['-6', 'route', on ? 'replace' : 'del', `${ADDR6.client}/128`, 'via', ADDR6.lb]);
+    }
+  }
+
+  /** Stop the workers (the lb's closes its data plane: detach, unpin), remove the namespaces. */
+  async down(): Promise<void> {
+    await Promise.all([...this.#workers.values()].map((w) => w.stop().catch(() => undefined)));
+    this.#workers.clear();
+    for (const h of [...HOSTS, 'sw'] as const) delNs(this.ns[h]);
+  }
+}
