@@ -133,7 +133,7 @@ async function handle(m: Msg): Promise<unknown> {
       return 'attached';
     }
     case 'dpOpen':
-      dp = await XdpDataplane.open({ spec: m.spec, interface: m.interface, pinDir: m.pinDir });
+      dp = await XdpDataplane.open({ spec: m.spec, interface: m.interface, pinDir: m.pinDir, defines: m.defines });
       return { adopted: dp.adopted, upgraded: dp.upgraded, programId: dp.program.id };
     case 'dpSync': return dp!.sync(m.table);
     case 'dpStats': return dp!.stats();

@@ -107,4 +107,25 @@ describe('XDP balancer end to end', () => {
       await topo.call('client', 'closeHeld');
     }
   });
+
+  test('a restart keeps forwarding and the flows; a new program build is swapped in atomically', async () => {
+    await topo.call('lb', 'dpSync', { table: { services: services('dsr', 4) } });
+    const names = await topo.call<string[]>('client', 'hold', { host: VIP4[0], port: 80, count: 30 });
+    try {
+      await topo.call('lb', 'dpClose', { keepForwarding: true });
+      const meanwhile = await topo.call<Tally>('client', 'tcpBurst', { host: VIP4[0], port: 80, count: 200, concurrency: 16 });
+      assert.equal(meanwhile.failures, 0, 'connections while no agent runs');
+      const reopened = await topo.call<{ adopted: boolean; upgraded: boolean }>('lb', 'dpOpen', { spec: SPEC, interface: 'eth0', pinDir });
+      assert.deepEqual(reopened, { ...reopened, adopted: true, upgraded: false });
+      const upgraded = await topo.call<{ adopted: boolean; upgraded: boolean }>('lb', 'dpClose', { keepForwarding: true })
+        .then(() => topo.call('lb', 'dpOpen', { spec: SPEC, interface: 'eth0', pinDir, defines: { HASH_SEED: '0x0badf00du' } }));
+      assert.equal(upgraded.upgraded, true);
+      const report = await topo.call('lb', 'dpSync', { table: { services: services('dsr', 4) } });
+      assert.deepEqual([report.added, report.updated, report.removed], [0, 0, 0]);
+      const pings = await topo.call<Array<{ name: string; answer: string | null }>>('client', 'pingHeld', {});
+      assert.deepEqual(pings.map((p) => p.answer), names, 'every held connection answers from its real');
+    } finally {
+      await topo.call('client', 'closeHeld');
+    }
+  });
 });
