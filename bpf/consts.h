@@ -21,6 +21,9 @@
 #ifndef FRAG_TABLE_SIZE
 #define FRAG_TABLE_SIZE 8192
 #endif
+#ifndef FLOWS_MAP_FLAGS /* BPF_F_NO_COMMON_LRU: per-CPU LRU lists, no lock shared between CPUs */
+#define FLOWS_MAP_FLAGS 2
+#endif
 #ifndef MAX_TX_PORTS
 #define MAX_TX_PORTS 64
 #endif

@@ -37,7 +37,7 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, FLOW_TABLE_SIZE);
-  __uint(map_flags, BPF_F_NO_COMMON_LRU);
+  __uint(map_flags, FLOWS_MAP_FLAGS);
   __type(key, struct flow_key);
   __type(value, struct flow_val);
 } flows SEC(".maps");
