@@ -1,0 +1,15 @@
+/** What every request of a worker shares: the current config's runtime and the long-lived parts that survive reloads. */
+import type { Logger } from 'pino';
+import type { RetryBudget } from './budget.js';
+import type { L7Metrics } from './metrics.js';
+import type { Runtime } from './runtime.js';
+
+export interface ProxyContext {
+  runtime: Runtime;
+  readonly metrics: L7Metrics;
+  readonly accessLog: Logger;
+  readonly budget: RetryBudget;
+  /** Set on SIGTERM: responses say Connection: close so keep-alive clients move elsewhere. */
+  draining: boolean;
+  requestDone(): void;
+}

@@ -1,0 +1,30 @@
+/** An upstream endpoint's live state, shared by its balancer, health checker and connection pool. */
+import type { EndpointSpec, PoolSpec } from './config.js';
+import { fnv1a } from './hash.js';
+import { ConnectionPool } from './upstream/pool.js';
+
+export class Endpoint {
+  readonly key: string;
+  /** The sticky-cookie value: derived from the address, so every worker and host agrees on it. */
+  readonly id: string;
+  readonly weight: number;
+  readonly conns: ConnectionPool;
+  /** Requests in flight, for least-request. */
+  active = 0;
+  /** Active health verdict; optimistic until checks say otherwise, so a reload does not start at 503. */
+  healthy = true;
+  ejectedUntil = 0;
+  consecutiveFailures = 0;
+  ejections = 0;
+
+  constructor(readonly spec: EndpointSpec, pool: PoolSpec) {
+    this.key = spec.host.includes(':') ? `[${spec.host}]:${spec.port}` : `${spec.host}:${spec.port}`;
+    this.id = fnv1a(this.key).toString(36);
+    this.weight = spec.weight;
+    this.conns = new ConnectionPool(spec.host, spec.port, pool);
+  }
+
+  available(now: number): boolean {
+    return this.healthy && this.weight > 0 && this.ejectedUntil <= now;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Header rewriting between client and upstream (RFC 9110 §7.6): hop-by-hop headers and the
+ * ones the Connection header names are removed both ways, X-Forwarded-* / Forwarded are set
+ * (extended only for trusted peers), Via gets our hop, and the request id travels both ways.
+ */
+
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'http2-settings']);
+
+export interface RequestHeadInput {
+  method: string;
+  url: string;
+  rawHeaders: string[];
+  /** h2 clients have no Host header: their :authority becomes Host. */
+  authority?: string;
+  clientIp: string;
+  trusted: boolean;
+  proto: 'http' | 'https';
+  httpVersion: string;
+  requestIdHeader: string;
+  via: string;
+  /** 'length' keeps the client's Content-Length; 'chunked' re-frames an unknown-length body. */
+  body: 'none' | 'length' | 'chunked';
+  contentLength?: string;
+  /** A WebSocket (or other) upgrade: keep Upgrade and say so in Connection. */
+  upgrade?: string;
+}
+
+const REQUEST_ID = /^[\w\-.:+/=]{1,200}$/;
+
+/** Tokens named by Connection headers (other than the ordinary close/keep-alive/upgrade). */
+function connectionTokens(raw: string[]): Set<string> | undefined {
+  let set: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length !== 10 || raw[i].toLowerCase() !== 'connection') continue;
+    for (const t of raw[i + 1].split(',')) {
+      const tok = t.trim().toLowerCase();
+      if (tok && tok !== 'close' && tok !== 'keep-alive' && tok !== 'upgrade') (set ??= new Set()).add(tok);
+    }
+  }
+  return set;
+}
+
+function quoteIfNeeded(v: string): string {
+  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/** Returns the upstream request head and the request id it carries. */
+export function requestHead(i: RequestHeadInput, newId: () => string): { head: string; requestId: string } {
+  const raw = i.rawHeaders;
+  const drop = connectionTokens(raw);
+  let head = `${i.method} ${i.url} HTTP/1.1\r\n`;
+  let host = i.authority;
+  let xff: string | undefined, xfp: string | undefined, xfh: string | undefined, fwd: string | undefined, via: string | undefined, rid: string | undefined;
+  for (let n = 0; n < raw.length; n += 2) {
+    const name = raw[n];
+    if (name.charCodeAt(0) === 58) continue; // h2 pseudo-headers
+    const value = raw[n + 1];
+    const lower = name.toLowerCase();
+    if (HOP.has(lower) || lower === 'content-length') continue;
+    switch (lower) {
+      case 'host': host ??= value; break;
+      case 'x-forwarded-for': if (i.trusted) xff = xff ? `${xff}, ${value}` : value; continue;
+      case 'x-forwarded-proto': if (i.trusted) xfp ??= value; continue;
+      case 'x-forwarded-host': if (i.trusted) xfh ??= value; continue;
+      case 'forwarded': if (i.trusted) fwd = fwd ? `${fwd}, ${value}` : value; continue;
+      case 'via': via = via ? `${via}, ${value}` : value; continue;
+      default:
+        if (lower === i.requestIdHeader) { if (rid === undefined && REQUEST_ID.test(value)) rid = value; continue; }
+        if (drop?.has(lower)) continue;
+    }
+    if (lower === 'host' && i.authority !== undefined) continue;
+    head += `${name}: ${value}\r\n`;
+  }
+  if (i.authority !== undefined) head += `host: ${i.authority}\r\n`;
+  const client = i.clientIp;
+  const proto = (i.trusted && xfp) || i.proto;
+  const fhost = (i.trusted && xfh) || host;
+  head += `x-forwarded-for: ${xff ? `${xff}, ${client}` : client}\r\nx-forwarded-proto: ${proto}\r\n`;
+  if (fhost) head += `x-forwarded-host: ${fhost}\r\n`;
+  const forElem = `for=${client.includes(':') ? `"[${client}]"` : client};proto=${i.proto}${host ? `;host=${quoteIfNeeded(host)}` : ''}`;
+  head += `forwarded: ${fwd ? `${fwd}, ${forElem}` : forElem}\r\n`;
+  const hop = `${i.httpVersion === '2.0' ? '2' : i.httpVersion} ${i.via}`;
+  head += `via: ${via ? `${via}, ${hop}` : hop}\r\n`;
+  const requestId = rid ?? newId();
+  head += `${i.requestIdHeader}: ${requestId}\r\n`;
+  if (i.upgrade !== undefined) head += `connection: upgrade\r\nupgrade: ${i.upgrade}\r\n`;
+  else if (i.body === 'length') head += `content-length: ${i.contentLength}\r\n`;
+  else if (i.body === 'chunked') head += 'transfer-encoding: chunked\r\n';
+  return { head: head + '\r\n', requestId };
+}
+
+/** Upstream response headers for the client, as a flat [name, value, ...] list, hop-by-hop removed and Via extended. */
+export function responseHeaders(raw: string[], via: string): string[] {
+  const drop = connectionTokens(raw);
+  const out: string[] = [];
+  let seenVia: string | undefined;
+  for (let n = 0; n < raw.length; n += 2) {
+    const name = raw[n];
+    const lower = name.toLowerCase();
+    if (HOP.has(lower) || drop?.has(lower)) continue;
+    if (lower === 'via') { seenVia = seenVia ? `${seenVia}, ${raw[n + 1]}` : raw[n + 1]; continue; }
+    out.push(name, raw[n + 1]);
+  }
+  out.push('via', seenVia ? `${seenVia}, 1.1 ${via}` : `1.1 ${via}`);
+  return out;
+}

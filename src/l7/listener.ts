@@ -1,0 +1,119 @@
+/**
+ * One configured listener: plain HTTP/1.1, HTTPS, or HTTPS with HTTP/2 by ALPN (HTTP/1.1
+ * still offered). Limits and timeouts that Node enforces itself are set here; requests that
+ * Node's parser refuses (bad or ambiguous framing, oversized heads, slow heads) are answered
+ * here with the right 4xx and never reach a pool.
+ */
+import { createServer as createHttp, STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { L7Config, ListenerSpec } from './config.js';
+import type { ProxyContext } from './context.js';
+import { ProxyRequest } from './proxy.js';
+import { CertStore } from './tls.js';
+import { tunnel } from './tunnel.js';
+
+type AnyServer = HttpServer | Http2SecureServer;
+
+function clientErrorStatus(code: string | undefined): number {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW': return 431;
+    case 'ERR_HTTP_REQUEST_TIMEOUT': case 'HPE_HEADERS_TIMEOUT': return 408;
+    default: return 400;
+  }
+}
+
+export class Listener {
+  readonly server: AnyServer;
+  readonly key: string;
+  readonly certs?: CertStore;
+  private readonly sessions = new Set<ServerHttp2Session>();
+
+  constructor(readonly spec: ListenerSpec, config: L7Config, private readonly ctx: ProxyContext) {
+    this.key = listenerKey(spec);
+    const proto = spec.tls ? 'https' : 'http';
+    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => new ProxyRequest(ctx, req, res, proto).start();
+    const h1 = {
+      maxHeaderSize: config.limits.maxHeaderBytes,
+      headersTimeout: config.timeouts.headersMs,
+      requestTimeout: config.timeouts.requestMs,
+      keepAliveTimeout: config.timeouts.keepAliveMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.timeouts.headersMs / 4))),
+      noDelay: true,
+    };
+    if (spec.tls) {
+      this.certs = new CertStore(spec.tls.certs);
+      const tlsOpts = { ...this.certs.defaultPem, SNICallback: this.certs.sniCallback, handshakeTimeout: config.timeouts.headersMs };
+      if (spec.tls.http2) {
+        const s = createSecureServer({ ...tlsOpts, ...h1, allowHTTP1: true, maxSessionMemory: 20, settings: { maxHeaderListSize: config.limits.maxHeaderBytes } });
+        s.on('session', (sess) => { this.sessions.add(sess); sess.once('close', () => this.sessions.delete(sess)); });
+        this.server = s;
+      } else {
+        this.server = createHttps({ ...tlsOpts, ...h1 }) as unknown as HttpServer;
+      }
+    } else {
+      this.server = createHttp(h1);
+    }
+    this.applyLimits(config);
+    this.server.on('request', onRequest);
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => tunnel(ctx, req, socket, head, proto));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+  }
+
+  /** Timeouts and limits that a reload may change on a listener that stays open. */
+  applyLimits(config: L7Config): void {
+    const s = this.server as HttpServer;
+    s.maxHeadersCount = config.limits.maxHeaders + 1; // one over, so ProxyRequest can tell "too many" from "exactly the limit"
+    s.headersTimeout = config.timeouts.headersMs;
+    s.requestTimeout = config.timeouts.requestMs;
+    s.keepAliveTimeout = config.timeouts.keepAliveMs;
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    const status = clientErrorStatus(err.code);
+    const inResponse = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+    if (err.code === 'ECONNRESET' || !socket.writable || inResponse) { socket.destroy(); return; }
+    this.ctx.metrics.clientError(status);
+    const text = `${status} ${STATUS_CODES[status]}\n`;
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`);
+  }
+
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.server.once('error', onError);
+      this.server.listen({ host: this.spec.address, port: this.spec.port }, () => {
+        this.server.off('error', onError);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  address(): AddressInfo { return this.server.address() as AddressInfo; }
+
+  /** Stop accepting; idle keep-alive connections close now, busy ones after their response (Connection: close / GOAWAY). */
+  stopAccepting(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.closeIdle();
+    for (const s of this.sessions) s.close();
+    return closed;
+  }
+
+  closeIdle(): void {
+    (this.server as HttpServer).closeIdleConnections?.();
+  }
+
+  /** End of the grace period: whatever is still open goes. */
+  destroyAll(): void {
+    (this.server as HttpServer).closeAllConnections?.();
+    for (const s of this.sessions) s.destroy();
+  }
+}
+
+export function listenerKey(spec: ListenerSpec): string {
+  return `${spec.address}:${spec.port}:${spec.tls ? (spec.tls.http2 ? 'h2' : 'tls') : 'plain'}`;
+}
+
+export type { Duplex };

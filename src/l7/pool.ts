@@ -1,0 +1,117 @@
+/**
+ * An upstream pool: its endpoints, the balancer over the ones available now, sticky cookies,
+ * and passive ejection (consecutive failures → out for a backoff that doubles per ejection).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { LeastRequest, RoundRobin, type Balancer } from './balance/index.js';
+import { RingHash } from './balance/ring.js';
+import type { PoolSpec } from './config.js';
+import { getCookie } from './cookies.js';
+import { Endpoint } from './endpoint.js';
+
+export interface PickInput {
+  headers: IncomingHttpHeaders;
+  clientIp: string;
+}
+
+export interface Pick {
+  ep: Endpoint;
+  /** Sticky pools: the client has no valid cookie for this endpoint yet. */
+  setCookie: boolean;
+}
+
+export interface PoolEvents {
+  ejected(pool: Pool, ep: Endpoint, ms: number): void;
+}
+
+export class Pool {
+  readonly name: string;
+  readonly endpoints: Endpoint[];
+  private readonly byId = new Map<string, Endpoint>();
+  private balancer!: Balancer;
+  private available: Endpoint[] = [];
+  private dirty = true;
+  private nextExpiry = Infinity;
+
+  /** `reuse` carries endpoints over a reload, with their connections and health. */
+  constructor(readonly spec: PoolSpec, private readonly events: PoolEvents, reuse?: (key: string) => Endpoint | undefined) {
+    this.name = spec.name;
+    this.endpoints = spec.endpoints.map((s) => {
+      const key = s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
+      const old = reuse?.(key);
+      return old && old.weight === s.weight ? old : new Endpoint(s, spec);
+    });
+    for (const e of this.endpoints) this.byId.set(e.id, e);
+    if (spec.balance === 'ring-hash') this.balancer = new RingHash(this.endpoints, (e) => e.available(Date.now()));
+  }
+
+  private refresh(now: number): void {
+    this.available = this.endpoints.filter((e) => e.available(now));
+    this.nextExpiry = Math.min(Infinity, ...this.endpoints.filter((e) => e.ejectedUntil > now).map((e) => e.ejectedUntil));
+    if (this.spec.balance === 'round-robin') this.balancer = new RoundRobin(this.available);
+    else if (this.spec.balance === 'least-request') this.balancer = new LeastRequest(this.available);
+    this.dirty = false;
+  }
+
+  availableCount(now = Date.now()): number {
+    if (this.dirty || now >= this.nextExpiry) this.refresh(now);
+    return this.available.length;
+  }
+
+  /** Choose an endpoint; `avoid` holds endpoints a retry should not go back to, when others exist. */
+  pick(input: PickInput, avoid?: Set<Endpoint>): Pick | undefined {
+    const now = Date.now();
+    if (this.dirty || now >= this.nextExpiry) this.refresh(now);
+    if (this.available.length === 0) return undefined;
+    const sticky = this.spec.sticky;
+    if (sticky && !avoid) {
+      const id = getCookie(input.headers.cookie, sticky.cookie);
+      const e = id !== undefined ? this.byId.get(id) : undefined;
+      if (e && e.available(now)) return { ep: e, setCookie: false };
+    }
+    let ep = this.balancer.pick(this.hashKey(input));
+    if (ep && avoid?.has(ep)) {
+      ep = this.available.find((e) => !avoid.has(e)) ?? ep;
+    }
+    return ep ? { ep, setCookie: sticky !== undefined } : undefined;
+  }
+
+  private hashKey(input: PickInput): string | undefined {
+    if (this.spec.balance !== 'ring-hash') return undefined;
+    const h = this.spec.hashOn;
+    if ('header' in h) { const v = input.headers[h.header]; return Array.isArray(v) ? v.join(',') : v; }
+    if ('cookie' in h) return getCookie(input.headers.cookie, h.cookie);
+    return input.clientIp;
+  }
+
+  success(ep: Endpoint): void {
+    ep.consecutiveFailures = 0;
+  }
+
+  failure(ep: Endpoint): void {
+    const ej = this.spec.ejection;
+    ep.consecutiveFailures++;
+    if (ej.consecutiveFailures === 0 || ep.consecutiveFailures < ej.consecutiveFailures) return;
+    const now = Date.now();
+    if (ep.ejectedUntil > now) return;
+    // The backoff doubles with each ejection in a row and resets once the endpoint has behaved for maxTime.
+    if (ep.ejectedUntil > 0 && now - ep.ejectedUntil > ej.maxMs) ep.ejections = 0;
+    const ms = Math.min(ej.baseMs * 2 ** ep.ejections, ej.maxMs);
+    ep.ejections++;
+    ep.ejectedUntil = now + ms;
+    ep.consecutiveFailures = 0;
+    this.dirty = true;
+    this.events.ejected(this, ep, ms);
+  }
+
+  setHealthy(ep: Endpoint, healthy: boolean): void {
+    if (ep.healthy === healthy) return;
+    ep.healthy = healthy;
+    this.dirty = true;
+  }
+
+  /** Close connections of endpoints not carried into `next` (after a reload or at shutdown). */
+  retire(keep: Set<Endpoint>): void {
+    for (const e of this.endpoints) if (!keep.has(e)) e.conns.close();
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * One proxied request: route, pick an endpoint, send the head, stream the body both ways,
+ * retry what is safe to retry, and answer 4xx/5xx with a short body when nothing can serve.
+ * A class rather than closures: one object per request is cheaper on the hot path.
+ */
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Endpoint } from './endpoint.js';
+import { requestHead, responseHeaders } from './headers.js';
+import type { Pick, Pool } from './pool.js';
+import type { CompiledRoute } from './router.js';
+import { normalizeHost } from './router.js';
+import type { Runtime } from './runtime.js';
+import type { ProxyContext } from './context.js';
+import { peerAddress } from './trust.js';
+import type { Connection, Exchange, UpstreamError } from './upstream/connection.js';
+import type { ResponseHead } from './upstream/parser.js';
+
+export type Req = IncomingMessage | Http2ServerRequest;
+export type Res = ServerResponse | Http2ServerResponse;
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** A stale keep-alive connection is not the endpoint's fault: such retries don't count against `retries`. */
+const MAX_STALE_RETRIES = 3;
+
+/** `http://host/p?q` (absolute form, as sent to proxies) → `/p?q`: upstreams expect origin form. */
+function originForm(url: string): string {
+  if (url.startsWith('/') || url === '*') return url;
+  const scheme = url.indexOf('://');
+  if (scheme < 0) return '/';
+  const slash = url.indexOf('/', scheme + 3);
+  return slash < 0 ? '/' : url.slice(slash);
+}
+
+export function shortReply(res: Res, status: number, requestIdHeader: string, requestId: string, extra?: Record<string, string>): void {
+  const body = `${status} ${STATUS_CODES[status] ?? ''}\n`;
+  const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [requestIdHeader]: requestId, ...extra };
+  if (res.headersSent) { res.destroy(); return; }
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+export class ProxyRequest implements Exchange {
+  private readonly rt: Runtime;
+  private readonly t0 = performance.now();
+  private tHead = 0;
+  private route: CompiledRoute<Pool> | undefined;
+  private pick: Pick | undefined;
+  private conn: Connection | undefined;
+  private head = '';
+  private requestId = '';
+  private method: string;
+  private host = '';
+  private path = '';
+  private clientIp: string;
+  private hasBody = false;
+  private chunked = false;
+  private bodyStarted = false;
+  private attempts = 0;
+  private staleRetries = 0;
+  private tried: Set<Endpoint> | undefined;
+  private holdsBudget = false;
+  private discard = false;
+  private headSent = false;
+  private status = 0;
+  private bytes = 0;
+  private finished = false;
+  private responded = false;
+  private upstreamError: string | undefined;
+
+  constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https') {
+    this.rt = ctx.runtime;
+    this.method = req.method ?? 'GET';
+    this.clientIp = peerAddress(req.socket?.remoteAddress);
+  }
+
+  start(): void {
+    const { req, res, rt } = this;
+    const limits = rt.config.limits;
+    res.once('close', this.onClientClose);
+    const h2 = req.httpVersionMajor === 2;
+    if (req.rawHeaders.length / 2 > limits.maxHeaders) return this.refuse(431);
+    const cl = req.headers['content-length'];
+    const te = req.headers['transfer-encoding'];
+    if (cl !== undefined) {
+      if (Number(cl) > limits.maxBodyBytes) return this.refuse(413);
+      this.hasBody = cl !== '0';
+    } else if (te !== undefined || (h2 && !(req as Http2ServerRequest).stream.endAfterHeaders)) {
+      this.hasBody = true;
+      this.chunked = true;
+    }
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    this.path = q < 0 ? url : url.slice(0, q);
+    const authority = h2 ? (req as Http2ServerRequest).authority : undefined;
+    this.host = normalizeHost(authority ?? req.headers.host);
+    this.route = rt.router.match({ method: this.method, host: this.host, path: this.path, headers: req.headers });
+    const trusted = rt.trusted.has(this.clientIp);
+    const built = requestHead({
+      method: this.method, url: originForm(url), rawHeaders: req.rawHeaders, authority, clientIp: this.clientIp,
+      trusted, proto: this.proto, httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via,
+      body: !this.hasBody ? 'none' : this.chunked ? 'chunked' : 'length', contentLength: cl,
+    }, randomUUID);
+    this.head = built.head;
+    this.requestId = built.requestId;
+    if (!this.route) return this.refuse(404);
+    this.attempt();
+  }
+
+  private refuse(status: number): void {
+    this.status = status;
+    this.responded = true;
+    if (!this.requestId) this.requestId = randomUUID();
+    // A refused request's body is not read: close rather than leave it in the connection.
+    const extra = this.ctx.draining || this.hasBody || status === 431 || status === 413 ? { connection: 'close' } : undefined;
+    shortReply(this.res, status, this.rt.config.requestIdHeader, this.requestId, this.req.httpVersionMajor === 2 ? undefined : extra);
+    if (this.hasBody && this.req.httpVersionMajor !== 2) this.req.resume();
+  }
+
+  private attempt(): void {
+    const pool = this.route!.pool;
+    this.pick = pool.pick({ headers: this.req.headers, clientIp: this.clientIp }, this.tried);
+    if (!this.pick) return this.refuse(503);
+    this.attempts++;
+    this.pick.ep.active++;
+    this.pick.ep.conns.acquire(this.onConn);
+  }
+
+  private readonly onConn = (err: UpstreamError | null, conn?: Connection): void => {
+    if (this.finished) { // the client left while we waited
+      this.pick!.ep.active--;
+      if (conn) conn.destroy();
+      return;
+    }
+    if (err || !conn) return this.onError(err!);
+    this.conn = conn;
+    conn.send(this.head, this, { bodyless: this.method === 'HEAD', hasBody: this.hasBody });
+    if (this.hasBody) this.streamBody(conn);
+  };
+
+  private streamBody(conn: Connection): void {
+    const { req } = this;
+    const max = this.rt.config.limits.maxBodyBytes;
+    let seen = 0;
+    this.bodyStarted = true;
+    req.on('data', (d: Buffer) => {
+      seen += d.length;
+      if (seen > max) {
+        req.removeAllListeners('data');
+        conn.abort();
+        this.releaseEndpoint(false);
+        this.conn = undefined;
+        return this.refuse(413);
+      }
+      const ok = this.chunked ? conn.write(`${d.length.toString(16)}\r\n`) && conn.write(d) && conn.write('\r\n') : conn.write(d);
+      if (!ok) { req.pause(); conn.socket.once('drain', () => req.resume()); }
+    });
+    req.once('end', () => {
+      if (this.conn !== conn) return;
+      if (this.chunked) conn.write('0\r\n\r\n');
+      conn.endRequest();
+    });
+  }
+
+  onHead(h: ResponseHead): void {
+    const pick = this.pick!;
+    this.tHead = performance.now();
+    this.ctx.metrics.upstreamResult(this.route!.pool.name, pick.ep.key, h.status, (this.tHead - this.t0) / 1000);
+    if ((h.status === 502 || h.status === 503) && this.mayRetry()) { this.discard = true; return; }
+    this.status = h.status;
+    const headers = responseHeaders(h.headers, this.rt.config.via);
+    headers.push(this.rt.config.requestIdHeader, this.requestId);
+    if (pick.setCookie) {
+      const s = this.route!.pool.spec.sticky!;
+      headers.push('set-cookie', `${s.cookie}=${pick.ep.id}; Path=/; HttpOnly${s.maxAgeS ? `; Max-Age=${s.maxAgeS}` : ''}`);
+    }
+    this.headSent = true;
+    const res = this.res;
+    if (this.req.httpVersionMajor === 2) {
+      const obj: Record<string, string | string[]> = {};
+      for (let i = 0; i < headers.length; i += 2) {
+        const k = headers[i].toLowerCase();
+        const prev = obj[k];
+        obj[k] = prev === undefined ? headers[i + 1] : Array.isArray(prev) ? [...prev, headers[i + 1]] : [prev, headers[i + 1]];
+      }
+      (res as Http2ServerResponse).writeHead(h.status, obj);
+    } else {
+      if (this.ctx.draining) headers.push('connection', 'close');
+      (res as ServerResponse).writeHead(h.status, h.reason || undefined, headers);
+    }
+  }
+
+  onBody(chunk: Buffer): void {
+    if (this.discard) return;
+    this.bytes += chunk.length;
+    if (!(this.res as ServerResponse).write(chunk)) {
+      const conn = this.conn!;
+      conn.pause();
+      this.res.once('drain', () => conn.resume());
+    }
+  }
+
+  onEnd(): void {
+    this.conn = undefined;
+    if (this.discard) {
+      this.discard = false;
+      this.releaseEndpoint(false);
+      return this.retry();
+    }
+    this.releaseEndpoint(this.status < 502 || this.status > 504);
+    this.responded = true;
+    this.res.end();
+  }
+
+  onError(err: UpstreamError): void {
+    const pool = this.route!.pool;
+    this.conn = undefined;
+    this.upstreamError = err.code;
+    const ep = this.pick!.ep;
+    if (!err.stale) this.ctx.metrics.upstreamResult(pool.name, ep.key, err.code);
+    if (this.finished) { this.releaseEndpoint(true); return; }
+    this.releaseEndpoint(err.stale || err.code === 'EQUEUE' || err.code === 'ECLOSED');
+    if (this.headSent) { this.res.destroy(); return; } // a truncated response must look truncated
+    if (err.stale && !this.bodyStarted && this.staleRetries < MAX_STALE_RETRIES) { this.staleRetries++; return this.attempt(); }
+    if (this.discard || (!err.gotBytes && this.mayRetry())) { this.discard = false; return this.retry(); }
+    this.refuse(err.code === 'ETIMEDOUT' ? 504 : err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 503 : 502);
+  }
+
+  private releaseEndpoint(ok: boolean): void {
+    const ep = this.pick!.ep;
+    ep.active--;
+    if (ok) this.route!.pool.success(ep);
+    else this.route!.pool.failure(ep);
+  }
+
+  private mayRetry(): boolean {
+    const pool = this.route!.pool;
+    if (this.bodyStarted || !IDEMPOTENT.has(this.method) || this.attempts > pool.spec.retries) return false;
+    if (!this.holdsBudget) {
+      if (!this.ctx.budget.acquire()) return false;
+      this.holdsBudget = true;
+    }
+    return true;
+  }
+
+  private retry(): void {
+    (this.tried ??= new Set()).add(this.pick!.ep);
+    this.ctx.metrics.retry(this.route!.pool.name);
+    this.attempt();
+  }
+
+  private readonly onClientClose = (): void => {
+    this.finished = true;
+    const completed = this.responded;
+    if (!completed && this.conn) {
+      // The client went away mid-exchange: the upstream connection is in an unknown state.
+      this.conn.abort();
+      this.conn = undefined;
+      this.pick!.ep.active--;
+    }
+    if (this.holdsBudget) this.ctx.budget.release();
+    const status = completed ? this.status : 499;
+    const seconds = (performance.now() - this.t0) / 1000;
+    const route = this.route?.spec.name ?? '-';
+    this.ctx.metrics.request(route, this.route?.pool.name ?? '-', status, seconds);
+    if (this.rt.config.accessLog) {
+      this.ctx.accessLog.info({
+        method: this.method, host: this.host, path: this.path, status, bytes: this.bytes, route,
+        upstream: this.pick?.ep.key, attempts: this.attempts, ms: +(seconds * 1000).toFixed(3),
+        upstreamMs: this.tHead ? +(this.tHead - this.t0).toFixed(3) : undefined, client: this.clientIp, id: this.requestId,
+        ...(this.upstreamError ? { error: this.upstreamError } : {}),
+      });
+    }
+    this.ctx.requestDone();
+  };
+}

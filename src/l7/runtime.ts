@@ -1,0 +1,54 @@
+/**
+ * Everything one version of the config makes: pools (with health checkers), the router and
+ * the trusted-proxy set. A reload builds a new Runtime and swaps it in; requests already under
+ * way finish on the old one. Endpoints with the same pool, address and weight carry over with
+ * their warm connections and health state.
+ */
+import type { Logger } from 'pino';
+import type { L7Config } from './config.js';
+import type { Endpoint } from './endpoint.js';
+import { HealthChecker } from './health.js';
+import type { L7Metrics } from './metrics.js';
+import { Pool } from './pool.js';
+import { Router } from './router.js';
+import { TrustedProxies } from './trust.js';
+
+export class Runtime {
+  readonly pools = new Map<string, Pool>();
+  readonly router: Router<Pool>;
+  readonly trusted: TrustedProxies;
+  private readonly checkers: HealthChecker[] = [];
+
+  constructor(readonly config: L7Config, metrics: L7Metrics, log: Logger, previous?: Runtime) {
+    const events = {
+      ejected: (pool: Pool, ep: Endpoint, ms: number) => {
+        metrics.ejected(pool.name, ep.key);
+        log.warn({ pool: pool.name, endpoint: ep.key, ms }, 'endpoint ejected after consecutive failures');
+      },
+      changed: (pool: Pool, ep: Endpoint, healthy: boolean, reason: string) => {
+        metrics.setHealthy(pool.name, ep.key, healthy);
+        log.warn({ pool: pool.name, endpoint: ep.key, healthy, reason }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
+      },
+    };
+    for (const [name, spec] of Object.entries(config.pools)) {
+      const old = previous?.pools.get(name);
+      const reusable = old && JSON.stringify(old.spec) === JSON.stringify(spec) ? old : undefined;
+      const pool = new Pool(spec, events, reusable ? (key) => reusable.endpoints.find((e) => e.key === key) : undefined);
+      this.pools.set(name, pool);
+      for (const ep of pool.endpoints) metrics.setHealthy(name, ep.key, ep.healthy);
+      const hc = new HealthChecker(pool, events);
+      hc.start();
+      this.checkers.push(hc);
+    }
+    this.router = new Router(config.routes, (name) => this.pools.get(name)!);
+    this.trusted = new TrustedProxies(config.trustedProxies);
+  }
+
+  /** Stop health checks and close connections of endpoints that `next` does not carry over. */
+  retire(next?: Runtime): void {
+    for (const c of this.checkers) c.stop();
+    const keep = new Set<Endpoint>();
+    if (next) for (const p of next.pools.values()) for (const e of p.endpoints) keep.add(e);
+    for (const p of this.pools.values()) p.retire(keep);
+  }
+}
