@@ -132,6 +132,19 @@ async function handle(m: Msg): Promise<unknown> {
       keep.push(col);
       return 'attached';
     }
+    case 'attachFwd': {
+      // The trivial forwarder: every IPv4 frame for `dst` to `mac` (bpf/ref.bpf.c xdp_fwd).
+      const col = Collection.load(await compileBpf({ source: 'ref' }));
+      const k = Buffer.alloc(4);
+      const mac = Buffer.alloc(8);
+      Buffer.from(m.mac.split(':').map((h: string) => parseInt(h, 16))).copy(mac);
+      col.map('fwd_mac').update(k, mac);
+      col.map('fwd_dst').update(k, Buffer.from(m.dst.split('.').map(Number)));
+      links.push(col.program('xdp_fwd').attachXdp(m.ifname, 'native'));
+      keep.push(col);
+      return 'attached';
+    }
+    case 'detachAll': for (const l of links.splice(0)) { l.detach(); l.close(); } return 'detached';
     case 'dpOpen':
       dp = await XdpDataplane.open({ spec: m.spec, interface: m.interface, pinDir: m.pinDir, defines: m.defines });
       return { adopted: dp.adopted, upgraded: dp.upgraded, programId: dp.program.id };
