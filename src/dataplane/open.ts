@@ -2,7 +2,10 @@
  * Choose and open the data plane: XDP when asked or when it attaches, IPVS when asked or when
  * `auto` finds that XDP cannot attach. The reason is kept for `sluice status`.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { Link, unpinAll } from '../bpf/index.js';
 import { SluiceError, type Dataplane, type DataplaneSpec } from '../model/index.js';
 import { XdpDataplane } from './xdp/index.js';
 import { IpvsDataplane, ipvsAvailable } from './ipvs/index.js';
@@ -33,7 +36,7 @@ export async function openDataplane(o: OpenOptions): Promise<OpenedDataplane> {
   try {
     const dp = await XdpDataplane.open({ spec, interface: spec.interface, pinDir: o.pinDir, logger });
     return {
-      dataplane: dp, kind: 'xdp', interface: spec.interface, programId: dp.programId, attachMode: spec.xdpMode,
+      dataplane: dp, kind: 'xdp', interface: spec.interface, programId: dp.program.id, attachMode: spec.xdpMode,
       reason: spec.kind === 'xdp' ? '--dataplane xdp was asked for' : `auto: XDP attached to ${spec.interface}`,
     };
   } catch (e) {
@@ -53,7 +56,17 @@ async function openIpvs(o: OpenOptions, reason: string): Promise<OpenedDataplane
 /** `sluice agent --cleanup`: detach and unpin XDP, remove the IPVS services sluice made. */
 export async function cleanupDataplane(o: { pinDir: string; stateDir: string; logger: Logger }): Promise<string[]> {
   const done: string[] = [];
-  if (await XdpDataplane.cleanup(o.pinDir)) done.push(`XDP detached and ${o.pinDir} unpinned`);
+  if (existsSync(o.pinDir)) {
+    // The pinned link keeps the program attached after the agent is gone: detach it, then unpin.
+    const linkPin = join(o.pinDir, 'link');
+    if (existsSync(linkPin)) {
+      const link = Link.openPinned(linkPin);
+      try { link.detach(); } catch { /* its interface is gone */ }
+      link.close();
+    }
+    unpinAll(o.pinDir);
+    done.push(`XDP detached and ${o.pinDir} unpinned`);
+  }
   if ((await ipvsAvailable()).ok) {
     const n = await IpvsDataplane.cleanup({ stateDir: o.stateDir, logger: o.logger });
     if (n) done.push(`${n} IPVS services removed`);

@@ -11,11 +11,11 @@ export function readConfigDocument(path: string): unknown {
     throw new SluiceError((e as NodeJS.ErrnoException).code ?? 'EIO', `cannot read ${path}: ${(e as Error).message}`);
   }
   try {
-    const doc = parse(text, { prettyErrors: false, uniqueKeys: true });
+    const doc = parse(text, { uniqueKeys: true });
     return doc ?? {};
   } catch (e) {
     const err = e as Error & { linePos?: Array<{ line: number; col: number }> };
     const pos = err.linePos?.[0];
-    throw new ValidationError([{ path: pos ? `${path}:${pos.line}:${pos.col}` : path, message: err.message.split('\n')[0] }]);
+    throw new ValidationError([{ path: pos ? `${path}:${pos.line}:${pos.col}` : path, message: err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '') }]);
   }
 }
