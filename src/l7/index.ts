@@ -1,0 +1,177 @@
+/**
+ * `sluice l7`: the primary of the worker pool. It validates the config, forks one worker per
+ * core (node:cluster shares the listening sockets), replaces workers that die, reloads the
+ * config in every worker on SIGHUP (a config that fails validation changes nothing), drains
+ * on SIGTERM/SIGINT, and serves the workers' summed metrics on `l7.metrics`.
+ */
+import cluster, { type Worker as ClusterWorker } from 'node:cluster';
+import { createServer, type Server } from 'node:http';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import pino, { type Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import { SluiceError } from '../model/errors.js';
+import type { L7Config } from './config.js';
+import { loadL7Config } from './load.js';
+import type { FromWorker, ToWorker } from './worker-main.js';
+
+export { validateL7 } from './config.js';
+export type { L7Config } from './config.js';
+export { startWorker, Worker } from './worker.js';
+export { loadL7Config } from './load.js';
+
+export interface L7Options {
+  configPath: string;
+  workers?: number;
+  logger?: Logger;
+  /** Handle SIGHUP/SIGTERM/SIGINT in this process (the CLI does; tests drive the handle). Default true. */
+  signals?: boolean;
+  /** Workers' log level (their own pino on stdout). */
+  logLevel?: string;
+}
+
+export interface L7Handle {
+  /** Resolves once the pool has stopped. */
+  readonly done: Promise<void>;
+  /** Re-read the config file and apply it in every worker; rejects (changing nothing) if it is invalid. */
+  reload(): Promise<void>;
+  /** Drain every worker (stop accepting, finish in-flight within timeouts.drain) and stop. */
+  stop(): Promise<void>;
+  readonly config: L7Config;
+  workerCount(): number;
+  workerPids(): number[];
+  metricsAddress(): { address: string; port: number } | undefined;
+}
+
+const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+
+function waitFor(w: ClusterWorker, pred: (m: FromWorker) => boolean, what: string): Promise<FromWorker> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (m: FromWorker) => { if (m.type === 'failed' || pred(m)) { cleanup(); m.type === 'failed' ? reject(new SluiceError('EWORKER', `worker ${w.process.pid} ${m.stage}: ${m.message}`)) : resolve(m); } };
+    const onExit = (code: number) => { cleanup(); reject(new SluiceError('EWORKER', `worker ${w.process.pid} exited (${code}) while ${what}`)); };
+    const cleanup = () => { w.off('message', onMsg); w.off('exit', onExit); };
+    w.on('message', onMsg);
+    w.on('exit', onExit);
+  });
+}
+
+export async function runL7(opts: L7Options): Promise<L7Handle> {
+  if (!cluster.isPrimary) throw new SluiceError('ECLUSTER', 'runL7 runs in the primary process');
+  const log = opts.logger ?? pino({ name: 'sluice-l7' });
+  let config = loadL7Config(opts.configPath);
+  const count = opts.workers ?? config.workers ?? availableParallelism();
+  cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], silent: false });
+  const env = { SLUICE_LOG_LEVEL: opts.logLevel ?? process.env.SLUICE_LOG_LEVEL ?? 'info' };
+  const workers = new Set<ClusterWorker>();
+  /** Workers that have opened their listeners: only these take reload and drain messages. */
+  const listening = new Set<ClusterWorker>();
+  let stopping = false;
+  let restarts = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => { resolveDone = r; });
+  let metricsServer: Server | undefined;
+
+  const spawn = async (): Promise<void> => {
+    const w = cluster.fork(env);
+    const born = Date.now();
+    workers.add(w);
+    w.on('exit', (code, signal) => {
+      workers.delete(w);
+      listening.delete(w);
+      if (stopping) return;
+      if (Date.now() - born > 10_000) restarts = 0;
+      log.error({ pid: w.process.pid, code, signal }, 'worker died; starting another');
+      // Back off when workers die young over and over (a crash loop must not spin the CPU).
+      const delay = Math.min(5000, 100 * 2 ** Math.min(restarts++, 6));
+      setTimeout(() => { if (!stopping) spawn().catch((e) => log.error({ err: e.message }, 'replacement worker failed')); }, delay).unref();
+    });
+    // Messages sent before the worker's module has loaded would be lost: wait for its hello.
+    await waitFor(w, (m) => m.type === 'hello', 'starting');
+    let sent = config;
+    w.send({ type: 'start', config: sent } satisfies ToWorker);
+    await waitFor(w, (m) => m.type === 'listening', 'opening listeners');
+    // A reload that happened while this worker started must reach it too.
+    while (sent !== config && !stopping) {
+      sent = config;
+      const p = waitFor(w, (m) => m.type === 'reloaded', 'reloading');
+      w.send({ type: 'reload', config: sent } satisfies ToWorker);
+      await p;
+    }
+    listening.add(w);
+  };
+
+  try {
+    await Promise.all(Array.from({ length: count }, () => spawn()));
+  } catch (e) {
+    stopping = true;
+    for (const w of workers) w.process.kill('SIGKILL');
+    throw e;
+  }
+  log.info({ workers: count, listeners: config.listeners.map((l) => `${l.address}:${l.port}${l.tls ? ' tls' : ''}`) }, 'l7 pool started');
+
+  const serveMetrics = async (): Promise<void> => {
+    if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
+    metricsServer = undefined;
+    const m = config.metrics;
+    if (!m) return;
+    const agg = new AggregatorRegistry();
+    const server = createServer((req, res) => {
+      agg.clusterMetrics().then((text) => { res.writeHead(200, { 'content-type': agg.contentType }); res.end(text); },
+        (e: Error) => { res.writeHead(500); res.end(`${e.message}\n`); });
+    });
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(m.port, m.address, () => resolve()); });
+    metricsServer = server;
+  };
+  await serveMetrics();
+
+  const reload = async (): Promise<void> => {
+    const next = loadL7Config(opts.configPath); // throws, changing nothing, if invalid
+    const metricsChanged = JSON.stringify(next.metrics) !== JSON.stringify(config.metrics);
+    config = next;
+    await Promise.all([...listening].map((w) => {
+      const p = waitFor(w, (m) => m.type === 'reloaded', 'reloading');
+      w.send({ type: 'reload', config } satisfies ToWorker);
+      return p;
+    }));
+    if (metricsChanged) await serveMetrics();
+    log.info({ workers: workers.size }, 'config reloaded');
+  };
+
+  const stop = async (): Promise<void> => {
+    if (stopping) return done;
+    stopping = true;
+    const graceMs = config.timeouts.drainMs;
+    // A worker still starting serves nothing yet: it just goes.
+    for (const w of workers) if (!listening.has(w)) w.process.kill('SIGKILL');
+    await Promise.all([...listening].map((w) => new Promise<void>((resolve) => {
+      const kill = setTimeout(() => w.process.kill('SIGKILL'), graceMs + 5000);
+      w.once('exit', () => { clearTimeout(kill); resolve(); });
+      w.send({ type: 'drain', graceMs } satisfies ToWorker);
+    })));
+    metricsServer?.close();
+    metricsServer?.closeAllConnections();
+    if (opts.signals !== false) for (const [s, f] of handlers) process.off(s, f);
+    log.info('l7 pool stopped');
+    resolveDone();
+  };
+
+  const handlers: Array<[NodeJS.Signals, () => void]> = [
+    ['SIGHUP', () => { reload().catch((e) => log.error({ err: e.message }, 'reload refused; the running config stays')); }],
+    ['SIGTERM', () => { void stop(); }],
+    ['SIGINT', () => { void stop(); }],
+  ];
+  if (opts.signals !== false) for (const [s, f] of handlers) process.on(s, f);
+
+  return {
+    done,
+    reload,
+    stop,
+    get config() { return config; },
+    workerCount: () => workers.size,
+    workerPids: () => [...workers].map((w) => w.process.pid!).filter(Boolean),
+    metricsAddress: () => {
+      const a = metricsServer?.address();
+      return a && typeof a === 'object' ? { address: a.address, port: a.port } : undefined;
+    },
+  };
+}
