@@ -8,7 +8,7 @@
  *
  * Reals route through the lb (needed for NAT; DR and tunnel replies merely pass through it).
  * Each test file uses its own N, so files may run concurrently. Servers are busybox httpd
- * serving the real's name; the client is busybox wget.
+ * serving the real's name; the client is curl (both copied into the VM by scripts/vm).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -75,6 +75,8 @@ export interface Topology {
   serve(port: number): void;
   /** One HTTP GET from the client; the body (the real's name) or an error. */
   get(vip: string, port: number): string;
+  /** `count` HTTP GETs, each on a new connection, from one node process in the client namespace. */
+  getMany(vip: string, port: number, count: number): Map<string, number>;
   destroy(): void;
 }
 
@@ -90,6 +92,10 @@ export function topology(n: number): Topology {
 
   sh('sysctl', '-qw', 'net.ipv4.ip_forward=1');
   sh('sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  // DR and tunnel replies come back through the lb with the VIP as source, an address the lb
+  // holds itself: without accept_local it drops them as martians. (In production the reals
+  // answer the client directly and never pass the balancer.)
+  sh('sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1');
   sh('ip', 'netns', 'add', client);
   inNs(client, 'ip', 'link', 'set', 'lo', 'up');
   sh('ip', 'link', 'add', `${tag}-c`, 'type', 'veth', 'peer', 'name', `${tag}-cp`);
@@ -142,15 +148,19 @@ export function topology(n: number): Topology {
       for (const r of reals) {
         const deadline = Date.now() + 10_000;
         for (;;) {
-          try { if (inNs(client, 'wget', '-q', '-T', '2', '-O', '-', `http://${r.address}:${port}/`).trim() === r.name) break; } catch { /* not yet */ }
+          try { if (inNs(client, 'curl', '-sf', '-m', '2', `http://${r.address}:${port}/`).trim() === r.name) break; } catch { /* not yet */ }
           if (Date.now() > deadline) throw new Error(`httpd on ${r.ns}:${port} did not come up`);
           execFileSync('sleep', ['0.1']);
         }
       }
     },
+    getMany(vip, port, count) {
+      const out = inNs(client, process.execPath, '-e', FETCH_MANY, vip, String(port), String(count));
+      return new Map(Object.entries(JSON.parse(out) as Record<string, number>));
+    },
     get(vip, port) {
       const host = vip.includes(':') ? `[${vip}]` : vip;
-      return inNs(client, 'wget', '-q', '-T', '5', '-O', '-', `http://${host}:${port}/`).trim();
+      return inNs(client, 'curl', '-sf', '-m', '3', `http://${host}:${port}/`).trim();
     },
     destroy() {
       for (const p of servers) p.kill('SIGKILL');
@@ -162,12 +172,45 @@ export function topology(n: number): Topology {
   };
 }
 
-/** Run `fn` `count` times and tally the results (bounded: each call has its own timeout). */
+/**
+ * A client run by `node -e` in the client namespace (node starts in ~1.5 s under TCG, curl in
+ * ~0.7 s, so one process for many connections): sequential GETs, each on its own connection,
+ * tallied by answer; stops after 3 errors; each request times out after 3 s.
+ */
+const FETCH_MANY = `
+const http = require('node:http');
+const [host, port, count] = process.argv.slice(1);
+const tally = {};
+let errors = 0;
+function one() {
+  return new Promise((resolve) => {
+    const req = http.get({ host, port: Number(port), path: '/', agent: false, timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(body.trim()));
+      res.on('error', (e) => resolve('error: ' + e.message));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve('error: ' + e.message));
+  });
+}
+(async () => {
+  for (let i = 0; i < Number(count) && errors < 3; i++) {
+    const r = await one();
+    if (r.startsWith('error')) errors++;
+    tally[r] = (tally[r] || 0) + 1;
+  }
+  process.stdout.write(JSON.stringify(tally));
+})();
+`;
+
+/** Run `fn` `count` times and tally the results; stops after 3 failures (each call has its own timeout). */
 export function tally(count: number, fn: () => string): Map<string, number> {
   const m = new Map<string, number>();
-  for (let i = 0; i < count; i++) {
+  let errors = 0;
+  for (let i = 0; i < count && errors < 3; i++) {
     let r: string;
-    try { r = fn(); } catch (e) { r = `error: ${(e as Error).message.split('\n')[0]}`; }
+    try { r = fn(); } catch (e) { errors++; r = `error: ${(e as Error).message.split('\n')[0]}`; }
     m.set(r, (m.get(r) ?? 0) + 1);
   }
   return m;
