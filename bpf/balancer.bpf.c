@@ -7,7 +7,8 @@
  *   from reals rewritten back through nat_back).
  *
  * The LRU-hit fast path does: one VIP lookup, one flow lookup, one real lookup, two per-CPU
- * counter updates, and no other map writes. */
+ * counter updates, and no other map writes. IPv4 flows live in `flows` (16-byte keys), IPv6
+ * flows in `flows6`. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -155,7 +156,13 @@ int balancer(struct xdp_md *ctx) {
   struct real_def *r;
   __u32 ri;
   __u32 new_flow = 0;
-  struct flow_val *fv = bpf_map_lookup_elem(&flows, &p.flow);
+  struct flow4_key k4 = {
+    .src = p.flow.src[0], .dst = p.flow.dst[0], .sport = p.flow.sport, .dport = p.flow.dport, .proto = p.flow.proto,
+  };
+  /* Two call sites, one map each: the verifier inlines a lookup only for a known map. */
+  struct flow_val *fv;
+  if (p.v6) fv = bpf_map_lookup_elem(&flows6, &p.flow);
+  else fv = bpf_map_lookup_elem(&flows, &k4);
   if (fv) {
     ri = fv->real;
     r = bpf_map_lookup_elem(&reals, &ri);
@@ -175,7 +182,12 @@ int balancer(struct xdp_md *ctx) {
     new_flow = 1;
     if (!p.icmp) {
       struct flow_val nv = { .real = ri, .gen = r->gen };
-      bpf_map_update_elem(&flows, &p.flow, &nv, BPF_ANY);
+      if (p.v6) {
+        bpf_map_update_elem(&flows6, &p.flow, &nv, BPF_ANY);
+        asm volatile("" ::: "memory"); /* keeps clang from merging the two calls (the verifier then could not call the LRU update directly) */
+      } else {
+        bpf_map_update_elem(&flows, &k4, &nv, BPF_ANY);
+      }
     }
   }
 forward:

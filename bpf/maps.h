@@ -32,15 +32,24 @@ struct {
   __type(value, struct real_def);
 } reals SEC(".maps");
 
-/* flows: struct flow_key -> struct flow_val. Written by the program on a new (or moved)
- * flow; per-CPU LRU lists so new flows on different CPUs do not contend. */
+/* flows: struct flow4_key -> struct flow_val (IPv4 flows). Written by the program on a new
+ * (or moved) flow; per-CPU LRU lists so new flows on different CPUs do not contend. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, FLOW_TABLE_SIZE);
+  __uint(map_flags, FLOWS_MAP_FLAGS);
+  __type(key, struct flow4_key);
+  __type(value, struct flow_val);
+} flows SEC(".maps");
+
+/* flows6: struct flow_key -> struct flow_val (IPv6 flows). Written by the program. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, FLOW_TABLE_SIZE);
   __uint(map_flags, FLOWS_MAP_FLAGS);
   __type(key, struct flow_key);
   __type(value, struct flow_val);
-} flows SEC(".maps");
+} flows6 SEC(".maps");
 
 /* nat_back: struct nat_key -> struct nat_val. Written by the program on a new NAT flow;
  * read for packets from reals to clients, which are rewritten back to the VIP. */

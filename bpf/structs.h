@@ -31,7 +31,18 @@ struct real_def {
   __u16 owner;     /* the agent's bookkeeping: VIP id + 1 owning the slot, 0 = free (unused here) */
 };
 
-/* flows key (40 bytes): the client's 5-tuple (ports 0 for src-ip hashing) */
+/* flows key (16 bytes): an IPv4 client's 5-tuple (ports 0 for src-ip hashing). A small key
+ * is cheaper to hash and compare, on every packet. */
+struct flow4_key {
+  __be32 src;
+  __be32 dst;
+  __be16 sport;
+  __be16 dport;
+  __u8 proto;
+  __u8 _pad[3];
+};
+
+/* flows6 key (40 bytes), and the parser's view of any flow (IPv4 in the first word) */
 struct flow_key {
   __be32 src[4];
   __be32 dst[4];
@@ -41,7 +52,7 @@ struct flow_key {
   __u8 _pad[3];
 };
 
-/* flows value (8 bytes) */
+/* flows / flows6 value (8 bytes) */
 struct flow_val {
   __u32 real; /* real slot */
   __u32 gen;  /* real_def.gen when chosen */

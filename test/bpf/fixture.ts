@@ -48,7 +48,7 @@ export class TestBalancer {
   readonly stats: TypedMap<number, S.Stat>;
   readonly config: TypedMap<number, S.ConfigVal>;
 
-  private constructor(col: Collection) {
+  private constructor(col: Collection, readonly limits: S.Limits) {
     this.col = col;
     this.prog = col.program('balancer');
     this.vips = col.map('vips').typed(S.vipKey, S.vipMeta);
@@ -58,12 +58,13 @@ export class TestBalancer {
     this.config = col.map('config').typed(S.u32key, S.config);
   }
 
-  static async load(limits = LIMITS): Promise<TestBalancer> {
+  /** `source`: bpf/balancer.bpf.c by default, or a path to another build of it (A/B benches). */
+  static async load(limits = LIMITS, source = 'balancer', defines: Record<string, string | number> = {}): Promise<TestBalancer> {
     const obj = await compileBpf({
-      source: 'balancer',
-      defines: { MAX_VIPS: limits.maxVips, MAX_REALS: limits.maxReals, RING_SIZE: limits.ringSize, FLOW_TABLE_SIZE: limits.flowTableSize },
+      source,
+      defines: { ...defines, MAX_VIPS: limits.maxVips, MAX_REALS: limits.maxReals, RING_SIZE: limits.ringSize, FLOW_TABLE_SIZE: limits.flowTableSize },
     });
-    const b = new TestBalancer(Collection.load(obj));
+    const b = new TestBalancer(Collection.load(obj), limits);
     b.setConfig(S.CFG_F_NAT | S.CFG_F_WILDCARD);
     return b;
   }
@@ -93,7 +94,7 @@ export class TestBalancer {
   }
 
   setRing(id: number, ring: number[]): void {
-    const n = LIMITS.ringSize;
+    const n = this.limits.ringSize;
     this.rings.setMany(Array.from({ length: n }, (_, i) => [id * n + i, ring.length ? ring[i % ring.length] : S.NO_REAL] as const));
   }
 

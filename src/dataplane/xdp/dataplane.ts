@@ -23,7 +23,7 @@ import { defaultGatewayMac, isOnLink, resolveMac } from './neigh.js';
 import * as S from './structs.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
-const MAP_NAMES = ['vips', 'rings', 'reals', 'flows', 'nat_back', 'frags', 'stats', 'config', 'tx_ports'] as const;
+const MAP_NAMES = ['vips', 'rings', 'reals', 'flows', 'flows6', 'nat_back', 'frags', 'stats', 'config', 'tx_ports'] as const;
 const DEFAULT_ENCAP4 = '172.16.0.0';
 const DEFAULT_ENCAP6 = 'fd00:5151::';
 
@@ -146,7 +146,7 @@ export class XdpDataplane implements Dataplane {
     let dp: XdpDataplane;
     if (existsSync(join(pinDir, 'prog')) && MAP_NAMES.every((m) => existsSync(join(mapDir, m)))) {
       const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, BpfMap.openPinned(join(mapDir, m))])) as Record<(typeof MAP_NAMES)[number], BpfMap>;
-      const want = { rings: limits.maxVips * limits.ringSize, reals: limits.maxReals, flows: limits.flowTableSize, vips: limits.maxVips };
+      const want = { rings: limits.maxVips * limits.ringSize, reals: limits.maxReals, flows: limits.flowTableSize, flows6: limits.flowTableSize, vips: limits.maxVips };
       for (const [m, n] of Object.entries(want)) {
         if (maps[m as keyof typeof want].maxEntries !== n) {
           for (const x of Object.values(maps)) x.close();
@@ -447,7 +447,7 @@ export class XdpDataplane implements Dataplane {
   /** Number of entries in the flow table (a full scan: for tests and status, not hot paths). */
   flowCount(): number {
     let n = 0;
-    for (const _ of this.#maps.flows.keys()) n++;
+    for (const m of [this.#maps.flows, this.#maps.flows6]) for (const _ of m.keys()) n++;
     return n;
   }
 

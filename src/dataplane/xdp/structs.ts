@@ -68,6 +68,7 @@ export type VipMeta = { id: number; mode: number; flags: number };
 export const realDef = struct({ addr: bytes(16), mac: bytes(6), port: be16, gen: u32, flags: u8, txPort: u8, owner: u16 });
 export type RealDef = { addr: Buffer; mac: Buffer; port: number; gen: number; flags: number; txPort: number; owner: number };
 
+export const flow4Key = struct({ src: bytes(4), dst: bytes(4), sport: be16, dport: be16, proto: u8, _pad: pad(3) });
 export const flowKey = struct({ src: bytes(16), dst: bytes(16), sport: be16, dport: be16, proto: u8, _pad: pad(3) });
 export type FlowKey = { src: Buffer; dst: Buffer; sport: number; dport: number; proto: number };
 export const flowVal = struct({ real: u32, gen: u32 });
