@@ -1,0 +1,145 @@
+/**
+ * L7 requests/s and latency, one run, one backend (nginx returning a 13-byte body, so the
+ * proxies and not the backend are what is measured): Node's own hello-world server (the
+ * ceiling for any Node proxy), a plain http.request + keep-alive Node proxy, nginx proxy_pass
+ * with upstream keepalive, and one sluice l7 worker with and without its access log.
+ * Load: wrk -t1 -c50, bounded duration. Targets: sluice ≥ 0.6× hello, ≥ 1.3× plain proxy.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { printTables, type BenchTable } from './report.js';
+
+const DURATION = Number(process.env.L7_BENCH_SECONDS ?? 5);
+const CONNECTIONS = 50;
+const workerModule = fileURLToPath(new URL('../src/l7/worker.js', import.meta.url));
+const configModule = fileURLToPath(new URL('../src/l7/config.js', import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+  });
+}
+
+async function waitPort(port: number, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try { const r = await fetch(`http://127.0.0.1:${port}/`); await r.arrayBuffer(); return; } catch { await new Promise((r) => setTimeout(r, 100)); }
+  }
+  throw new Error(`nothing answered on port ${port}`);
+}
+
+const HELLO = (port: number) => `
+import http from 'node:http';
+http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 13 }); res.end('Hello, world\\n'); }).listen(${port}, '127.0.0.1');`;
+
+const PLAIN_PROXY = (port: number, up: number) => `
+import http from 'node:http';
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+http.createServer((req, res) => {
+  const p = http.request({ host: '127.0.0.1', port: ${up}, method: req.method, path: req.url, headers: req.headers, agent }, (r) => { res.writeHead(r.statusCode, r.headers); r.pipe(res); });
+  p.on('error', () => { res.writeHead(502); res.end(); });
+  req.pipe(p);
+}).listen(${port}, '127.0.0.1');`;
+
+const SLUICE = (port: number, up: number, accessLog: boolean) => `
+import pino from 'pino';
+import { startWorker } from ${JSON.stringify(workerModule)};
+import { validateL7 } from ${JSON.stringify(configModule)};
+const cfg = validateL7({ accessLog: ${accessLog}, listeners: [{ address: '127.0.0.1', port: ${port} }],
+  routes: [{ match: { pathPrefix: '/' }, pool: 'app' }], pools: { app: { endpoints: ['127.0.0.1:${up}'] } } });
+await startWorker(cfg, { logger: pino(pino.destination({ dest: '/dev/null', sync: false })) });`;
+
+function nodeProc(src: string): ChildProcess {
+  return spawn(process.execPath, ['--input-type=module', '-e', src], { stdio: ['ignore', 'ignore', 'inherit'], cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+}
+
+function nginxConf(dir: string, body: string): string {
+  const f = join(dir, `nginx-${Math.random().toString(36).slice(2)}.conf`);
+  writeFileSync(f, `daemon off; worker_processes 1; pid ${f}.pid; error_log ${dir}/error.log;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+${body} }`);
+  return f;
+}
+
+function nginxProc(conf: string): ChildProcess {
+  return spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+interface Result { rps: number; p50: number; p99: number; errors: number }
+
+function parseMs(s: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(s);
+  if (!m) return NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as 'ms'];
+}
+
+function wrk(port: number, seconds: number): Result {
+  const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
+  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
+  const out = r.stdout;
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = parseMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p99 = parseMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
+  return { rps, p50, p99, errors };
+}
+
+async function measure(name: string, start: (port: number) => ChildProcess): Promise<Result & { name: string }> {
+  const port = await freePort();
+  const proc = start(port);
+  try {
+    await waitPort(port);
+    wrk(port, 1); // warm-up: JIT, connection pools
+    return { name, ...wrk(port, DURATION) };
+  } finally {
+    proc.kill('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['wrk', 'nginx']) {
+    if (spawnSync('which', [tool]).status !== 0) { process.stderr.write(`l7 bench needs ${tool} (apt-get install wrk nginx)\n`); process.exit(1); }
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-bench-'));
+  const backendPort = await freePort();
+  const backend = nginxProc(nginxConf(dir, `server { listen 127.0.0.1:${backendPort}; keepalive_requests 1000000; location / { default_type text/plain; return 200 "Hello, world\\n"; } }`));
+  try {
+    await waitPort(backendPort);
+    const rows: Array<Result & { name: string }> = [];
+    rows.push(await measure('node hello server (direct, ceiling)', (p) => nodeProc(HELLO(p))));
+    rows.push(await measure('node http.request proxy (keep-alive)', (p) => nodeProc(PLAIN_PROXY(p, backendPort))));
+    rows.push(await measure('nginx proxy_pass (keepalive 64)', (p) => nginxProc(nginxConf(dir,
+      `upstream app { server 127.0.0.1:${backendPort}; keepalive 64; }
+       server { listen 127.0.0.1:${p}; keepalive_requests 1000000; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }`))));
+    rows.push(await measure('sluice l7, 1 worker', (p) => nodeProc(SLUICE(p, backendPort, true))));
+    rows.push(await measure('sluice l7, 1 worker, no access log', (p) => nodeProc(SLUICE(p, backendPort, false))));
+    const hello = rows[0].rps;
+    const plain = rows[1].rps;
+    const sluice = rows[3].rps;
+    const table: BenchTable = {
+      title: `L7 proxy: requests/s and latency (wrk -t1 -c${CONNECTIONS} -d${DURATION}s, backend nginx on loopback)`,
+      columns: ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', '× hello', '× plain proxy'],
+      rows: rows.map((r) => [r.name, Math.round(r.rps), r.p50, r.p99, r.errors, +(r.rps / hello).toFixed(2), +(r.rps / plain).toFixed(2)]),
+      notes: [
+        `targets: sluice ≥ 0.6× hello (${(sluice / hello).toFixed(2)}× ${sluice / hello >= 0.6 ? 'met' : 'NOT met'}), ≥ 1.3× plain proxy (${(sluice / plain).toFixed(2)}× ${sluice / plain >= 1.3 ? 'met' : 'NOT met'})`,
+        'one run on a shared 2-core machine: compare ratios, not absolute numbers',
+      ],
+      data: { durationS: DURATION, connections: CONNECTIONS, results: rows, ratios: { sluiceVsHello: sluice / hello, sluiceVsPlain: sluice / plain } },
+    };
+    printTables([table]);
+  } finally {
+    backend.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

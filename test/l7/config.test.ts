@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { validateL7 } from '../../src/l7/config.js';
+import { ValidationError } from '../../src/model/errors.js';
+
+const minimal = { listeners: [{ port: 80 }], routes: [{ pool: 'web' }], pools: { web: { endpoints: ['10.0.0.1:8080'] } } };
+
+function issues(doc: unknown): string[] {
+  try { validateL7(doc); } catch (e) { assert.ok(e instanceof ValidationError); return e.issues.map((i) => `${i.path}: ${i.message}`); }
+  assert.fail('expected a ValidationError');
+}
+
+describe('l7 config', () => {
+  it('accepts the DESIGN §3 example', () => {
+    const c = validateL7({
+      listeners: [{ address: '10.99.100.1', port: 80, workers: 2 }],
+      routes: [{ match: { host: 'api.example.com', pathPrefix: '/v1/' }, pool: 'api' }, { match: { pathPrefix: '/' }, pool: 'web' }],
+      pools: {
+        api: { balance: 'least-request', endpoints: ['10.99.1.21:8080', '10.99.1.22:8080'], health: { path: '/healthz', interval: '2s' }, retries: 2, timeout: '5s' },
+        web: { balance: 'round-robin', sticky: { cookie: 'SLUICE_WEB' }, endpoints: ['10.99.1.31:8080'] },
+      },
+    });
+    assert.equal(c.workers, 2);
+    assert.equal(c.pools.api.balance, 'least-request');
+    assert.equal(c.pools.api.health?.intervalMs, 2000);
+    assert.equal(c.pools.api.timeoutMs, 5000);
+    assert.deepEqual(c.pools.web.sticky, { cookie: 'SLUICE_WEB' });
+    assert.equal(c.routes[0].match.host, 'api.example.com');
+  });
+
+  it('fills a default for every field left out', () => {
+    const c = validateL7(minimal);
+    assert.deepEqual(c.listeners, [{ address: '0.0.0.0', port: 80 }]);
+    assert.deepEqual(c.timeouts, { headersMs: 10_000, requestMs: 60_000, keepAliveMs: 5_000, drainMs: 30_000 });
+    assert.deepEqual(c.limits, { maxHeaderBytes: 16_384, maxHeaders: 100, maxBodyBytes: 10 * 1024 * 1024 });
+    assert.deepEqual(c.retryBudget, { ratio: 0.2, minRetries: 10 });
+    assert.equal(c.accessLog, true);
+    assert.equal(c.requestIdHeader, 'x-request-id');
+    assert.equal(c.via, 'sluice');
+    assert.deepEqual(c.trustedProxies, []);
+    assert.equal(c.metrics, undefined);
+    const p = c.pools.web;
+    assert.equal(p.balance, 'round-robin');
+    assert.equal(p.retries, 1);
+    assert.equal(p.timeoutMs, 30_000);
+    assert.equal(p.connectTimeoutMs, 2_000);
+    assert.equal(p.idleTimeoutMs, 4_000);
+    assert.deepEqual(p.ejection, { consecutiveFailures: 5, baseMs: 5_000, maxMs: 300_000 });
+    assert.deepEqual(p.endpoints, [{ host: '10.0.0.1', port: 8080, weight: 1 }]);
+    assert.equal(p.health, undefined);
+  });
+
+  it('gives health checks the documented defaults (1s, 500ms, rise 2, fall 2)', () => {
+    const c = validateL7({ ...minimal, pools: { web: { endpoints: ['10.0.0.1:80'], health: {} } } });
+    assert.deepEqual(c.pools.web.health, { path: '/healthz', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2 });
+  });
+
+  it('names the path of a bad endpoint', () => {
+    assert.deepEqual(issues({ ...minimal, pools: { api: { endpoints: ['10.0.0.1:80', 'nope'] } }, routes: [{ pool: 'api' }] }),
+      ['l7.pools.api.endpoints[1]: must be host:port like 10.0.0.1:8080 or [2001:db8::1]:8080']);
+  });
+
+  it('lists every issue at once', () => {
+    const found = issues({
+      listeners: [{ port: 70000 }], routes: [{ match: { pathRegex: '(' }, pool: 'missing' }],
+      pools: { web: { balance: 'random', endpoints: [] } }, timeouts: { headers: 'soon' }, bogus: 1,
+    });
+    assert.ok(found.includes('l7.listeners[0].port: must be an integer 0..65535'), found.join('\n'));
+    assert.ok(found.some((i) => i.startsWith('l7.routes[0].match.pathRegex: is not a valid regular expression')));
+    assert.ok(found.includes('l7.routes[0].pool: no pool named missing'));
+    assert.ok(found.includes('l7.pools.web.balance: must be one of round-robin, least-request, ring-hash'));
+    assert.ok(found.includes('l7.pools.web.endpoints: needs at least one endpoint'));
+    assert.ok(found.includes('l7.timeouts.headers: must be a duration like 500ms, 2s or 1m'));
+    assert.ok(found.some((i) => i.startsWith('l7.bogus: unknown field')));
+  });
+
+  it('refuses a duplicate endpoint and a duplicate listener', () => {
+    const found = issues({ listeners: [{ port: 80 }, { port: 80 }], routes: [{ pool: 'w' }], pools: { w: { endpoints: ['a.internal:80', 'a.internal:80'] } } });
+    assert.deepEqual(found, ['l7.listeners[1]: duplicate listener 0.0.0.0:80', 'l7.pools.w.endpoints[1]: duplicate endpoint a.internal:80']);
+  });
+
+  it('reads weighted endpoints, IPv6 endpoints and sizes', () => {
+    const c = validateL7({ ...minimal, limits: { maxBodySize: '1mb', maxHeaderSize: '8kb' }, pools: { web: { endpoints: [{ address: '[2001:db8::1]:80', weight: 3 }] } } });
+    assert.deepEqual(c.pools.web.endpoints, [{ host: '2001:db8::1', port: 80, weight: 3 }]);
+    assert.equal(c.limits.maxBodyBytes, 1024 * 1024);
+    assert.equal(c.limits.maxHeaderBytes, 8192);
+  });
+
+  it('reads ring-hash keys and refuses them on other balancers', () => {
+    const c = validateL7({ ...minimal, pools: { web: { balance: 'ring-hash', hashOn: { cookie: 'sid' }, endpoints: ['10.0.0.1:80'] } } });
+    assert.deepEqual(c.pools.web.hashOn, { cookie: 'sid' });
+    assert.deepEqual(issues({ ...minimal, pools: { web: { hashOn: { header: 'x-user' }, endpoints: ['10.0.0.1:80'] } } }),
+      ['l7.pools.web.hashOn: applies only to balance: ring-hash']);
+  });
+
+  it('requires certificates on a TLS listener', () => {
+    assert.deepEqual(issues({ ...minimal, listeners: [{ port: 443, tls: { certs: [] } }] }),
+      ['l7.listeners[0].tls.certs: needs at least one certificate (the first is the default)']);
+  });
+
+  it('reads trusted proxies as CIDRs and refuses garbage', () => {
+    assert.deepEqual(validateL7({ ...minimal, trustedProxies: ['10.0.0.0/8', '::1'] }).trustedProxies, ['10.0.0.0/8', '::1/128']);
+    assert.deepEqual(issues({ ...minimal, trustedProxies: ['10.0.0.0/33'] }), ['l7.trustedProxies[0]: must be an address or CIDR like 10.0.0.0/8']);
+  });
+
+  it('reads the metrics address', () => {
+    assert.deepEqual(validateL7({ ...minimal, metrics: '127.0.0.1:9102' }).metrics, { address: '127.0.0.1', port: 9102 });
+    assert.deepEqual(issues({ ...minimal, metrics: 'localhost' }), ['l7.metrics: must be ADDRESS:PORT like 127.0.0.1:9102']);
+  });
+
+  it('refuses a document that is not a mapping', () => {
+    assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
+  });
+});
