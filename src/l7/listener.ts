@@ -65,7 +65,9 @@ export class Listener {
   /** Timeouts and limits that a reload may change on a listener that stays open. */
   applyLimits(config: L7Config): void {
     const s = this.server as HttpServer;
-    s.maxHeadersCount = config.limits.maxHeaders + 1; // one over, so ProxyRequest can tell "too many" from "exactly the limit"
+    // Node would silently drop headers past its count (Host among them, if late): keep them all,
+    // bounded by maxHeaderSize, and let ProxyRequest refuse too many with 431.
+    s.maxHeadersCount = 0;
     s.headersTimeout = config.timeouts.headersMs;
     s.requestTimeout = config.timeouts.requestMs;
     s.keepAliveTimeout = config.timeouts.keepAliveMs;

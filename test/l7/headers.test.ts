@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { backend, get, proxy, raw, simple, type Backend, type Proxy } from './helpers.js';
+
+describe('forwarding headers', () => {
+  let b: Backend, p: Proxy, trusting: Proxy;
+  before(async () => {
+    b = await backend('b', (_req, res) => {
+      res.writeHead(200, { 'content-length': 2, connection: 'x-secret, keep-alive', 'x-secret': 'hop', 'keep-alive': 'timeout=9', via: '1.1 app', 'x-app': 'end' });
+      res.end('ok');
+    });
+    p = await proxy(simple([b.address]));
+    trusting = await proxy(simple([b.address], {}, { trustedProxies: ['127.0.0.0/8'] }));
+  });
+  after(async () => { await p.close(); await trusting.close(); await b.close(); });
+  const last = () => b.seen.at(-1)!.headers;
+
+  it('sets X-Forwarded-For/-Proto/-Host and Forwarded from the connection', async () => {
+    await get(p.url + '/', { headers: { host: 'shop.test' } });
+    const h = last();
+    assert.equal(h['x-forwarded-for'], '127.0.0.1');
+    assert.equal(h['x-forwarded-proto'], 'http');
+    assert.equal(h['x-forwarded-host'], 'shop.test');
+    assert.equal(h.forwarded, 'for=127.0.0.1;proto=http;host=shop.test');
+    assert.equal(h.host, 'shop.test');
+  });
+
+  it('replaces forwarding headers from an untrusted peer', async () => {
+    await get(p.url + '/', { headers: { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil', forwarded: 'for=6.6.6.6' } });
+    const h = last();
+    assert.equal(h['x-forwarded-for'], '127.0.0.1');
+    assert.equal(h['x-forwarded-proto'], 'http');
+    assert.notEqual(h['x-forwarded-host'], 'evil');
+    assert.equal(h.forwarded?.includes('6.6.6.6'), false);
+  });
+
+  it('appends to forwarding headers from a trusted proxy', async () => {
+    await get(trusting.url + '/', { headers: { host: 'inner', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'shop.test', forwarded: 'for=203.0.113.9;proto=https' } });
+    const h = last();
+    assert.equal(h['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    assert.equal(h['x-forwarded-proto'], 'https');
+    assert.equal(h['x-forwarded-host'], 'shop.test');
+    assert.equal(h.forwarded, 'for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=inner');
+  });
+
+  it('strips hop-by-hop request headers, including those named by Connection', async () => {
+    await raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: secret\r\nX-Keep: yes\r\n\r\n');
+    const h = last();
+    for (const k of ['connection', 'x-hop', 'keep-alive', 'te', 'proxy-authorization']) assert.equal(h[k], undefined, k);
+    assert.equal(h['x-keep'], 'yes');
+  });
+
+  it('strips hop-by-hop response headers, including those named by Connection', async () => {
+    const r = await get(p.url + '/');
+    assert.equal(r.headers['x-secret'], undefined);
+    assert.notEqual(r.headers['keep-alive'], 'timeout=9');
+    assert.equal(r.headers['x-app'], 'end');
+  });
+
+  it('adds itself to Via both ways', async () => {
+    const r = await get(p.url + '/', { headers: { via: '1.0 edge' } });
+    assert.equal(last().via, '1.0 edge, 1.1 sluice');
+    assert.equal(r.headers.via, '1.1 app, 1.1 sluice');
+  });
+
+  it('gives each request an id, sent upstream and returned to the client', async () => {
+    const r = await get(p.url + '/');
+    const id = String(r.headers['x-request-id']);
+    assert.match(id, /^[0-9a-f-]{36}$/);
+    assert.equal(last()['x-request-id'], id);
+    assert.notEqual((await get(p.url + '/')).headers['x-request-id'], id);
+  });
+
+  it('keeps a well-formed request id from the client', async () => {
+    const r = await get(p.url + '/', { headers: { 'x-request-id': 'abc-123' } });
+    assert.equal(r.headers['x-request-id'], 'abc-123');
+    assert.equal(last()['x-request-id'], 'abc-123');
+  });
+
+  it('keeps repeated headers repeated', async () => {
+    await get(p.url + '/', { headers: { 'x-multi': ['a', 'b'] } });
+    const seen = b.seen.at(-1)!;
+    assert.equal(seen.headers['x-multi'], 'a, b');
+  });
+});
+
+describe('response framing', () => {
+  it('passes repeated Set-Cookie headers through one by one', async () => {
+    const b = await backend('b', (_req, res) => { res.setHeader('set-cookie', ['a=1', 'b=2']); res.end('x'); });
+    const p = await proxy(simple([b.address]));
+    try {
+      assert.deepEqual((await get(p.url + '/')).headers['set-cookie'], ['a=1', 'b=2']);
+    } finally { await p.close(); await b.close(); }
+  });
+
+  it('relays 204 and 304 without a body and HEAD without one', async () => {
+    const b = await backend('b', (req, res) => {
+      if (req.url === '/204') { res.writeHead(204); res.end(); } else if (req.url === '/304') { res.writeHead(304, { etag: '"x"' }); res.end(); } else { res.writeHead(200, { 'content-length': 5 }); res.end(req.method === 'HEAD' ? undefined : 'hello'); }
+    });
+    const p = await proxy(simple([b.address]));
+    try {
+      assert.equal((await get(p.url + '/204')).status, 204);
+      const r304 = await get(p.url + '/304');
+      assert.equal(r304.status, 304);
+      assert.equal(r304.headers.etag, '"x"');
+      const head = await get(p.url + '/h', { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers['content-length'], '5');
+      assert.equal((await get(p.url + '/after')).body, 'hello');
+    } finally { await p.close(); await b.close(); }
+  });
+});

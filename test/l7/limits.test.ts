@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { backend, get, proxy, raw, simple, statusOf, type Backend, type Proxy } from './helpers.js';
+
+describe('bad and oversized requests get the right 4xx and never reach a pool', () => {
+  let b: Backend, p: Proxy;
+  before(async () => {
+    b = await backend('b');
+    p = await proxy(simple([b.address], {}, { limits: { maxHeaders: 20, maxHeaderSize: '4kb', maxBodySize: 1000 }, timeouts: { headers: '500ms' } }));
+  });
+  after(async () => { await p.close(); await b.close(); });
+  const hitsBefore = () => b.hits;
+
+  it('refuses Content-Length together with Transfer-Encoding with 400', async () => {
+    const n = hitsBefore();
+    const r = await raw(p.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+    assert.equal(statusOf(r), 400);
+    assert.equal(b.hits, n);
+  });
+
+  it('refuses two different Content-Length headers with 400', async () => {
+    const n = hitsBefore();
+    const r = await raw(p.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd');
+    assert.equal(statusOf(r), 400);
+    assert.equal(b.hits, n);
+  });
+
+  it('refuses a Transfer-Encoding that does not end in chunked with 400', async () => {
+    const r = await raw(p.port, 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n');
+    assert.equal(statusOf(r), 400);
+  });
+
+  it('refuses a malformed request line with 400', async () => {
+    assert.equal(statusOf(await raw(p.port, 'GET /a b c\r\n\r\n')), 400);
+    assert.equal(statusOf(await raw(p.port, '\x16\x03\x01garbage\r\n\r\n')), 400);
+  });
+
+  it('refuses HTTP/1.1 without Host with 400', async () => {
+    assert.equal(statusOf(await raw(p.port, 'GET / HTTP/1.1\r\n\r\n')), 400);
+  });
+
+  it('refuses more headers than limits.maxHeaders with 431', async () => {
+    const n = hitsBefore();
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < 25; i++) headers[`x-h${i}`] = 'v';
+    assert.equal((await get(p.url + '/', { headers })).status, 431);
+    assert.equal(b.hits, n);
+  });
+
+  it('accepts exactly limits.maxHeaders headers', async () => {
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < 17; i++) headers[`x-h${i}`] = 'v'; // + host, connection, and none else from node's client
+    assert.equal((await get(p.url + '/', { headers })).status, 200);
+  });
+
+  it('refuses a head larger than limits.maxHeaderSize with 431', async () => {
+    const r = await raw(p.port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(5000)}\r\n\r\n`);
+    assert.equal(statusOf(r), 431);
+  });
+
+  it('refuses a declared body over limits.maxBodySize with 413', async () => {
+    const n = hitsBefore();
+    assert.equal((await get(p.url + '/', { method: 'POST', body: 'x'.repeat(1001) })).status, 413);
+    assert.equal(b.hits, n);
+  });
+
+  it('refuses a chunked body that grows over limits.maxBodySize with 413', async () => {
+    const body = `${(2000).toString(16)}\r\n${'y'.repeat(2000)}\r\n0\r\n\r\n`;
+    const r = await raw(p.port, `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${body}`);
+    assert.equal(statusOf(r), 413);
+  });
+
+  it('answers a client that sends its head too slowly with 408 and closes', async () => {
+    const { connect } = await import('node:net');
+    const started = Date.now();
+    const text = await new Promise<string>((resolve) => {
+      const s = connect(p.port, '127.0.0.1');
+      let out = '';
+      s.write('GET / HTTP/1.1\r\nHost: x\r\n');
+      const drip = setInterval(() => s.write('X-Slow: 1\r\n'), 100);
+      s.on('data', (d) => { out += d.toString(); });
+      s.on('close', () => { clearInterval(drip); resolve(out); });
+      s.on('error', () => {});
+      setTimeout(() => s.destroy(), 4000);
+    });
+    assert.equal(statusOf(text), 408);
+    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started}ms`);
+  });
+
+  it('keeps serving after all of the above', async () => {
+    assert.equal((await get(p.url + '/fine')).status, 200);
+  });
+});
