@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { backend, freePort, get, proxy, simple, sleep } from './helpers.js';
+
+describe('retries', () => {
+  it('retries an idempotent request on another endpoint when one refuses connections', async () => {
+    const live = await backend('live');
+    const dead = `127.0.0.1:${await freePort()}`;
+    const p = await proxy(simple([dead, live.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
+    try {
+      for (let i = 0; i < 10; i++) assert.equal((await get(p.url + '/')).status, 200);
+      assert.ok(p.logs.access().some((l) => l.attempts === 2), 'some requests needed a second attempt');
+    } finally { await p.close(); await live.close(); }
+  });
+
+  it('does not retry a POST: it fails with 502', async () => {
+    const live = await backend('live');
+    const dead = `127.0.0.1:${await freePort()}`;
+    const p = await proxy(simple([dead, live.address], { retries: 2, ejection: { consecutiveFailures: 0 } }));
+    try {
+      const statuses = [];
+      for (let i = 0; i < 6; i++) statuses.push((await get(p.url + '/', { method: 'POST', body: 'x' })).status);
+      assert.ok(statuses.includes(502), String(statuses));
+      assert.ok(statuses.includes(200), String(statuses));
+    } finally { await p.close(); await live.close(); }
+  });
+
+  it('retries a GET answered 503 on another endpoint', async () => {
+    const sick = await backend('sick', (_req, res) => { res.writeHead(503, { 'content-length': 4 }); res.end('busy'); });
+    const live = await backend('live');
+    const p = await proxy(simple([sick.address, live.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
+    try {
+      for (let i = 0; i < 10; i++) assert.equal((await get(p.url + '/')).headers['x-backend'], 'live');
+      assert.ok(sick.hits > 0);
+    } finally { await p.close(); await sick.close(); await live.close(); }
+  });
+
+  it('passes the 503 on when retries are used up', async () => {
+    const sick = await backend('sick', (_req, res) => { res.writeHead(503, { 'content-length': 4 }); res.end('busy'); });
+    const p = await proxy(simple([sick.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
+    try {
+      const r = await get(p.url + '/');
+      assert.equal(r.status, 503);
+      assert.equal(r.body, 'busy');
+      assert.equal(sick.hits, 2);
+    } finally { await p.close(); await sick.close(); }
+  });
+
+  it('does not retry beyond the retry budget', async () => {
+    const live = await backend('live');
+    const dead = `127.0.0.1:${await freePort()}`;
+    const p = await proxy(simple([dead, live.address], { retries: 3, ejection: { consecutiveFailures: 0 } }, { retryBudget: { ratio: 0, minRetries: 0 } }));
+    try {
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await get(p.url + '/')).status);
+      assert.ok(statuses.includes(502), String(statuses));
+    } finally { await p.close(); await live.close(); }
+  });
+
+  it('loses no idempotent request when a backend is killed under load', async () => {
+    const a = await backend('a');
+    const b = await backend('b', (_req, res) => setTimeout(() => res.end('b'), 2));
+    const p = await proxy(simple([a.address, b.address], { retries: 2 }));
+    try {
+      let failures = 0, done = 0;
+      const until = Date.now() + 10_000;
+      const client = async () => {
+        while (done < 400 && Date.now() < until) {
+          const r = await get(p.url + '/').catch(() => ({ status: 0 }));
+          if (r.status !== 200) failures++;
+          done++;
+          if (done === 100) { b.server.closeAllConnections(); b.server.close(); } // killed mid-load, requests in flight
+        }
+      };
+      await Promise.all([client(), client(), client(), client()]);
+      assert.ok(done >= 400, `only ${done} requests in time`);
+      assert.equal(failures, 0);
+    } finally { await p.close(); await a.close(); }
+  });
+});
+
+describe('passive ejection', () => {
+  it('ejects an endpoint after consecutive failures, with a backoff that doubles', async () => {
+    const live = await backend('live');
+    const dead = `127.0.0.1:${await freePort()}`;
+    const p = await proxy(simple([dead, live.address], { retries: 1, ejection: { consecutiveFailures: 2, baseTime: '300ms', maxTime: '10s' } }));
+    try {
+      const ejections = () => p.logs.lines.filter((l) => l.msg === 'endpoint ejected after consecutive failures');
+      for (let i = 0; i < 6 && ejections().length === 0; i++) await get(p.url + '/');
+      assert.equal(ejections().length, 1);
+      assert.equal(ejections()[0].ms, 300);
+      // While ejected, no request touches it: one attempt each.
+      const before = p.logs.access().length;
+      for (let i = 0; i < 6; i++) assert.equal((await get(p.url + '/')).status, 200);
+      assert.ok(p.logs.access().slice(before).every((l) => l.attempts === 1));
+      await sleep(350);
+      for (let i = 0; i < 8 && ejections().length < 2; i++) await get(p.url + '/');
+      assert.equal(ejections()[1]?.ms, 600);
+    } finally { await p.close(); await live.close(); }
+  });
+});
+
+describe('active health checks', () => {
+  it('takes an endpoint out after `fall` failed checks and back after `rise` good ones', async () => {
+    let healthy = true;
+    const handler = (name: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+      if (req.url === '/healthz') { res.writeHead(name === 'flaky' && !healthy ? 500 : 200); res.end(); return; }
+      res.writeHead(200, { 'x-backend': name }); res.end(name);
+    };
+    const flaky = await backend('flaky', handler('flaky'));
+    const steady = await backend('steady', handler('steady'));
+    const p = await proxy(simple([flaky.address, steady.address], { health: { path: '/healthz', interval: '100ms', timeout: '100ms', rise: 2, fall: 2 } }));
+    const served = async (n: number) => { const s = new Set<string>(); for (let i = 0; i < n; i++) s.add(String((await get(p.url + '/')).headers['x-backend'])); return s; };
+    try {
+      assert.deepEqual([...(await served(4))].sort(), ['flaky', 'steady']);
+      healthy = false;
+      await sleep(450);
+      assert.deepEqual([...(await served(6))], ['steady']);
+      assert.ok(p.logs.lines.some((l) => l.msg === 'endpoint unhealthy' && l.endpoint === flaky.address));
+      healthy = true;
+      await sleep(450);
+      assert.deepEqual([...(await served(4))].sort(), ['flaky', 'steady']);
+    } finally { await p.close(); await flaky.close(); await steady.close(); }
+  });
+
+  it('answers 503 with a short body when no endpoint is healthy', async () => {
+    const sick = await backend('sick', (_req, res) => { res.writeHead(500); res.end(); });
+    const p = await proxy(simple([sick.address], { health: { interval: '100ms', fall: 1 } }));
+    try {
+      await sleep(350);
+      const r = await get(p.url + '/');
+      assert.equal(r.status, 503);
+      assert.equal(r.body, '503 Service Unavailable\n');
+    } finally { await p.close(); await sick.close(); }
+  });
+});
+
+describe('timeouts and upstream failures', () => {
+  it('answers 504 when the upstream does not answer within the pool timeout', async () => {
+    const slow = await backend('slow', (_req, res) => { setTimeout(() => res.end('late'), 1500); });
+    const p = await proxy(simple([slow.address], { timeout: '200ms', retries: 0 }));
+    try {
+      const t = Date.now();
+      const r = await get(p.url + '/');
+      assert.equal(r.status, 504);
+      assert.equal(r.body, '504 Gateway Timeout\n');
+      assert.ok(Date.now() - t < 1000);
+    } finally { await p.close(); await slow.close(); }
+  });
+
+  it('answers 502 when nothing listens at the only endpoint', async () => {
+    const p = await proxy(simple([`127.0.0.1:${await freePort()}`], { retries: 0 }));
+    try {
+      const r = await get(p.url + '/');
+      assert.equal(r.status, 502);
+      assert.equal(r.body, '502 Bad Gateway\n');
+    } finally { await p.close(); }
+  });
+
+  it('answers 502 when the upstream sends a malformed response', async () => {
+    const { createServer } = await import('node:net');
+    const bad = createServer((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd')));
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0 }));
+    try {
+      assert.equal((await get(p.url + '/')).status, 502);
+    } finally { await p.close(); bad.close(); }
+  });
+
+  it('cuts the client off when the upstream dies mid-body, rather than pretend the body is complete', async () => {
+    const b = await backend('b', (req, res) => { res.writeHead(200, { 'content-length': 100 }); res.write('partial'); setTimeout(() => req.socket.destroy(), 50); });
+    const p = await proxy(simple([b.address], { retries: 0 }));
+    try {
+      await assert.rejects(get(p.url + '/'));
+    } finally { await p.close(); await b.close(); }
+  });
+});
