@@ -159,10 +159,14 @@ int balancer(struct xdp_md *ctx) {
   struct flow4_key k4 = {
     .src = p.flow.src[0], .dst = p.flow.dst[0], .sport = p.flow.sport, .dport = p.flow.dport, .proto = p.flow.proto,
   };
-  /* Two call sites, one map each: the verifier inlines a lookup only for a known map. */
-  struct flow_val *fv;
-  if (p.v6) fv = bpf_map_lookup_elem(&flows6, &p.flow);
-  else fv = bpf_map_lookup_elem(&flows, &k4);
+  /* A SYN opens a new connection: it goes straight to the ring (as in Katran), which saves a
+   * flow lookup on every new TCP flow. A src-ip VIP's flow is the client's, so SYNs look it up. */
+  struct flow_val *fv = NULL;
+  if (!p.syn || (vip->flags & VIP_F_SRC_IP_HASH)) {
+    /* Two call sites, one map each: the verifier inlines a lookup only for a known map. */
+    if (p.v6) fv = bpf_map_lookup_elem(&flows6, &p.flow);
+    else fv = bpf_map_lookup_elem(&flows, &k4);
+  }
   if (fv) {
     ri = fv->real;
     r = bpf_map_lookup_elem(&reals, &ri);
@@ -178,7 +182,6 @@ int balancer(struct xdp_md *ctx) {
     ri = *rp;
     r = bpf_map_lookup_elem(&reals, &ri);
     if (!r) return drop(G_DROP_NO_REAL);
-    count(G_LRU_MISS);
     new_flow = 1;
     if (!p.icmp) {
       struct flow_val nv = { .real = ri, .gen = r->gen };

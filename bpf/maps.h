@@ -56,7 +56,7 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, NAT_TABLE_SIZE);
-  __uint(map_flags, BPF_F_NO_COMMON_LRU);
+  __uint(map_flags, FLOWS_MAP_FLAGS);
   __type(key, struct nat_key);
   __type(value, struct nat_val);
 } nat_back SEC(".maps");

@@ -47,6 +47,7 @@ struct packet {
   __u8 icmp;            /* the flow comes from an ICMP error's quote */
   __u8 frag;            /* 0: none, 1: first fragment (MF), 2: a later fragment */
   __u8 tos;
+  __u8 syn;             /* a TCP SYN without ACK: a new connection by definition */
 };
 
 #define PARSE_OK -1
@@ -116,7 +117,9 @@ static __always_inline int parse_ipv4(struct packet *p, void *l3, void *data_end
     struct ports *pt = l4;
     if ((void *)(pt + 1) > data_end) return G_PASS_MALFORMED;
     if (iph->protocol == IPPROTO_TCP) {
-      if (l4 + sizeof(struct tcphdr) > data_end) return G_PASS_MALFORMED;
+      struct tcphdr *th = l4;
+      if ((void *)(th + 1) > data_end) return G_PASS_MALFORMED;
+      p->syn = th->syn && !th->ack;
     } else {
       if (l4 + sizeof(struct udphdr) > data_end) return G_PASS_MALFORMED;
     }
@@ -152,7 +155,9 @@ static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data_end
     struct ports *pt = l4;
     if ((void *)(pt + 1) > data_end) return G_PASS_MALFORMED;
     if (ip6->nexthdr == IPPROTO_TCP) {
-      if (l4 + sizeof(struct tcphdr) > data_end) return G_PASS_MALFORMED;
+      struct tcphdr *th = l4;
+      if ((void *)(th + 1) > data_end) return G_PASS_MALFORMED;
+      p->syn = th->syn && !th->ack;
     } else {
       if (l4 + sizeof(struct udphdr) > data_end) return G_PASS_MALFORMED;
     }

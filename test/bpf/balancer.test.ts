@@ -135,7 +135,7 @@ describe('flow table', () => {
   const REALS = [20, 21, 22];
   before(() => {
     REALS.forEach((s) => b.setReal({ slot: s, addr: `10.2.0.${s}` }));
-    b.setVip({ id: 12, addr: VIP, port: 80, proto: 'tcp', mode: 'dsr', ring: REALS });
+    b.setVip({ id: 16, addr: VIP, port: 80, proto: 'tcp', mode: 'dsr', ring: REALS });
   });
   const ringReal = (ring: number[], src: string, sport: number, dport: number) => ring[ringSlot(LIMITS.ringSize, src, sport, dport) % ring.length];
   const macOut = (d: Buffer) => d.subarray(0, 6).toString('hex');
@@ -164,13 +164,13 @@ describe('flow table', () => {
     const first = macOut(send(c, 3000).data);
     const chosen = REALS.find((s) => macOf(s) === first)!;
     const others = REALS.filter((s) => s !== chosen);
-    b.setRing(12, others); /* the chosen real drained: out of the ring, flows kept */
+    b.setRing(16, others); /* the chosen real drained: out of the ring, flows kept */
     try {
       assert.equal(macOut(send(c, 3000).data), first);
       const c2 = client(4);
       assert.equal(macOut(send(c2, 3000).data), macOf(ringReal(others, c2, 3000, 80)));
     } finally {
-      b.setRing(12, REALS);
+      b.setRing(16, REALS);
     }
   });
 
@@ -180,7 +180,7 @@ describe('flow table', () => {
     const chosen = REALS.find((s) => macOf(s) === first)!;
     const others = REALS.filter((s) => s !== chosen);
     b.setReal({ slot: chosen, addr: `10.2.0.${chosen}`, flags: S.REAL_F_DOWN });
-    b.setRing(12, others);
+    b.setRing(16, others);
     const moved = b.global('flow_rechosen');
     try {
       const out = send(c, 4000);
@@ -190,7 +190,7 @@ describe('flow table', () => {
       assert.equal(macOut(send(c, 4000).data), macOf(ringReal(others, c, 4000, 80)), 'and stays moved');
     } finally {
       b.setReal({ slot: chosen, addr: `10.2.0.${chosen}` });
-      b.setRing(12, REALS);
+      b.setRing(16, REALS);
     }
   });
 
@@ -200,17 +200,43 @@ describe('flow table', () => {
     const chosen = REALS.find((s) => macOf(s) === first)!;
     const others = REALS.filter((s) => s !== chosen);
     b.setReal({ slot: chosen, addr: `10.2.0.${chosen}`, gen: 1 });
-    b.setRing(12, others);
+    b.setRing(16, others);
     try {
       assert.equal(macOut(send(c, 5000).data), macOf(ringReal(others, c, 5000, 80)));
     } finally {
       b.setReal({ slot: chosen, addr: `10.2.0.${chosen}` });
-      b.setRing(12, REALS);
+      b.setRing(16, REALS);
     }
   });
 
+  test('a SYN goes to the ring even when its 5-tuple has a flow entry (SYNs skip the flow lookup)', () => {
+    const c = client(4);
+    const first = macOut(send(c, 3500).data);
+    const chosen = REALS.find((s) => macOf(s) === first)!;
+    const others = REALS.filter((s) => s !== chosen);
+    b.setRing(16, others);
+    try {
+      const syn = b.run(frame({ src: c, dst: VIP, proto: 'tcp', sport: 3500, dport: 80, flags: 0x02 }, toLb));
+      const want = macOf(ringReal(others, c, 3500, 80));
+      assert.equal(macOut(syn.data), want);
+      assert.equal(macOut(send(c, 3500).data), want, 'and the flow follows the SYN\'s choice');
+    } finally {
+      b.setRing(16, REALS);
+    }
+  });
+
+  test('a SYN to a src-ip VIP follows the client\'s existing flow', () => {
+    b.setVip({ id: 28, addr: '10.9.0.33', port: 80, proto: 'tcp', mode: 'dsr', srcIpHash: true, ring: REALS });
+    const c = client(4);
+    const first = macOut(b.run(frame({ src: c, dst: '10.9.0.33', proto: 'tcp', sport: 1, dport: 80, flags: 0x02 }, toLb)).data);
+    const chosen = REALS.find((s) => macOf(s) === first)!;
+    b.setRing(28, REALS.filter((s) => s !== chosen));
+    const again = b.run(frame({ src: c, dst: '10.9.0.33', proto: 'tcp', sport: 2, dport: 80, flags: 0x02 }, toLb));
+    assert.equal(macOut(again.data), first);
+  });
+
   test('a VIP whose ring is empty drops, counting drop_no_real', () => {
-    b.setVip({ id: 15, addr: '10.9.0.15', port: 80, proto: 'tcp', mode: 'dsr', ring: [] });
+    b.setVip({ id: 20, addr: '10.9.0.15', port: 80, proto: 'tcp', mode: 'dsr', ring: [] });
     const drops = b.global('drop_no_real');
     const out = b.run(frame({ src: client(4), dst: '10.9.0.15', proto: 'tcp', sport: 1, dport: 80 }, toLb));
     assert.equal(out.action, XdpAction.DROP);
@@ -219,14 +245,14 @@ describe('flow table', () => {
 
   test('per-VIP and per-real counters count packets, bytes and new flows', () => {
     const c = client(4);
-    const before = b.stat(S.statsIndex.vip(12));
+    const before = b.stat(S.statsIndex.vip(16));
     const f1 = frame({ src: c, dst: VIP, proto: 'tcp', sport: 6000, dport: 80 }, toLb);
     const out = b.run(f1);
     b.run(f1);
     const slot = REALS.find((s) => macOf(s) === macOut(out.data))!;
     const realBefore = b.stat(S.statsIndex.real(LIMITS, slot));
     b.run(f1);
-    const vip = b.stat(S.statsIndex.vip(12));
+    const vip = b.stat(S.statsIndex.vip(16));
     assert.deepEqual(vip, { packets: before.packets + 3, bytes: before.bytes + 3 * f1.length, newFlows: before.newFlows + 1 });
     const real = b.stat(S.statsIndex.real(LIMITS, slot));
     assert.deepEqual(real, { packets: realBefore.packets + 1, bytes: realBefore.bytes + f1.length, newFlows: realBefore.newFlows });
@@ -236,9 +262,9 @@ describe('flow table', () => {
 describe('VIP matching and hashing', () => {
   before(() => {
     [30, 31, 32, 33, 34].forEach((s) => b.setReal({ slot: s, addr: `10.3.0.${s}` }));
-    b.setVip({ id: 13, addr: '10.9.0.2', port: 0, proto: 'tcp', mode: 'dsr', ring: [30] });
-    b.setVip({ id: 14, addr: '10.9.0.2', port: 443, proto: 'tcp', mode: 'dsr', ring: [31] });
-    b.setVip({ id: 11, addr: '10.9.0.3', port: 80, proto: 'tcp', mode: 'dsr', srcIpHash: true, ring: [32, 33, 34] });
+    b.setVip({ id: 17, addr: '10.9.0.2', port: 0, proto: 'tcp', mode: 'dsr', ring: [30] });
+    b.setVip({ id: 18, addr: '10.9.0.2', port: 443, proto: 'tcp', mode: 'dsr', ring: [31] });
+    b.setVip({ id: 19, addr: '10.9.0.3', port: 80, proto: 'tcp', mode: 'dsr', srcIpHash: true, ring: [32, 33, 34] });
   });
   const mac = (d: Buffer) => d.subarray(0, 6).toString('hex');
   const macOf = (slot: number) => macToBytes(realMac(slot)).toString('hex');
@@ -309,8 +335,8 @@ describe('ICMP errors quoting a VIP flow', () => {
   before(() => {
     REALS.forEach((s) => b.setReal({ slot: s, addr: `10.4.0.${s}` }));
     [43, 44, 45].forEach((s) => b.setReal({ slot: s, addr: `2001:db8:4::${s}` }));
-    b.setVip({ id: 10, addr: '10.9.0.4', port: 80, proto: 'tcp', mode: 'dsr', ring: REALS });
-    b.setVip({ id: 9, addr: '2001:db8:9::4', port: 80, proto: 'tcp', mode: 'dsr', ring: [43, 44, 45] });
+    b.setVip({ id: 21, addr: '10.9.0.4', port: 80, proto: 'tcp', mode: 'dsr', ring: REALS });
+    b.setVip({ id: 22, addr: '2001:db8:9::4', port: 80, proto: 'tcp', mode: 'dsr', ring: [43, 44, 45] });
   });
   const mac = (d: Buffer) => d.subarray(0, 6).toString('hex');
 
@@ -318,7 +344,7 @@ describe('ICMP errors quoting a VIP flow', () => {
     const c = client(4);
     const first = b.run(frame({ src: c, dst: '10.9.0.4', proto: 'tcp', sport: 7000, dport: 80 }, toLb));
     const chosen = REALS.find((s) => mac(first.data) === macToBytes(realMac(s)).toString('hex'))!;
-    b.setRing(10, REALS.filter((s) => s !== chosen));
+    b.setRing(21, REALS.filter((s) => s !== chosen));
     try {
       /* The quote: a packet the VIP sent to the client (as the real answered it). */
       const quoted = ipv4({ src: '10.9.0.4', dst: c, proto: PROTO.tcp, payload: tcp('10.9.0.4', c, { sport: 80, dport: 7000, flags: 0x10 }) });
@@ -329,7 +355,7 @@ describe('ICMP errors quoting a VIP flow', () => {
       assert.equal(out.data.toString('hex'), withMacs(icmp, realMac(chosen), LB_MAC).toString('hex'));
       assert.equal(b.global('icmp_fwd'), n + 1);
     } finally {
-      b.setRing(10, REALS);
+      b.setRing(21, REALS);
     }
   });
 
@@ -337,7 +363,7 @@ describe('ICMP errors quoting a VIP flow', () => {
     const c = client(6);
     const first = b.run(frame({ src: c, dst: '2001:db8:9::4', proto: 'tcp', sport: 7001, dport: 80 }, toLb));
     const chosen = [43, 44, 45].find((s) => mac(first.data) === macToBytes(realMac(s)).toString('hex'))!;
-    b.setRing(9, [43, 44, 45].filter((s) => s !== chosen));
+    b.setRing(22, [43, 44, 45].filter((s) => s !== chosen));
     try {
       const quoted = ipv6({ src: '2001:db8:9::4', dst: c, nexthdr: PROTO.tcp, payload: tcp('2001:db8:9::4', c, { sport: 80, dport: 7001, flags: 0x10 }) });
       const icmp = eth(LB_MAC, '02:00:00:00:00:77', ETH_P_IPV6, ipv6({ src: '2001:db8:50::1', dst: '2001:db8:9::4', nexthdr: PROTO.icmpv6, payload: icmp6TooBig('2001:db8:50::1', '2001:db8:9::4', quoted) }));
@@ -345,7 +371,7 @@ describe('ICMP errors quoting a VIP flow', () => {
       assert.equal(out.action, XdpAction.TX);
       assert.equal(out.data.toString('hex'), withMacs(icmp, realMac(chosen), LB_MAC).toString('hex'));
     } finally {
-      b.setRing(9, [43, 44, 45]);
+      b.setRing(22, [43, 44, 45]);
     }
   });
 
@@ -394,9 +420,9 @@ describe('headers around the flow', () => {
   });
 
   test('a later IPv4 fragment follows its first fragment to the same real', () => {
-    b.setVip({ id: 8, addr: '10.9.0.8', port: 53, proto: 'udp', mode: 'nat', ring: [1] });
+    b.setVip({ id: 23, addr: '10.9.0.8', port: 53, proto: 'udp', mode: 'nat', ring: [1] });
     [50, 51, 52].forEach((s) => b.setReal({ slot: s, addr: `10.5.0.${s}`, port: 5353 }));
-    b.setRing(8, [50, 51, 52]);
+    b.setRing(23, [50, 51, 52]);
     const c = client(4);
     const payload = Buffer.alloc(64, 7);
     const whole = udp(c, '10.9.0.8', { sport: 9999, dport: 53, payload });
@@ -427,7 +453,7 @@ describe('headers around the flow', () => {
 
   test('DSR between an IPv4 VIP and an IPv6 real drops, counting drop_family', () => {
     b.setReal({ slot: 60, addr: '2001:db8:6::60' });
-    b.setVip({ id: 7, addr: '10.9.0.7', port: 80, proto: 'tcp', mode: 'dsr', ring: [60] });
+    b.setVip({ id: 24, addr: '10.9.0.7', port: 80, proto: 'tcp', mode: 'dsr', ring: [60] });
     const n = b.global('drop_family');
     assert.equal(b.run(frame({ src: client(4), dst: '10.9.0.7', proto: 'tcp', sport: 1, dport: 80 }, toLb)).action, XdpAction.DROP);
     assert.equal(b.global('drop_family'), n + 1);
@@ -435,7 +461,7 @@ describe('headers around the flow', () => {
 
   test('IPIP to a real on the link (its MAC known) goes to the real\'s MAC, not the gateway', () => {
     b.setReal({ slot: 62, addr: '10.6.0.62' });
-    b.setVip({ id: 4, addr: '10.9.0.9', port: 80, proto: 'tcp', mode: 'ipip', ring: [62] });
+    b.setVip({ id: 27, addr: '10.9.0.9', port: 80, proto: 'tcp', mode: 'ipip', ring: [62] });
     const out = b.run(frame({ src: client(4), dst: '10.9.0.9', proto: 'tcp', sport: 1, dport: 80 }, toLb));
     assert.equal(out.action, XdpAction.TX);
     assert.equal(out.data.subarray(0, 6).toString('hex'), macToBytes(realMac(62)).toString('hex'));
@@ -443,7 +469,7 @@ describe('headers around the flow', () => {
   });
 
   test('IPIP to an IPv6 real wraps an IPv4 packet in IPv6 (4in6)', () => {
-    b.setVip({ id: 6, addr: '10.9.0.6', port: 80, proto: 'tcp', mode: 'ipip', ring: [60] });
+    b.setVip({ id: 25, addr: '10.9.0.6', port: 80, proto: 'tcp', mode: 'ipip', ring: [60] });
     const f: Flow = { src: client(4), dst: '10.9.0.6', proto: 'tcp', sport: 1234, dport: 80 };
     const inFrame = frame(f, toLb);
     const out = b.run(inFrame);
@@ -457,7 +483,7 @@ describe('headers around the flow', () => {
 
   test('a real behind another interface (tx_port) is sent with XDP_REDIRECT', () => {
     b.setReal({ slot: 61, addr: '10.6.0.61', txPort: 1 });
-    b.setVip({ id: 5, addr: '10.9.0.5', port: 80, proto: 'tcp', mode: 'dsr', ring: [61] });
+    b.setVip({ id: 26, addr: '10.9.0.5', port: 80, proto: 'tcp', mode: 'dsr', ring: [61] });
     b.col.map('tx_ports').update(Buffer.from([1, 0, 0, 0]), Buffer.from([1, 0, 0, 0])); /* lo */
     const out = b.run(frame({ src: client(4), dst: '10.9.0.5', proto: 'tcp', sport: 1, dport: 80 }, toLb));
     assert.equal(out.action, XdpAction.REDIRECT);

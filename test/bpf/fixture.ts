@@ -109,8 +109,13 @@ export class TestBalancer {
     return per.reduce((a, s) => ({ packets: a.packets + s.packets, bytes: a.bytes + s.bytes, newFlows: a.newFlows + s.newFlows }), { packets: 0, bytes: 0, newFlows: 0 });
   }
 
-  global(name: S.GlobalCounter): number {
-    return this.stat(S.statsIndex.global(LIMITS, name)).packets;
+  global(name: S.GlobalCounter | 'lru_miss'): number {
+    if (name === 'lru_miss') {
+      let n = 0;
+      for (let id = 0; id < this.limits.maxVips; id++) n += this.stat(S.statsIndex.vip(id)).newFlows;
+      return n;
+    }
+    return this.stat(S.statsIndex.global(this.limits, name)).packets;
   }
 
   close(): void {

@@ -35,7 +35,7 @@ const e4 = (p: Buffer) => eth(LB_MAC, CLIENT_MAC, ETH_P_IP, p);
 const e6 = (p: Buffer) => eth(LB_MAC, CLIENT_MAC, ETH_P_IPV6, p);
 
 /** Hand a frame to the balancer: it must pass it unchanged, count `reason` and make no flow. */
-function assertPassed(input: Buffer, reason: GlobalCounter): void {
+function assertPassed(input: Buffer, reason: GlobalCounter | 'lru_miss'): void {
   const before = b.global(reason);
   const misses = b.global('lru_miss');
   const out = b.run(input);

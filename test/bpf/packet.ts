@@ -37,7 +37,7 @@ function pseudo(src: Buffer, dst: Buffer, proto: number, len: number): number {
 export interface L4 {
   sport: number;
   dport: number;
-  /** TCP flags byte (default SYN = 0x02). */
+  /** TCP flags byte (default ACK = 0x10: a packet of an established flow; SYN = 0x02). */
   flags?: number;
   seq?: number;
   payload?: Buffer;
@@ -54,7 +54,7 @@ export function tcp(src: string, dst: string, o: L4): Buffer {
   h.writeUInt32BE(o.seq ?? 1000, 4);
   h.writeUInt32BE(0, 8);
   h[12] = 5 << 4;
-  h[13] = o.flags ?? 0x02;
+  h[13] = o.flags ?? 0x10;
   h.writeUInt16BE(65535, 14);
   payload.copy(h, 20);
   h.writeUInt16BE(checksum(h, pseudo(ipToBytes(src), ipToBytes(dst), PROTO.tcp, h.length)), 16);

@@ -441,6 +441,10 @@ export class XdpDataplane implements Dataplane {
     }));
     const global: Record<string, number> = {};
     for (const g of S.GLOBAL_COUNTERS) global[g] = sums.get(S.statsIndex.global(L, g))?.packets ?? 0;
+    // Every ring lookup is a VIP's new flow (the program keeps no separate counter).
+    let misses = 0;
+    for (let id = 0; id < L.maxVips; id++) misses += sums.get(S.statsIndex.vip(id))?.newFlows ?? 0;
+    global.lru_miss = misses;
     return { vips, global };
   }
 

@@ -16,7 +16,7 @@ export const CFG_F_WILDCARD = 1 << 1;
 export const NO_REAL = 0xffffffff;
 export const IPPROTO = { tcp: 6, udp: 17 } as const;
 
-/** The global counters after the per-VIP and per-real entries of `stats`, in enum order. */
+/** The global counters after the per-VIP and per-real entries of `stats`, in enum order (bpf/consts.h). */
 export const GLOBAL_COUNTERS = [
   'pass_not_ip',
   'pass_not_vip',
@@ -26,7 +26,6 @@ export const GLOBAL_COUNTERS = [
   'pass_frag',
   'drop_family',
   'drop_encap',
-  'lru_miss',
   'flow_rechosen',
   'icmp_fwd',
   'nat_reply',
