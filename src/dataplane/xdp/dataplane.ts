@@ -185,6 +185,9 @@ export class XdpDataplane implements Dataplane {
       dp.#loadState();
       log?.info({ pinDir, vips: dp.#state.size, upgraded }, 'xdp: adopted the pinned program and maps');
     } else {
+      if (existsSync(join(pinDir, 'prog'))) {
+        log?.warn({ pinDir, missing: MAP_NAMES.filter((m) => !existsSync(join(mapDir, m))) }, 'xdp: the pinned maps are not this version\'s: starting afresh (the flow table is lost)');
+      }
       unpinAll(pinDir);
       mkdirSync(mapDir, { recursive: true });
       const col = Collection.load(obj);
@@ -467,11 +470,10 @@ export class XdpDataplane implements Dataplane {
       unpinAll(this.pinDir);
     }
     this.#link?.close();
-    if (this.#col) this.#col.close();
-    else {
-      for (const m of Object.values(this.#maps)) m.close();
-      this.#program.close();
-    }
+    // Pinned fds are owned (closed here); a collection's are closed with it.
+    for (const m of Object.values(this.#maps)) m.close();
+    this.#program.close();
+    this.#col?.close();
     this.#log?.info({ pinDir: this.pinDir, keepForwarding: opts.keepForwarding }, 'xdp: closed');
   }
 }
