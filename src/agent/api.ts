@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  SluiceError, ValidationError, parseRealRef, parseVipKey, realKey, vipKey, type Config,
+  SluiceError, ValidationError, joinHostPort, parseRealRef, parseVipKey, realKey, vipKey, type Config, type StatsSnapshot,
 } from '../model/index.js';
 import type { Agent } from './agent.js';
 import { addReal, addVip, applyConfig, delReal, delVip, setReal } from './desired.js';
@@ -51,6 +51,25 @@ function describeVips(agent: Agent, c: Config) {
     ...v,
     reals: v.reals.map((r) => ({ key: realKey(r), ...r, health: v.health.type === 'none' ? 'none' : agent.health(vipKey(v), realKey(r)) })),
   }));
+}
+
+/** Each real in a stats snapshot gets its health, matched by address and effective port. */
+function annotateHealth(agent: Agent, s: StatsSnapshot) {
+  const byVip = new Map(agent.config.vips.map((v) => [vipKey(v), v]));
+  return {
+    ...s,
+    vips: s.vips.map((sv) => {
+      const v = byVip.get(sv.key);
+      return {
+        ...sv,
+        reals: sv.reals.map((sr) => {
+          const r = v?.reals.find((x) => sr.key === realKey(x) || sr.key === joinHostPort(x.address, x.port ?? v.port));
+          const health = !v || !r ? 'unknown' : r.drain ? 'drain' : v.health.type === 'none' ? 'none' : agent.health(vipKey(v), realKey(r));
+          return { ...sr, health };
+        }),
+      };
+    }),
+  };
 }
 
 type Handler = (agent: Agent, params: string[], body: () => Promise<unknown>) => Promise<unknown>;
@@ -97,10 +116,7 @@ const routes: Array<{ method: string; path: RegExp; handler: Handler }> = [
     await a.change((c) => delReal(c, vk, rk));
     return { ok: true };
   } },
-  { method: 'GET', path: /^\/v1\/stats$/, handler: async (a) => {
-    const s = await a.stats();
-    return { ...s, health: Object.fromEntries(a.config.vips.flatMap((v) => v.reals.map((r) => [`${vipKey(v)} ${realKey(r)}`, v.health.type === 'none' ? 'none' : a.health(vipKey(v), realKey(r))]))) };
-  } },
+  { method: 'GET', path: /^\/v1\/stats$/, handler: async (a) => annotateHealth(a, await a.stats()) },
 ];
 
 async function handle(agent: Agent, log: Logger, req: IncomingMessage, res: ServerResponse): Promise<void> {

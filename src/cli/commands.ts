@@ -129,7 +129,7 @@ function statsRows(s: any): Array<Array<string | number>> {
   const rows: Array<Array<string | number>> = [];
   for (const v of s.vips) {
     rows.push([v.key, '', human(v.packets), human(v.bytes), human(v.newFlows), '']);
-    for (const r of v.reals) rows.push(['', r.key, human(r.packets), human(r.bytes), human(r.newFlows), s.health[`${v.key} ${r.key}`] ?? '-']);
+    for (const r of v.reals) rows.push(['', r.key, human(r.packets), human(r.bytes), human(r.newFlows), r.health ?? '-']);
   }
   return rows;
 }
