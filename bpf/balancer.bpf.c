@@ -46,6 +46,17 @@ static __always_inline void account(__u32 idx, __u64 bytes, __u32 new_flow) {
   }
 }
 
+/* The VIP of a packet's destination and `port`: IPv4 VIPs have their own, smaller-keyed map. */
+static __always_inline struct vip_meta *vip_lookup(const struct packet *p, __be16 port) {
+  if (p->v6) {
+    struct vip_key k = { .port = port, .proto = p->flow.proto };
+    __builtin_memcpy(k.addr, p->flow.dst, 16);
+    return bpf_map_lookup_elem(&vips6, &k);
+  }
+  struct vip4_key k = { .addr = p->flow.dst[0], .port = port, .proto = p->flow.proto };
+  return bpf_map_lookup_elem(&vips, &k);
+}
+
 static __always_inline int transmit(const struct real_def *r) {
   if (r->tx_port) return bpf_redirect_map(&tx_ports, r->tx_port, XDP_DROP);
   return XDP_TX;
@@ -124,19 +135,12 @@ int balancer(struct xdp_md *ctx) {
   if (p.frag == 2) return later_fragment(&p, eth, data_end, ctx);
 
   /* The VIP: exact port, then the port-0 wildcard if some VIP has one. */
-  struct vip_key vk = {};
-  __builtin_memcpy(vk.addr, p.flow.dst, 16);
-  vk.port = p.flow.dport;
-  vk.proto = p.flow.proto;
-  struct vip_meta *vip = bpf_map_lookup_elem(&vips, &vk);
+  struct vip_meta *vip = vip_lookup(&p, p.flow.dport);
   if (!vip) {
     __u32 k0 = 0;
     struct config *cfg = bpf_map_lookup_elem(&config, &k0);
     if (!cfg) return pass(G_PASS_NOT_VIP);
-    if (cfg->flags & CFG_F_WILDCARD) {
-      vk.port = 0;
-      vip = bpf_map_lookup_elem(&vips, &vk);
-    }
+    if (cfg->flags & CFG_F_WILDCARD) vip = vip_lookup(&p, 0);
     if (!vip) {
       if ((cfg->flags & CFG_F_NAT) && !p.icmp) return nat_reply(&p, eth, data_end);
       return pass(G_PASS_NOT_VIP);

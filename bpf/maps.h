@@ -7,13 +7,21 @@
 #include "consts.h"
 #include "structs.h"
 
-/* vips: struct vip_key -> struct vip_meta. Written by the agent (sync). */
+/* vips: struct vip4_key -> struct vip_meta (IPv4 VIPs). Written by the agent (sync). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, MAX_VIPS);
+  __type(key, struct vip4_key);
+  __type(value, struct vip_meta);
+} vips SEC(".maps");
+
+/* vips6: struct vip_key -> struct vip_meta (IPv6 VIPs). Written by the agent (sync). */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, MAX_VIPS);
   __type(key, struct vip_key);
   __type(value, struct vip_meta);
-} vips SEC(".maps");
+} vips6 SEC(".maps");
 
 /* rings: u32 (vip id * RING_SIZE + slot) -> u32 real slot (NO_REAL when empty). Written by
  * the agent: only the slots that changed, in one batch. */

@@ -4,7 +4,15 @@
 #define SLUICE_STRUCTS_H
 #include <linux/types.h>
 
-/* vips key (20 bytes) */
+/* vips key (8 bytes): an IPv4 VIP. Small keys hash and compare faster, on every packet. */
+struct vip4_key {
+  __be32 addr;
+  __be16 port; /* 0 = every port */
+  __u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+  __u8 _pad;
+};
+
+/* vips6 key (20 bytes): an IPv6 VIP */
 struct vip_key {
   __be32 addr[4];
   __be16 port; /* 0 = every port */
@@ -12,7 +20,7 @@ struct vip_key {
   __u8 _pad;
 };
 
-/* vips value (8 bytes) */
+/* vips / vips6 value (8 bytes); ids are unique across both maps */
 struct vip_meta {
   __u32 id;   /* 0..MAX_VIPS-1: the VIP's ring (rings[id * RING_SIZE ...]) and stats slot */
   __u8 mode;  /* MODE_* */

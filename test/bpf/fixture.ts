@@ -7,7 +7,7 @@ import { Collection } from '../../src/bpf/collection.js';
 import type { Program } from '../../src/bpf/program.js';
 import type { TypedMap } from '../../src/bpf/map.js';
 import * as S from '../../src/dataplane/xdp/structs.js';
-import { macToBytes } from '../../src/model/address.js';
+import { ipToBytes, macToBytes } from '../../src/model/address.js';
 
 export const LIMITS: S.Limits = { maxVips: 32, maxReals: 64, ringSize: 13, flowTableSize: 4096 };
 export const LB_MAC = '02:00:00:00:00:01';
@@ -43,6 +43,7 @@ export class TestBalancer {
   readonly col: Collection;
   readonly prog: Program;
   readonly vips: TypedMap<S.VipKey, S.VipMeta>;
+  readonly vips6: TypedMap<S.VipKey, S.VipMeta>;
   readonly reals: TypedMap<number, S.RealDef>;
   readonly rings: TypedMap<number, number>;
   readonly stats: TypedMap<number, S.Stat>;
@@ -51,7 +52,8 @@ export class TestBalancer {
   private constructor(col: Collection, readonly limits: S.Limits) {
     this.col = col;
     this.prog = col.program('balancer');
-    this.vips = col.map('vips').typed(S.vipKey, S.vipMeta);
+    this.vips = col.map('vips').typed(S.vip4Key, S.vipMeta);
+    this.vips6 = col.map('vips6').typed(S.vipKey, S.vipMeta);
     this.reals = col.map('reals').typed(S.u32key, S.realDef);
     this.rings = col.map('rings').typed(S.u32key, S.u32key);
     this.stats = col.map('stats').typed(S.u32key, S.stat);
@@ -86,8 +88,8 @@ export class TestBalancer {
   }
 
   setVip(v: TestVip): void {
-    this.vips.set(
-      { addr: S.addr16(v.addr), port: v.port, proto: S.IPPROTO[v.proto] },
+    (v.addr.includes(':') ? this.vips6 : this.vips).set(
+      { addr: ipToBytes(v.addr), port: v.port, proto: S.IPPROTO[v.proto] },
       { id: v.id, mode: S.MODE[v.mode], flags: v.srcIpHash ? S.VIP_F_SRC_IP_HASH : 0 },
     );
     this.setRing(v.id, v.ring);

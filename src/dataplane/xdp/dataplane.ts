@@ -23,7 +23,7 @@ import { defaultGatewayMac, isOnLink, resolveMac } from './neigh.js';
 import * as S from './structs.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
-const MAP_NAMES = ['vips', 'rings', 'reals', 'flows', 'flows6', 'nat_back', 'frags', 'stats', 'config', 'tx_ports'] as const;
+const MAP_NAMES = ['vips', 'vips6', 'rings', 'reals', 'flows', 'flows6', 'nat_back', 'frags', 'stats', 'config', 'tx_ports'] as const;
 const DEFAULT_ENCAP4 = '172.16.0.0';
 const DEFAULT_ENCAP6 = 'fd00:5151::';
 
@@ -85,6 +85,7 @@ export class XdpDataplane implements Dataplane {
   #maps: Record<(typeof MAP_NAMES)[number], BpfMap>;
   #col?: Collection;
   #vips: TypedMap<S.VipKey, S.VipMeta>;
+  #vips6: TypedMap<S.VipKey, S.VipMeta>;
   #reals: TypedMap<number, S.RealDef>;
   #rings: BpfMap;
   #stats: TypedMap<number, S.Stat>;
@@ -118,7 +119,8 @@ export class XdpDataplane implements Dataplane {
     this.#log = a.opts.logger;
     this.#resolveMac = a.opts.resolveMac ?? ((x) => resolveMac(x));
     this.#isOnLink = a.opts.isOnLink ?? isOnLink;
-    this.#vips = a.maps.vips.typed(S.vipKey, S.vipMeta);
+    this.#vips = a.maps.vips.typed(S.vip4Key, S.vipMeta);
+    this.#vips6 = a.maps.vips6.typed(S.vipKey, S.vipMeta);
     this.#reals = a.maps.reals.typed(S.u32key, S.realDef);
     this.#rings = a.maps.rings;
     this.#stats = a.maps.stats.typed(S.u32key, S.stat);
@@ -146,7 +148,7 @@ export class XdpDataplane implements Dataplane {
     let dp: XdpDataplane;
     if (existsSync(join(pinDir, 'prog')) && MAP_NAMES.every((m) => existsSync(join(mapDir, m)))) {
       const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, BpfMap.openPinned(join(mapDir, m))])) as Record<(typeof MAP_NAMES)[number], BpfMap>;
-      const want = { rings: limits.maxVips * limits.ringSize, reals: limits.maxReals, flows: limits.flowTableSize, flows6: limits.flowTableSize, vips: limits.maxVips };
+      const want = { rings: limits.maxVips * limits.ringSize, reals: limits.maxReals, flows: limits.flowTableSize, flows6: limits.flowTableSize, vips: limits.maxVips, vips6: limits.maxVips };
       for (const [m, n] of Object.entries(want)) {
         if (maps[m as keyof typeof want].maxEntries !== n) {
           for (const x of Object.values(maps)) x.close();
@@ -228,9 +230,8 @@ export class XdpDataplane implements Dataplane {
   /** Rebuild the in-memory view (VIP ids, real slots and generations) from the pinned maps. */
   #loadState(): void {
     const byId = new Map<number, VipState>();
-    for (const [vk, meta] of this.#vips.entries()) {
-      const fam = meta.flags & S.VIP_F_IPV6 ? 6 : 4;
-      const address = bytesToIp(fam === 4 ? vk.addr.subarray(0, 4) : vk.addr);
+    for (const [vk, meta] of [...this.#vips.entries(), ...this.#vips6.entries()]) {
+      const address = bytesToIp(vk.addr);
       const proto = vk.proto === S.IPPROTO.tcp ? 'tcp' : 'udp';
       const key = vipKey({ address, port: vk.port, protocol: proto });
       const st: VipState = { id: meta.id, key, meta, vk, reals: new Map() };
@@ -309,7 +310,7 @@ export class XdpDataplane implements Dataplane {
     // 1. VIPs that go: out of the vips map first (no new packets), then free their real slots.
     for (const [key, st] of [...this.#state]) {
       if (want.has(key)) continue;
-      this.#vips.delete(st.vk);
+      this.#vipMap(st.vk).delete(st.vk);
       this.#freeRealSlots([...st.reals.values()]);
       this.#state.delete(key);
       report.removed++;
@@ -327,7 +328,7 @@ export class XdpDataplane implements Dataplane {
         if (id >= L.maxVips) throw Object.assign(new Error(`no room for VIP ${key}: the data plane holds ${L.maxVips} VIPs (dataplane.maxVips)`), { code: 'ENOSPC' });
         usedIds.add(id);
         meta.id = id;
-        st = { id, key, meta, vk: { addr: S.addr16(svc.address), port: svc.port, proto: S.IPPROTO[svc.protocol] }, reals: new Map() };
+        st = { id, key, meta, vk: { addr: ipToBytes(svc.address), port: svc.port, proto: S.IPPROTO[svc.protocol] }, reals: new Map() };
         this.#state.set(key, st);
         this.#zeroStats([S.statsIndex.vip(id)]);
       }
@@ -366,7 +367,7 @@ export class XdpDataplane implements Dataplane {
 
       // 4. The VIP itself (new, or mode/hash changed), once its ring is ready.
       if (isNew || st.meta.mode !== meta.mode || st.meta.flags !== meta.flags) {
-        this.#vips.set(st.vk, meta);
+        this.#vipMap(st.vk).set(st.vk, meta);
         if (isNew) { report.added++; report.changes.push(`+vip ${key} (${svc.mode}, ${svc.hash}, id ${st.id}, ${svc.reals.length} reals)`); }
         else { report.updated++; report.changes.push(`~vip ${key} (${svc.mode}, ${svc.hash})`); }
         st.meta = meta;
@@ -383,6 +384,10 @@ export class XdpDataplane implements Dataplane {
     if (await this.#writeConfig(desired.services)) report.changes.push('config');
     if (report.changes.length) this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed }, `xdp sync: ${report.changes.join('; ')}`);
     return report;
+  }
+
+  #vipMap(vk: S.VipKey): TypedMap<S.VipKey, S.VipMeta> {
+    return vk.addr.length === 4 ? this.#vips : this.#vips6;
   }
 
   #freeRealSlots(rs: RealState[]): void {

@@ -59,7 +59,11 @@ export function mac6(mac: string | undefined): Buffer {
   return mac ? macToBytes(mac) : Buffer.alloc(6);
 }
 
+/** vips (IPv4) key: 8 bytes. */
+export const vip4Key = struct({ addr: bytes(4), port: be16, proto: u8, _pad: pad(1) });
+/** vips6 key: 20 bytes. */
 export const vipKey = struct({ addr: bytes(16), port: be16, proto: u8, _pad: pad(1) });
+/** A VIP key of either map: `addr` is 4 bytes for vips, 16 for vips6. */
 export type VipKey = { addr: Buffer; port: number; proto: number };
 export const vipMeta = struct({ id: u32, mode: u8, flags: u8, _pad: pad(2) });
 export type VipMeta = { id: number; mode: number; flags: number };
