@@ -357,7 +357,9 @@ export class XdpDataplane implements Dataplane {
           rs.def = def;
           writes.push([rs.slot, def]);
         }
-        if (r.state === 'up' && r.weight > 0 && usable) inRing.push({ id: rk, weight: r.weight, slot: rs.slot });
+        // Maglev identity: the address, plus the port only when the real has its own (src/maglev).
+        const ringId = realKey({ address: r.address, port: r.port !== svc.port ? r.port : undefined });
+        if (r.state === 'up' && r.weight > 0 && usable) inRing.push({ id: ringId, weight: r.weight, slot: rs.slot });
       }
       if (writes.length) this.#reals.setMany(writes);
 
