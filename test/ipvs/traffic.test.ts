@@ -17,7 +17,7 @@ let dp: IpvsDataplane;
 before(async () => {
   assertIpvsHost();
   topo = topology(N);
-  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4']) topo.addVip(v);
+  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4', '10.102.0.5']) topo.addVip(v);
   topo.serve(80);
   topo.serve(8080);
   dp = await IpvsDataplane.open({});
@@ -81,4 +81,13 @@ test('stats count the connections per VIP and per real', async () => {
   assert.equal(v.newFlows - before, 10);
   assert.ok(v.packets > 0 && v.bytes > 0, 'packets and bytes counted');
   assert.equal(v.reals.reduce((s, r) => s + r.newFlows, 0), v.newFlows);
+});
+
+test('a port-0 VIP in DR mode takes connections on every port', async () => {
+  const s = svc('10.102.0.5', 'dsr');
+  await dp.sync({ services: [{ ...s, port: 0, reals: s.reals.map((r) => ({ ...r, port: 0 })) }] });
+  const t80 = topo.getMany('10.102.0.5', 80, 6);
+  const t8080 = topo.getMany('10.102.0.5', 8080, 6);
+  const answered = (t: Map<string, number>) => (t.get('real1') ?? 0) + (t.get('real2') ?? 0);
+  assert.deepEqual([answered(t80), answered(t8080)], [6, 6], JSON.stringify([[...t80], [...t8080]]));
 });

@@ -66,6 +66,18 @@ test('an IPv6 service gets a /128 netmask, IPv4 255.255.255.255', () => {
   assert.equal(toIpvs(service()).svc.netmask, 0xffffffff);
 });
 
+test('a port-0 VIP becomes a persistent service (IPVS schedules port 0 only so), with the shortest timeout', () => {
+  const { svc } = toIpvs(service({ port: 0, reals: [real('10.99.0.11', { port: 0 })] }));
+  assert.equal(svc.flags & SvcFlag.PERSISTENT, SvcFlag.PERSISTENT);
+  assert.equal(svc.timeout, 1);
+});
+
+test('a VIP with a port is not persistent', () => {
+  const { svc } = toIpvs(service());
+  assert.equal(svc.flags & SvcFlag.PERSISTENT, 0);
+  assert.equal(svc.timeout, 0);
+});
+
 test('an empty kernel gets the service, then its reals', () => {
   const p = plan({ services: [service()] }, [], new Set());
   assert.deepEqual(p.ops.map((o) => o.op), ['add-service', 'add-dest', 'add-dest']);

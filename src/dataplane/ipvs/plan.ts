@@ -6,6 +6,9 @@ import { ipFamily } from '../../model/address.js';
 import type { Mode, Service, ServiceTable } from '../../model/types.js';
 import { type FwdMethod, type IpvsDest, type IpvsService, type ServiceId, SvcFlag, serviceIdKey } from './protocol.js';
 
+/** Persistence timeout (seconds) of port-0 services, the shortest IPVS allows. */
+export const PORT0_PERSISTENCE_S = 1;
+
 export const FWD_OF_MODE: Record<Mode, FwdMethod> = { dsr: 'route', ipip: 'tunnel', nat: 'masq' };
 /** Schedulers with a "hash the source port too" flag (SCHED2) and a "skip unavailable reals" flag (SCHED1). */
 const HASHING_SCHEDULERS = new Set(['mh', 'sh']);
@@ -25,13 +28,16 @@ export function toIpvs(s: Service): DesiredService {
     // mh-port / sh-port: hash the source port as well, i.e. per connection (5-tuple), not per client.
     if (s.hash !== 'src-ip') flags |= SvcFlag.SCHED2;
   }
+  // IPVS schedules a port-0 (every port) service only when it is persistent: connections of a
+  // client then stick to one real while any is open, and for PORT0_PERSISTENCE_S after.
+  if (s.port === 0) flags |= SvcFlag.PERSISTENT;
   const svc: IpvsService = {
     address: s.address,
     port: s.port,
     protocol: s.protocol,
     scheduler,
     flags,
-    timeout: 0,
+    timeout: s.port === 0 ? PORT0_PERSISTENCE_S : 0,
     netmask: ipFamily(s.address) === 6 ? 128 : 0xffffffff,
   };
   const byKey = new Map<string, IpvsDest>();
