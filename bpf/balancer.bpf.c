@@ -92,7 +92,7 @@ static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, 
   struct real_def *r = bpf_map_lookup_elem(&reals, &ri);
   if (!r || r->gen != fv->gen || (r->flags & REAL_F_DOWN)) return pass(G_PASS_FRAG);
   __u64 bytes = data_end - (void *)eth;
-  account(fv->vip, bytes, 0);
+  account(fv->vip & 0xffff, bytes, 0);
   account(STATS_REAL_BASE + ri, bytes, 0);
   count(G_FRAG_FWD);
   if (r->flags & REAL_F_IPV6) return drop(G_DROP_FAMILY);

@@ -428,6 +428,7 @@ describe('headers around the flow', () => {
     const whole = udp(c, '10.9.0.8', { sport: 9999, dport: 53, payload });
     const firstFrag = eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: c, dst: '10.9.0.8', proto: PROTO.udp, payload: whole.subarray(0, 40), id: 77, fragOff: 0x2000 }));
     const lastFrag = eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: c, dst: '10.9.0.8', proto: PROTO.udp, payload: whole.subarray(40), id: 77, fragOff: 5 }));
+    const vipBefore = b.stat(S.statsIndex.vip(23)).packets;
     const o1 = b.run(firstFrag);
     assert.equal(o1.action, XdpAction.TX);
     const n = b.global('frag_fwd');
@@ -435,6 +436,7 @@ describe('headers around the flow', () => {
     assert.equal(o2.action, XdpAction.TX);
     assert.equal(o2.data.subarray(0, 6).toString('hex'), o1.data.subarray(0, 6).toString('hex'));
     assert.equal(b.global('frag_fwd'), n + 1);
+    assert.equal(b.stat(S.statsIndex.vip(23)).packets, vipBefore + 2, 'both fragments counted on the VIP');
     /* NAT: the later fragment carries the real's address with a right header checksum. */
     assert.deepEqual(o2.data.subarray(14 + 16, 14 + 20), o1.data.subarray(14 + 16, 14 + 20));
     assert.ok(ipv4ChecksumOk(o2.data, 14));
