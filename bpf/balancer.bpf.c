@@ -149,7 +149,6 @@ int balancer(struct xdp_md *ctx) {
   __u32 vip_id = vip->id;
   if (vip_id >= MAX_VIPS) return drop(G_DROP_NO_REAL);
   __u8 mode = vip->mode;
-  if (p.icmp && mode == MODE_NAT) return pass(G_PASS_NOT_VIP); /* see docs/xdp.md */
 
   /* The flow: src-ip VIPs keep one entry per client (ports zero in the key). */
   __be16 sport = p.flow.sport, dport = p.flow.dport;
@@ -219,6 +218,11 @@ forward:
   }
   if (!(r->flags & REAL_F_IPV6) != !p.v6) return drop(G_DROP_FAMILY);
   if (mode == MODE_NAT) {
+    if (p.icmp) {
+      nat_icmp(&p, data_end, r);
+      set_macs(eth, r->mac);
+      return transmit(r);
+    }
     if (new_flow) {
       struct nat_key nk = {};
       __builtin_memcpy(nk.real, r->addr, 16);

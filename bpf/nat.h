@@ -44,4 +44,48 @@ static __always_inline void nat_rewrite(struct packet *p, void *data_end, const 
   }
 }
 
+/* An ICMP error quoting a NAT flow, on its way to the real: the outer destination and the
+ * quoted packet's source (address and port) become the real's, so the real's kernel finds the
+ * connection. Fixed: the outer IPv4 checksum, the quoted IPv4 header checksum and the ICMP
+ * checksum (ICMPv6: its pseudo-header too). The quoted L4 checksum is left as it was (kernels do
+ * not check it, and the quote may not even hold it). */
+static __always_inline void nat_icmp(struct packet *p, void *data_end, const struct real_def *r) {
+  struct ports *pt = p->inner_l4;
+  if (!pt || (void *)(pt + 1) > data_end) return;
+  __u32 d;
+  if (p->v6) {
+    struct ipv6hdr *o = p->l3;
+    struct icmp6hdr *ic = p->icmp_hdr;
+    struct ipv6hdr *in = p->inner_l3;
+    if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
+    d = csum_diff_words((__u32 *)&o->daddr, r->addr, 4);
+    d += csum_diff_words((__u32 *)&in->saddr, r->addr, 4);
+    __builtin_memcpy(&o->daddr, r->addr, 16);
+    __builtin_memcpy(&in->saddr, r->addr, 16);
+    if (r->port && r->port != pt->src) {
+      d += csum_diff16(pt->src, r->port);
+      pt->src = r->port;
+    }
+    csum_apply(&ic->icmp6_cksum, d);
+  } else {
+    struct iphdr *o = p->l3;
+    struct icmphdr *ic = p->icmp_hdr;
+    struct iphdr *in = p->inner_l3;
+    if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
+    __u32 od = csum_diff_words(&o->daddr, r->addr, 1);
+    o->daddr = r->addr[0];
+    csum_apply(&o->check, od);
+    __u32 id = csum_diff_words(&in->saddr, r->addr, 1);
+    in->saddr = r->addr[0];
+    __u16 old_check = in->check;
+    csum_apply(&in->check, id);
+    d = id + csum_diff16(old_check, in->check);
+    if (r->port && r->port != pt->src) {
+      d += csum_diff16(pt->src, r->port);
+      pt->src = r->port;
+    }
+    csum_apply(&ic->checksum, d);
+  }
+}
+
 #endif

@@ -48,6 +48,9 @@ struct packet {
   __u8 frag;            /* 0: none, 1: first fragment (MF), 2: a later fragment */
   __u8 tos;
   __u8 syn;             /* a TCP SYN without ACK: a new connection by definition */
+  void *icmp_hdr;       /* ICMP errors: the ICMP header, the quoted IP header and its ports */
+  void *inner_l3;
+  void *inner_l4;
 };
 
 #define PARSE_OK -1
@@ -72,6 +75,8 @@ static __always_inline int parse_quote4(struct packet *p, void *q, void *data_en
   p->flow.dport = pt->src;
   p->flow.proto = iph->protocol;
   p->icmp = 1;
+  p->inner_l3 = iph;
+  p->inner_l4 = pt;
   return PARSE_OK;
 }
 
@@ -88,6 +93,8 @@ static __always_inline int parse_quote6(struct packet *p, void *q, void *data_en
   p->flow.dport = pt->src;
   p->flow.proto = ip6->nexthdr;
   p->icmp = 1;
+  p->inner_l3 = ip6;
+  p->inner_l4 = pt;
   return PARSE_OK;
 }
 
@@ -132,6 +139,7 @@ static __always_inline int parse_ipv4(struct packet *p, void *l3, void *data_end
     struct icmphdr *ic = l4;
     if ((void *)(ic + 1) > data_end) return G_PASS_MALFORMED;
     if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED) return G_PASS_NOT_VIP;
+    p->icmp_hdr = ic;
     return parse_quote4(p, (void *)(ic + 1), data_end);
   }
   return G_PASS_UNKNOWN_PROTO;
@@ -170,6 +178,7 @@ static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data_end
     struct icmp6hdr *ic = l4;
     if ((void *)(ic + 1) > data_end) return G_PASS_MALFORMED;
     if (ic->icmp6_type != ICMPV6_PKT_TOOBIG) return G_PASS_NOT_VIP;
+    p->icmp_hdr = ic;
     return parse_quote6(p, (void *)(ic + 1), data_end);
   }
   /* Extension headers (fragments included) and other protocols: not ours. */

@@ -375,6 +375,39 @@ describe('ICMP errors quoting a VIP flow', () => {
     }
   });
 
+  test('NAT: an ICMP fragmentation-needed reaches the real rewritten to its address and port, checksums right', () => {
+    const v = comboVip('nat', 4, 'tcp');
+    const c = client(4);
+    assert.equal(b.run(frame({ src: c, dst: v.addr, proto: 'tcp', sport: 7100, dport: 80 }, toLb)).action, XdpAction.TX);
+    const l4 = tcp(v.addr, c, { sport: 80, dport: 7100, flags: 0x10 });
+    const quoted = ipv4({ src: v.addr, dst: c, proto: PROTO.tcp, payload: l4 });
+    const icmp = eth(LB_MAC, '02:00:00:00:00:77', ETH_P_IP, ipv4({ src: '10.50.0.1', dst: v.addr, proto: PROTO.icmp, payload: icmpFragNeeded(quoted) }));
+    const out = b.run(icmp);
+    assert.equal(out.action, XdpAction.TX);
+    const l4Real = Buffer.from(l4);
+    l4Real.writeUInt16BE(NAT_PORT, 0); /* the quoted TCP checksum is left as it was */
+    const quotedReal = ipv4({ src: v.realAddr, dst: c, proto: PROTO.tcp, payload: l4Real });
+    const want = eth(realMac(v.slot), LB_MAC, ETH_P_IP, ipv4({ src: '10.50.0.1', dst: v.realAddr, proto: PROTO.icmp, payload: icmpFragNeeded(quotedReal) }));
+    assert.equal(out.data.toString('hex'), want.toString('hex'));
+  });
+
+  test('NAT: an ICMPv6 packet-too-big reaches the real rewritten to its address and port, checksum right', () => {
+    const v = comboVip('nat', 6, 'tcp');
+    const c = client(6);
+    assert.equal(b.run(frame({ src: c, dst: v.addr, proto: 'tcp', sport: 7101, dport: 80 }, toLb)).action, XdpAction.TX);
+    const l4 = tcp(v.addr, c, { sport: 80, dport: 7101, flags: 0x10 });
+    const quoted = ipv6({ src: v.addr, dst: c, nexthdr: PROTO.tcp, payload: l4 });
+    const router = '2001:db8:50::1';
+    const icmp = eth(LB_MAC, '02:00:00:00:00:77', ETH_P_IPV6, ipv6({ src: router, dst: v.addr, nexthdr: PROTO.icmpv6, payload: icmp6TooBig(router, v.addr, quoted) }));
+    const out = b.run(icmp);
+    assert.equal(out.action, XdpAction.TX);
+    const l4Real = Buffer.from(l4);
+    l4Real.writeUInt16BE(NAT_PORT, 0);
+    const quotedReal = ipv6({ src: v.realAddr, dst: c, nexthdr: PROTO.tcp, payload: l4Real });
+    const want = eth(realMac(v.slot), LB_MAC, ETH_P_IPV6, ipv6({ src: router, dst: v.realAddr, nexthdr: PROTO.icmpv6, payload: icmp6TooBig(router, v.realAddr, quotedReal) }));
+    assert.equal(out.data.toString('hex'), want.toString('hex'));
+  });
+
   test('an ICMP error quoting a flow of no VIP passes', () => {
     const quoted = ipv4({ src: '10.77.0.1', dst: '192.168.0.1', proto: PROTO.tcp, payload: tcp('10.77.0.1', '192.168.0.1', { sport: 80, dport: 7000 }) });
     const icmp = eth(LB_MAC, CLIENT_MAC, ETH_P_IP, ipv4({ src: '10.50.0.1', dst: '10.77.0.1', proto: PROTO.icmp, payload: icmpFragNeeded(quoted) }));
