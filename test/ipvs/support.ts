@@ -2,9 +2,9 @@
  * Helpers for the IPVS tests, which run inside the micro-VM (scripts/vm) as root: `ipvsadm -Ln`
  * parsing, and a namespace topology with the VM's root namespace as the balancer.
  *
- *   ns client (10.98.N.2) ── veth ── root ns = lb (10.98.N.1 | 10.99.N.1 on a bridge, VIPs on lo)
- *                                        bridge ──┬─ ns real1 (10.99.N.11, VIPs on lo, tunl0 up)
- *                                                 └─ ns real2 (10.99.N.12, VIPs on lo, tunl0 up)
+ *   ns client (10.98.N.2, fd98:N::2) ── veth ── root ns = lb (10.98.N.1 | 10.99.N.1 on a bridge, VIPs on lo)
+ *                                        bridge ──┬─ ns real1 (10.99.N.11, fd99:N::11, VIPs on lo, tunl0 up)
+ *                                                 └─ ns real2 (10.99.N.12, fd99:N::12, VIPs on lo, tunl0 up)
  *
  * Reals route through the lb (needed for NAT; DR and tunnel replies merely pass through it).
  * Each test file uses its own N, so files may run concurrently. Servers are busybox httpd
@@ -67,9 +67,9 @@ export function admDest(svc: AdmService | undefined, address: string, port: numb
 export interface Topology {
   n: number;
   client: string;
-  reals: Array<{ ns: string; address: string; name: string }>;
+  reals: Array<{ ns: string; address: string; address6: string; name: string }>;
   lbClientSide: string;
-  /** Add a VIP on the lb's and every real's lo. */
+  /** Add a VIP (IPv4 or IPv6) on the lb's and every real's lo. */
   addVip(address: string): void;
   /** Start an HTTP server answering `name` on every real, on this port. */
   serve(port: number): void;
@@ -85,7 +85,7 @@ export function topology(n: number): Topology {
   const tag = `i${n}`;
   const client = `${tag}-client`;
   const br = `${tag}-br`;
-  const reals = [1, 2].map((i) => ({ ns: `${tag}-real${i}`, address: `10.99.${n}.${10 + i}`, name: `real${i}` }));
+  const reals = [1, 2].map((i) => ({ ns: `${tag}-real${i}`, address: `10.99.${n}.${10 + i}`, address6: `fd99:${n}::${10 + i}`, name: `real${i}` }));
   const servers: ChildProcess[] = [];
   const www = mkdtempSync(join(tmpdir(), `ipvs-www-${n}-`));
   const vips: string[] = [];
@@ -104,11 +104,15 @@ export function topology(n: number): Topology {
   inNs(client, 'ip', 'addr', 'add', `10.98.${n}.2/24`, 'dev', 'eth0');
   inNs(client, 'ip', 'link', 'set', 'eth0', 'up');
   inNs(client, 'ip', 'route', 'add', 'default', 'via', `10.98.${n}.1`);
+  inNs(client, 'ip', '-6', 'addr', 'add', `fd98:${n}::2/64`, 'dev', 'eth0', 'nodad');
+  inNs(client, 'ip', '-6', 'route', 'add', 'default', 'via', `fd98:${n}::1`);
   sh('ip', 'addr', 'add', `10.98.${n}.1/24`, 'dev', `${tag}-c`);
+  sh('ip', '-6', 'addr', 'add', `fd98:${n}::1/64`, 'dev', `${tag}-c`, 'nodad');
   sh('ip', 'link', 'set', `${tag}-c`, 'up');
 
   sh('ip', 'link', 'add', br, 'type', 'bridge');
   sh('ip', 'addr', 'add', `10.99.${n}.1/24`, 'dev', br);
+  sh('ip', '-6', 'addr', 'add', `fd99:${n}::1/64`, 'dev', br, 'nodad');
   sh('ip', 'link', 'set', br, 'up');
   for (const [i, r] of reals.entries()) {
     sh('ip', 'netns', 'add', r.ns);
@@ -122,6 +126,8 @@ export function topology(n: number): Topology {
     inNs(r.ns, 'ip', 'addr', 'add', `${r.address}/24`, 'dev', 'eth0');
     inNs(r.ns, 'ip', 'link', 'set', 'eth0', 'up');
     inNs(r.ns, 'ip', 'route', 'add', 'default', 'via', `10.99.${n}.1`);
+    inNs(r.ns, 'ip', '-6', 'addr', 'add', `${r.address6}/64`, 'dev', 'eth0', 'nodad');
+    inNs(r.ns, 'ip', '-6', 'route', 'add', 'default', 'via', `fd99:${n}::1`);
     // DR and tunnel: the real holds the VIPs but must not answer ARP for them; the tunnel's
     // decapsulated packets come in on tunl0 from a source routed via eth0.
     for (const kv of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2',
@@ -136,8 +142,9 @@ export function topology(n: number): Topology {
     n, client, reals, lbClientSide: `10.98.${n}.1`,
     addVip(address) {
       vips.push(address);
-      sh('ip', 'addr', 'add', `${address}/32`, 'dev', 'lo');
-      for (const r of reals) inNs(r.ns, 'ip', 'addr', 'add', `${address}/32`, 'dev', 'lo');
+      const prefix = address.includes(':') ? `${address}/128` : `${address}/32`;
+      sh('ip', 'addr', 'add', prefix, 'dev', 'lo');
+      for (const r of reals) inNs(r.ns, 'ip', 'addr', 'add', prefix, 'dev', 'lo');
     },
     serve(port) {
       for (const r of reals) {
@@ -164,7 +171,7 @@ export function topology(n: number): Topology {
     },
     destroy() {
       for (const p of servers) p.kill('SIGKILL');
-      for (const v of vips) try { sh('ip', 'addr', 'del', `${v}/32`, 'dev', 'lo'); } catch { /* gone */ }
+      for (const v of vips) try { sh('ip', 'addr', 'del', v.includes(':') ? `${v}/128` : `${v}/32`, 'dev', 'lo'); } catch { /* gone */ }
       for (const ns of [client, ...reals.map((r) => r.ns)]) try { sh('ip', 'netns', 'del', ns); } catch { /* gone */ }
       for (const dev of [br, `${tag}-c`, `${tag}-r1`, `${tag}-r2`]) try { sh('ip', 'link', 'del', dev); } catch { /* gone */ }
       rmSync(www, { recursive: true, force: true });

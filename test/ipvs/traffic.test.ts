@@ -17,7 +17,7 @@ let dp: IpvsDataplane;
 before(async () => {
   assertIpvsHost();
   topo = topology(N);
-  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4', '10.102.0.5']) topo.addVip(v);
+  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4', '10.102.0.5', 'fd00:102::1']) topo.addVip(v);
   topo.serve(80);
   topo.serve(8080);
   dp = await IpvsDataplane.open({});
@@ -90,4 +90,11 @@ test('a port-0 VIP in DR mode takes connections on every port', async () => {
   const t8080 = topo.getMany('10.102.0.5', 8080, 6);
   const answered = (t: Map<string, number>) => (t.get('real1') ?? 0) + (t.get('real2') ?? 0);
   assert.deepEqual([answered(t80), answered(t8080)], [6, 6], JSON.stringify([[...t80], [...t8080]]));
+});
+
+test('IPv6 DR: connections to an IPv6 VIP reach both reals', async () => {
+  const s = svc('fd00:102::1', 'dsr');
+  await dp.sync({ services: [{ ...s, reals: s.reals.map((r, i) => ({ ...r, address: topo.reals[i].address6 })) }] });
+  assert.equal(admService('tcp', 'fd00:102::1', 80)?.dests.length, 2);
+  assertServedByBoth(topo.getMany('fd00:102::1', 80, REQUESTS));
 });
