@@ -83,9 +83,17 @@ static __always_inline int nat_reply(struct packet *p, struct ethhdr *eth, void 
   return XDP_TX;
 }
 
-/* A later IPv4 fragment: it follows its first fragment's real, if that one passed here. */
+static __always_inline void frag_key_of(struct frag_key *fk, const struct packet *p) {
+  __builtin_memcpy(fk->src, p->flow.src, 16);
+  __builtin_memcpy(fk->dst, p->flow.dst, 16);
+  fk->id = p->ip_id;
+  fk->proto = p->flow.proto;
+}
+
+/* A later fragment (IPv4 or IPv6): it follows its first fragment's real, if that one passed here. */
 static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, void *data_end, struct xdp_md *ctx) {
-  struct frag_key fk = { .src = p->flow.src[0], .dst = p->flow.dst[0], .id = p->ip_id, .proto = p->flow.proto };
+  struct frag_key fk = {};
+  frag_key_of(&fk, p);
   struct frag_val *fv = bpf_map_lookup_elem(&frags, &fk);
   if (!fv) return pass(G_PASS_FRAG);
   __u32 ri = fv->real;
@@ -95,7 +103,6 @@ static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, 
   account(fv->vip & 0xffff, bytes, 0);
   account(STATS_REAL_BASE + ri, bytes, 0);
   count(G_FRAG_FWD);
-  if (r->flags & REAL_F_IPV6) return drop(G_DROP_FAMILY);
   __u32 mode = fv->vip >> 16;
   if (mode == MODE_IPIP) {
     __u32 k0 = 0;
@@ -103,6 +110,7 @@ static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, 
     if (!cfg || encap(ctx, p, r, cfg)) return drop(G_DROP_ENCAP);
     return transmit(r);
   }
+  if (!(r->flags & REAL_F_IPV6) != !p->v6) return drop(G_DROP_FAMILY);
   if (mode == MODE_NAT) nat_rewrite(p, data_end, r->addr, 0, 1);
   set_macs(eth, r->mac);
   return transmit(r);
@@ -204,7 +212,8 @@ forward:
   }
   if (p.icmp) count(G_ICMP_FWD);
   if (p.frag == 1) {
-    struct frag_key fk = { .src = p.flow.src[0], .dst = p.flow.dst[0], .id = p.ip_id, .proto = p.flow.proto };
+    struct frag_key fk = {};
+    frag_key_of(&fk, &p);
     struct frag_val fval = { .real = ri, .gen = r->gen, .vip = vip_id | ((__u32)mode << 16) };
     bpf_map_update_elem(&frags, &fk, &fval, BPF_ANY);
   }

@@ -69,7 +69,7 @@ struct {
   __type(value, struct nat_val);
 } nat_back SEC(".maps");
 
-/* frags: struct frag_key -> struct frag_val. Written by the program when a first IPv4
+/* frags: struct frag_key -> struct frag_val. Written by the program when a first (IPv4 or IPv6)
  * fragment of a VIP flow passes; read by the fragments that follow it. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -30,6 +30,15 @@ struct icmphdr {
   __be32 rest;
 };
 
+/* The IPv6 fragment extension header (linux/ipv6.h has it only in kernel headers). */
+#define NEXTHDR_FRAGMENT 44
+struct frag6_hdr {
+  __u8 nexthdr;
+  __u8 reserved;
+  __be16 frag_off; /* offset << 3 | M */
+  __be32 identification;
+};
+
 struct ports {
   __be16 src;
   __be16 dst;
@@ -41,7 +50,7 @@ struct packet {
   void *l3;             /* the (outer) IP header */
   void *l4;             /* TCP/UDP header (NULL for ICMP errors and later fragments) */
   __u32 ip_len;         /* bytes of the IP packet per its header */
-  __be16 ip_id;
+  __be32 ip_id;         /* fragments: IPv4 id (16 bits) or IPv6 identification */
   __u8 l3_off;          /* 14, or 18 with a VLAN tag */
   __u8 v6;
   __u8 icmp;            /* the flow comes from an ICMP error's quote */
@@ -159,10 +168,26 @@ static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data_end
   p->flow.proto = ip6->nexthdr;
   __builtin_memcpy(p->flow.src, &ip6->saddr, 16);
   __builtin_memcpy(p->flow.dst, &ip6->daddr, 16);
-  if (ip6->nexthdr == IPPROTO_TCP || ip6->nexthdr == IPPROTO_UDP) {
+  __u8 nexthdr = ip6->nexthdr;
+  if (nexthdr == NEXTHDR_FRAGMENT) {
+    struct frag6_hdr *fh = l4;
+    if ((void *)(fh + 1) > data_end) return G_PASS_MALFORMED;
+    nexthdr = fh->nexthdr;
+    if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) return G_PASS_UNKNOWN_PROTO;
+    p->flow.proto = nexthdr;
+    p->ip_id = fh->identification;
+    __u16 off = bpf_ntohs(fh->frag_off);
+    if (off >> 3) {
+      p->frag = 2;
+      return PARSE_OK;
+    }
+    if (off & 1) p->frag = 1;
+    l4 = fh + 1;
+  }
+  if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) {
     struct ports *pt = l4;
     if ((void *)(pt + 1) > data_end) return G_PASS_MALFORMED;
-    if (ip6->nexthdr == IPPROTO_TCP) {
+    if (nexthdr == IPPROTO_TCP) {
       struct tcphdr *th = l4;
       if ((void *)(th + 1) > data_end) return G_PASS_MALFORMED;
       p->syn = th->syn && !th->ack;
@@ -174,14 +199,14 @@ static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data_end
     p->flow.dport = pt->dst;
     return PARSE_OK;
   }
-  if (ip6->nexthdr == IPPROTO_ICMPV6) {
+  if (nexthdr == IPPROTO_ICMPV6) {
     struct icmp6hdr *ic = l4;
     if ((void *)(ic + 1) > data_end) return G_PASS_MALFORMED;
     if (ic->icmp6_type != ICMPV6_PKT_TOOBIG) return G_PASS_NOT_VIP;
     p->icmp_hdr = ic;
     return parse_quote6(p, (void *)(ic + 1), data_end);
   }
-  /* Extension headers (fragments included) and other protocols: not ours. */
+  /* Other extension headers and protocols: not ours. */
   return G_PASS_UNKNOWN_PROTO;
 }
 

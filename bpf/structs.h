@@ -83,13 +83,14 @@ struct nat_val {
   __u8 client_mac[6]; /* the hop the client's packets came from: replies go back to it */
 };
 
-/* frags key (12 bytes): IPv4 fragments of one datagram */
+/* frags key (40 bytes): the fragments of one datagram (IPv4: addresses in the first words, the
+ * 16-bit IP id; IPv6: the fragment header's 32-bit identification) */
 struct frag_key {
-  __be32 src;
-  __be32 dst;
-  __be16 id;
+  __be32 src[4];
+  __be32 dst[4];
+  __be32 id;
   __u8 proto;
-  __u8 _pad;
+  __u8 _pad[3];
 };
 
 /* frags value: same as flows (real slot + gen) plus the VIP id */

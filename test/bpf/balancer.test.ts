@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { XdpAction } from '../../src/bpf/program.js';
 import * as S from '../../src/dataplane/xdp/structs.js';
 import { ringSlot } from '../../src/dataplane/xdp/hash.js';
-import { ipToBytes, macToBytes } from '../../src/model/address.js';
+import { bytesToIp, ipToBytes, macToBytes } from '../../src/model/address.js';
 import { CLIENT_MAC, ENCAP_SRC4, ENCAP_SRC6, GW_MAC, LB_MAC, LIMITS, TestBalancer, realMac } from './fixture.js';
 import {
   ETH_P_IP, ETH_P_IPV6, PROTO, eth, frame, icmp6TooBig, icmpFragNeeded, ipv4, ipv4ChecksumOk, ipv6, l4ChecksumOk, tcp, udp, type Flow,
@@ -474,6 +474,27 @@ describe('headers around the flow', () => {
     assert.deepEqual(o2.data.subarray(14 + 16, 14 + 20), o1.data.subarray(14 + 16, 14 + 20));
     assert.ok(ipv4ChecksumOk(o2.data, 14));
     assert.equal(o1.data.readUInt16BE(14 + 20 + 2), 5353);
+  });
+
+  test('a later IPv6 fragment follows its first fragment to the same real', () => {
+    [53, 54, 55].forEach((s) => b.setReal({ slot: s, addr: `2001:db8:5::${s}`, port: 5353 }));
+    b.setVip({ id: 29, addr: '2001:db8:9::8', port: 53, proto: 'udp', mode: 'nat', ring: [53, 54, 55] });
+    const c = client(6);
+    const whole = udp(c, '2001:db8:9::8', { sport: 9999, dport: 53, payload: Buffer.alloc(64, 7) });
+    const fragHdr = (off: number, more: boolean) => Buffer.from([PROTO.udp, 0, (off << 3) >> 8, ((off << 3) & 0xff) | (more ? 1 : 0), 0, 0, 0x12, 0x34]);
+    const first = eth(LB_MAC, CLIENT_MAC, ETH_P_IPV6, ipv6({ src: c, dst: '2001:db8:9::8', nexthdr: PROTO.frag6, payload: Buffer.concat([fragHdr(0, true), whole.subarray(0, 40)]) }));
+    const last = eth(LB_MAC, CLIENT_MAC, ETH_P_IPV6, ipv6({ src: c, dst: '2001:db8:9::8', nexthdr: PROTO.frag6, payload: Buffer.concat([fragHdr(5, false), whole.subarray(40)]) }));
+    const o1 = b.run(first);
+    const o2 = b.run(last);
+    assert.equal(o1.action, XdpAction.TX);
+    assert.equal(o2.action, XdpAction.TX);
+    assert.equal(o2.data.subarray(0, 6).toString('hex'), o1.data.subarray(0, 6).toString('hex'));
+    /* NAT: both carry the real's address; the first one its port, with the UDP checksum fixed. */
+    assert.deepEqual(o2.data.subarray(14 + 24, 14 + 40), o1.data.subarray(14 + 24, 14 + 40));
+    assert.equal(o1.data.readUInt16BE(14 + 40 + 8 + 2), 5353);
+    const realAddr = o1.data.subarray(14 + 24, 14 + 40);
+    const fixed = udp(c, bytesToIp(realAddr), { sport: 9999, dport: 5353, payload: Buffer.alloc(64, 7) });
+    assert.equal(o1.data.readUInt16BE(14 + 40 + 8 + 6), fixed.readUInt16BE(6), 'UDP checksum over the whole datagram');
   });
 
   test('a later fragment whose first fragment was not seen passes', () => {

@@ -109,9 +109,18 @@ describe('malformed input passes untouched', () => {
     assertPassed(e6(ip6({ nexthdr: PROTO.hopopts, payload: hbh })), 'pass_unknown_proto');
   });
 
-  test('an IPv6 fragment header to a VIP', () => {
-    const fh = Buffer.concat([Buffer.from([PROTO.tcp, 0, 0, 1, 0, 0, 0, 9]), l4tcp6]);
+  test('a truncated IPv6 fragment header', () => {
+    assertPassed(e6(ip6({ nexthdr: PROTO.frag6, payload: Buffer.from([PROTO.tcp, 0, 0, 1]) })), 'pass_malformed');
+  });
+
+  test('an IPv6 fragment of neither TCP nor UDP', () => {
+    const fh = Buffer.concat([Buffer.from([PROTO.icmpv6, 0, 0, 1, 0, 0, 0, 9]), Buffer.alloc(16)]);
     assertPassed(e6(ip6({ nexthdr: PROTO.frag6, payload: fh })), 'pass_unknown_proto');
+  });
+
+  test('a later IPv6 fragment of an unknown datagram to a VIP', () => {
+    const fh = Buffer.concat([Buffer.from([PROTO.tcp, 0, 0, 5 << 3, 0, 0, 0x42, 0x42]), Buffer.alloc(16)]);
+    assertPassed(e6(ip6({ nexthdr: PROTO.frag6, payload: fh })), 'pass_frag');
   });
 
   test('a later IPv4 fragment of an unknown datagram to a VIP', () => {
