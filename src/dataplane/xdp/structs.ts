@@ -79,6 +79,10 @@ export const flowVal = struct({ real: u32, gen: u32 });
 export const natKey = struct({ real: bytes(16), client: bytes(16), realPort: be16, clientPort: be16, proto: u8, _pad: pad(3) });
 export const natVal = struct({ vip: bytes(16), vipPort: be16, clientMac: bytes(6) });
 
+export const fragKey = struct({ src: bytes(16), dst: bytes(16), id: bytes(4), proto: u8, _pad: pad(3) });
+/** `vip`: the VIP id in the low 16 bits, its mode in the high 16. */
+export const fragVal = struct({ real: u32, gen: u32, vip: u32 });
+
 export const stat = struct({ packets: u64n, bytes: u64n, newFlows: u64n });
 export type Stat = { packets: number; bytes: number; newFlows: number };
 
@@ -93,6 +97,21 @@ export const config = struct({
 export type ConfigVal = { gwMac: Buffer; flags: number; encapSrc4: Buffer; encapSrc6: Buffer };
 
 export const u32key: Codec<number> = u32;
+
+/** Every map of bpf/maps.h with the codecs of its key and value (devmap values: ifindex). */
+export const MAP_CODECS: Record<string, { key: Codec<any>; value: Codec<any> }> = {
+  vips: { key: vip4Key, value: vipMeta },
+  vips6: { key: vipKey, value: vipMeta },
+  rings: { key: u32, value: u32 },
+  reals: { key: u32, value: realDef },
+  flows: { key: flow4Key, value: flowVal },
+  flows6: { key: flowKey, value: flowVal },
+  nat_back: { key: natKey, value: natVal },
+  frags: { key: fragKey, value: fragVal },
+  stats: { key: u32, value: stat },
+  config: { key: u32, value: config },
+  tx_ports: { key: u32, value: u32 },
+};
 export { u16 };
 
 export function family(addr: string): 4 | 6 {
