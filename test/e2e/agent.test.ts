@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { REPO_ROOT } from '../../src/bpf/build.js';
 import { Topo, ADDR } from '../support/topo.js';
 import { AgentProcess } from '../support/agent.js';
@@ -116,4 +116,41 @@ test('apply -f converges from any prior state, for every mode', async () => {
   const counts = topo.tally('10.99.100.2', 80, 100);
   assert.deepEqual(Object.keys(counts).sort(), ['real1', 'real3']);
   assert.deepEqual(topo.tally('fd99:100::1', 80, 20), { real2: 20 });
+});
+
+test('nat and ipip VIPs added through the CLI carry real connections, IPv4 and IPv6', async () => {
+  // NAT: reals send replies for the client back through the lb. IPIP: reals decapsulate with
+  // sluice's decap program (this kernel has no ipip module; test/ipvs covers the kernel's own).
+  const decap = execFileSync(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'bpf', 'build-cli.js'), 'decap'], { encoding: 'utf8' }).replace(/^bpf: decap -> /, '').trim();
+  for (const h of ['real1', 'real2', 'real3'] as const) {
+    topo.exec(h, 'ip', ['route', 'replace', `${ADDR.client.v4}/32`, 'via', ADDR.lb.v4]);
+    topo.exec(h, 'ip', ['-6', 'route', 'replace', `${ADDR.client.v6}/128`, 'via', ADDR.lb.v6]);
+    topo.exec(h, 'ip', ['link', 'set', 'dev', 'eth0', 'xdpdrv', 'obj', decap, 'sec', 'xdp', 'program', 'decap']);
+  }
+  try {
+    const empty = join(agent.dir, 'empty.yaml');
+    writeFileSync(empty, 'vips: []\n');
+    await agent.ok(['apply', '-f', empty]);
+    await agent.ok(['vip', 'add', '10.99.100.1:80/tcp', '--mode', 'nat']);
+    await agent.ok(['vip', 'add', '[fd99:100::1]:80/tcp', '--mode', 'nat']);
+    await agent.ok(['vip', 'add', '10.99.100.2:80/tcp', '--mode', 'ipip']);
+    await agent.ok(['vip', 'add', '[fd99:100::2]:80/tcp', '--mode', 'ipip']);
+    for (const h of ['real1', 'real2', 'real3'] as const) {
+      await agent.ok(['real', 'add', '10.99.100.1:80/tcp', ADDR[h].v4]);
+      await agent.ok(['real', 'add', '[fd99:100::1]:80/tcp', ADDR[h].v6]);
+      await agent.ok(['real', 'add', '10.99.100.2:80/tcp', ADDR[h].v4]);
+      await agent.ok(['real', 'add', '[fd99:100::2]:80/tcp', ADDR[h].v6]);
+    }
+    for (const vip of ['10.99.100.1', 'fd99:100::1', '10.99.100.2', 'fd99:100::2']) {
+      const counts = topo.tally(vip, 80, 150);
+      assert.equal(counts.failed ?? 0, 0, `${vip}: ${JSON.stringify(counts)}`);
+      assert.deepEqual(Object.keys(counts).sort(), ['real1', 'real2', 'real3'], `${vip}: ${JSON.stringify(counts)}`);
+    }
+  } finally {
+    for (const h of ['real1', 'real2', 'real3'] as const) {
+      topo.exec(h, 'ip', ['route', 'del', `${ADDR.client.v4}/32`]);
+      topo.exec(h, 'ip', ['-6', 'route', 'del', `${ADDR.client.v6}/128`]);
+      topo.exec(h, 'ip', ['link', 'set', 'dev', 'eth0', 'xdpdrv', 'off']);
+    }
+  }
 });
