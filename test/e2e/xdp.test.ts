@@ -128,4 +128,28 @@ describe('XDP balancer end to end', () => {
       await topo.call('client', 'closeHeld');
     }
   });
+
+  test('a port-0 src-ip VIP: every connection of the client, to any port, lands on one real', async () => {
+    const reals = REALS.map((h) => ({ address: ADDR4[h], port: 0, weight: 1, state: 'up' as const }));
+    await topo.call('lb', 'dpSync', { table: { services: [{ address: VIP4[1], port: 0, protocol: 'tcp', mode: 'dsr', hash: 'src-ip', scheduler: 'mh', reals }] } });
+    const to80 = await topo.call<Tally>('client', 'tcpBurst', { host: VIP4[1], port: 80, count: 150, concurrency: 16 });
+    const to8080 = await topo.call<Tally>('client', 'tcpBurst', { host: VIP4[1], port: 8080, count: 150, concurrency: 16 });
+    assert.equal(to80.failures + to8080.failures, 0);
+    const names = new Set([...Object.keys(to80.byReal), ...Object.keys(to8080.byReal)]);
+    assert.equal(names.size, 1, `reals reached: ${[...names].join(', ')}`);
+  });
+
+  test('generic XDP mode forwards too (dsr, IPv4)', async () => {
+    await topo.call('lb', 'dpClose', { keepForwarding: false });
+    try {
+      await topo.call('lb', 'dpOpen', { spec: { ...SPEC, xdpMode: 'generic' }, interface: 'eth0', pinDir });
+      await topo.call('lb', 'dpSync', { table: { services: services('dsr', 4) } });
+      const tcp = await topo.call<Tally>('client', 'tcpBurst', { host: VIP4[0], port: 80, count: 300, concurrency: 16 });
+      assert.equal(tcp.failures, 0);
+      assert.equal(Object.keys(tcp.byReal).length, 3, JSON.stringify(tcp.byReal));
+    } finally {
+      await topo.call('lb', 'dpClose', { keepForwarding: false });
+      await topo.call('lb', 'dpOpen', { spec: SPEC, interface: 'eth0', pinDir });
+    }
+  });
 });
