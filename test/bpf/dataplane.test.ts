@@ -172,3 +172,16 @@ describe('XdpDataplane', () => {
     assert.equal(existsSync(PIN), false);
   });
 });
+
+test('concurrent syncs apply one after the other, the last table winning', async () => {
+  const d = await open();
+  try {
+    const [a, b2] = await Promise.all([d.sync(table(svc())), d.sync(table(svc({ reals: svc().reals.slice(0, 1) })))]);
+    assert.equal(a.added, 1);
+    assert.equal(b2.removed, 2);
+    const s = await d.stats();
+    assert.deepEqual(s.vips[0].reals.map((r) => r.key), ['10.1.0.1:80']);
+  } finally {
+    await d.close({ keepForwarding: false });
+  }
+});

@@ -300,8 +300,16 @@ export class XdpDataplane implements Dataplane {
     };
   }
 
-  /** Make the maps hold `desired`: VIPs, reals (slots), rings (changed slots only), config. */
-  async sync(desired: ServiceTable): Promise<SyncReport> {
+  #syncing: Promise<unknown> = Promise.resolve();
+
+  /** Make the maps hold `desired`: VIPs, reals (slots), rings (changed slots only), config. Calls are serialized. */
+  sync(desired: ServiceTable): Promise<SyncReport> {
+    const run = this.#syncing.then(() => this.#sync(desired));
+    this.#syncing = run.catch(() => undefined);
+    return run;
+  }
+
+  async #sync(desired: ServiceTable): Promise<SyncReport> {
     if (this.#closed) throw Object.assign(new Error('dataplane is closed'), { code: 'ECLOSED' });
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: [] };
     const want = new Map(desired.services.map((s) => [vipKey(s), s]));
