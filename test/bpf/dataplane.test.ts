@@ -185,3 +185,20 @@ test('concurrent syncs apply one after the other, the last table winning', async
     await d.close({ keepForwarding: false });
   }
 });
+
+test('a restart keeps NAT replies and port-0 VIPs working before the first sync', async () => {
+  let d = await open();
+  try {
+    await d.sync(table(svc({ port: 0, mode: 'nat' })));
+    const out = send(d, '192.168.9.1', 9000, '10.0.0.100', 4444);
+    assert.equal(out.action, XdpAction.TX);
+    const real = realOf(out.data)!;
+    await d.close({ keepForwarding: true });
+    d = await open();
+    assert.equal(send(d, '192.168.9.2', 9001, '10.0.0.100', 5555).action, XdpAction.TX, 'the wildcard VIP still matches');
+    const reply = d.program.testRun(frame({ src: real, dst: '192.168.9.1', proto: 'tcp', sport: 80, dport: 9000 }, { dst: LB.dst, src: MACS[real] }));
+    assert.equal(reply.action, XdpAction.TX, 'the NAT reply is still rewritten');
+  } finally {
+    await d.close({ keepForwarding: false });
+  }
+});

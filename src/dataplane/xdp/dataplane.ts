@@ -158,8 +158,19 @@ export class XdpDataplane implements Dataplane {
       const old = Program.openPinned(join(pinDir, 'prog'));
       const linkPin = join(pinDir, 'link');
       let link = existsSync(linkPin) ? Link.openPinned(linkPin) : undefined;
+      const release = () => { link?.close(); old.close(); for (const x of Object.values(maps)) x.close(); };
+      if (link && iface && link.info().ifindex !== ifIndex(iface)) {
+        release();
+        throw Object.assign(new Error(`the program pinned under ${pinDir} is attached to another interface than ${iface}`), { code: 'EBUSY' });
+      }
       // Load the current build over the pinned maps; keep whichever program is the same code.
-      const col = Collection.load(obj, { reuseMaps: maps });
+      let col: Collection;
+      try {
+        col = Collection.load(obj, { reuseMaps: maps });
+      } catch (e) {
+        release();
+        throw Object.assign(new Error(`cannot load this build over the maps pinned under ${pinDir} (their layout changed?): ${(e as Error).message}`), { code: 'ELAYOUT', cause: e });
+      }
       const fresh = col.program('balancer');
       let program = old;
       let upgraded = false;
@@ -171,12 +182,6 @@ export class XdpDataplane implements Dataplane {
         program = fresh;
         upgraded = true;
         log?.info({ pinDir, oldTag: old.tag, newTag: fresh.tag }, 'xdp: program upgraded in place (bpf_link update)');
-      }
-      if (link && iface && link.info().ifindex !== ifIndex(iface)) {
-        link.close();
-        for (const x of Object.values(maps)) x.close();
-        col.close();
-        throw Object.assign(new Error(`the program pinned under ${pinDir} is attached to another interface than ${iface}`), { code: 'EBUSY' });
       }
       if (!link && iface) {
         link = program.attachXdp(iface, spec.xdpMode as XdpAttachMode);
@@ -214,7 +219,8 @@ export class XdpDataplane implements Dataplane {
       log?.info({ pinDir, iface, mode: spec.xdpMode, limits }, 'xdp: loaded and attached');
     }
     dp.#buildTable = await loadBuildTable();
-    await dp.#writeConfig();
+    // An adopted config stays as it is until the first sync (it holds the NAT and wildcard flags).
+    if (!dp.adopted) await dp.#writeConfig();
     return dp;
   }
 
