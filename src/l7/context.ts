@@ -11,5 +11,7 @@ export interface ProxyContext {
   readonly budget: RetryBudget;
   /** Set on SIGTERM: responses say Connection: close so keep-alive clients move elsewhere. */
   draining: boolean;
+  /** Upgraded connections: Node's server forgets them, so drain has to find them here. */
+  readonly tunnels: Set<import('node:stream').Duplex>;
   requestDone(): void;
 }

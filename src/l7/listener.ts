@@ -62,6 +62,13 @@ export class Listener {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
   }
 
+  /** New certificates, in place: SNI lookups and the default (no-SNI) context both switch. */
+  reloadCerts(spec: ListenerSpec): void {
+    if (!this.certs || !spec.tls) return;
+    this.certs.load(spec.tls.certs);
+    (this.server as unknown as { setSecureContext(o: object): void }).setSecureContext(this.certs.defaultPem);
+  }
+
   /** Timeouts and limits that a reload may change on a listener that stays open. */
   applyLimits(config: L7Config): void {
     const s = this.server as HttpServer;

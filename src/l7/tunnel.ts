@@ -25,6 +25,8 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   const q = url.indexOf('?');
   const route = rt.router.match({ method: req.method ?? 'GET', host: normalizeHost(req.headers.host), path: q < 0 ? url : url.slice(0, q), headers: req.headers });
   client.on('error', () => client.destroy());
+  ctx.tunnels.add(client);
+  client.once('close', () => ctx.tunnels.delete(client));
   if (!route) return refuse(client, 404, 'Not Found');
   const pick = route.pool.pick({ headers: req.headers, clientIp });
   if (!pick) return refuse(client, 503, 'Service Unavailable');

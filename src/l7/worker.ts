@@ -25,6 +25,7 @@ export class Worker implements ProxyContext {
   readonly accessLog: Logger;
   readonly budget: RetryBudget;
   draining = false;
+  readonly tunnels = new Set<import('node:stream').Duplex>();
   private inflight = 0;
   private readonly listeners = new Map<string, Listener>();
   private metricsServer?: Server;
@@ -71,7 +72,7 @@ export class Worker implements ProxyContext {
     for (const spec of config.listeners) keep.set(listenerKey(spec), spec);
     for (const [key, spec] of keep) {
       const l = this.listeners.get(key);
-      if (l?.certs && spec.tls) l.certs.load(spec.tls.certs);
+      l?.reloadCerts(spec);
     }
     const old = this.runtime;
     this.runtime = new Runtime(config, this.metrics, this.log, old);
@@ -124,6 +125,9 @@ export class Worker implements ProxyContext {
     clearTimeout(timer);
     clearInterval(sweep);
     for (const l of this.listeners.values()) { l.closeIdle(); if (!clean) l.destroyAll(); }
+    // Tunnels (WebSockets) have no request boundary to stop at: they get the grace period, then go.
+    if (this.tunnels.size) await new Promise((r) => setTimeout(r, clean ? Math.min(graceMs, 1000) : 0));
+    for (const t of this.tunnels) t.destroy();
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 1000))]);
     this.runtime.retire();
     this.metricsServer?.close();

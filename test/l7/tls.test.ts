@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { connect as h2connect } from 'node:http2';
+import { request } from 'node:https';
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { backend, makeCerts, proxy, type Backend, type Proxy } from './helpers.js';
+
+describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
+  let certs: ReturnType<typeof makeCerts>, a: Backend, b: Backend, p: Proxy;
+  before(async () => {
+    certs = makeCerts(['a.test', 'b.test', 'wild.test']);
+    [a, b] = await Promise.all([backend('a'), backend('b')]);
+    p = await proxy({
+      routes: [{ match: { host: 'a.test' }, pool: 'a' }, { match: { host: 'b.test' }, pool: 'b' }],
+      pools: { a: { endpoints: [a.address] }, b: { endpoints: [b.address] } },
+    }, { tls: { certs: [
+      { ...certs.files['a.test'], serverNames: ['a.test'] },
+      { ...certs.files['b.test'], serverNames: ['b.test'] },
+      { ...certs.files['wild.test'], serverNames: ['*.wild.test'] },
+    ] } });
+  });
+  after(async () => { await p.close(); await a.close(); await b.close(); certs.cleanup(); });
+
+  const peerCert = (servername?: string) => new Promise<PeerCertificate & { alpn: string | false }>((resolve, reject) => {
+    const s = tlsConnect({ port: p.port, host: '127.0.0.1', servername, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+      const c = s.getPeerCertificate();
+      resolve(Object.assign(c, { alpn: s.alpnProtocol ?? false }));
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+
+  it('presents the certificate of the name the client asks for', async () => {
+    assert.equal((await peerCert('a.test')).subject.CN, 'a.test');
+    assert.equal((await peerCert('b.test')).subject.CN, 'b.test');
+  });
+
+  it('matches a *. server name', async () => {
+    assert.equal((await peerCert('x.wild.test')).subject.CN, 'wild.test');
+  });
+
+  it('falls back to the first certificate for an unknown or missing name', async () => {
+    assert.equal((await peerCert('other.test')).subject.CN, 'a.test');
+    assert.equal((await peerCert()).subject.CN, 'a.test');
+  });
+
+  it('offers HTTP/2 by ALPN', async () => {
+    assert.equal((await peerCert('a.test')).alpn, 'h2');
+  });
+
+  it('serves HTTP/2 requests, routed by :authority, with X-Forwarded-Proto https', async () => {
+    const client = h2connect(`https://127.0.0.1:${p.port}`, { servername: 'b.test', rejectUnauthorized: false });
+    try {
+      const res = await new Promise<{ status: number; body: string; backendName: string }>((resolve, reject) => {
+        const req = client.request({ ':path': '/h2', ':authority': 'b.test' });
+        let body = '', status = 0, backendName = '';
+        req.on('response', (h) => { status = Number(h[':status']); backendName = String(h['x-backend']); });
+        req.on('data', (d) => { body += d; });
+        req.on('end', () => resolve({ status, body, backendName }));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.deepEqual(res, { status: 200, body: 'b /h2', backendName: 'b' });
+      const seen = b.seen.at(-1)!;
+      assert.equal(seen.headers.host, 'b.test');
+      assert.equal(seen.headers['x-forwarded-proto'], 'https');
+      assert.equal(seen.headers.via, '2 sluice');
+    } finally { client.close(); }
+  });
+
+  it('carries an HTTP/2 request body upstream', async () => {
+    const client = h2connect(`https://127.0.0.1:${p.port}`, { servername: 'a.test', rejectUnauthorized: false });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = client.request({ ':path': '/post', ':method': 'POST', ':authority': 'a.test' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.end('payload');
+      });
+      assert.equal(status, 200);
+      assert.equal(a.seen.at(-1)!.body, 'payload');
+    } finally { client.close(); }
+  });
+
+  it('still serves HTTP/1.1 over TLS to clients without h2', async () => {
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      request({ host: '127.0.0.1', port: p.port, path: '/one', servername: 'a.test', headers: { host: 'a.test' }, rejectUnauthorized: false, agent: false }, (res) => {
+        let body = ''; res.on('data', (d) => { body += d; }); res.on('end', () => resolve({ status: res.statusCode!, body }));
+      }).on('error', reject).end();
+    });
+    assert.deepEqual(r, { status: 200, body: 'a /one' });
+  });
+
+  it('swaps certificates on reload without closing the listener', async () => {
+    const next = makeCerts(['a.test']);
+    try {
+      const before = (await peerCert('a.test')).fingerprint256;
+      const cfg = JSON.parse(JSON.stringify(p.worker.runtime.config));
+      cfg.listeners[0].tls.certs[0] = { ...next.files['a.test'], serverNames: ['a.test'] };
+      await p.worker.reload(cfg);
+      const afterFp = (await peerCert('a.test')).fingerprint256;
+      assert.notEqual(afterFp, before);
+    } finally { next.cleanup(); }
+  });
+});
