@@ -53,7 +53,7 @@ struct {
 /* flows6: struct flow_key -> struct flow_val (IPv6 flows). Written by the program. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, FLOW_TABLE_SIZE);
+  __uint(max_entries, FLOW6_TABLE_SIZE);
   __uint(map_flags, FLOWS_MAP_FLAGS);
   __type(key, struct flow_key);
   __type(value, struct flow_val);
