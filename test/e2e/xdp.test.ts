@@ -58,6 +58,12 @@ after(async () => {
 });
 
 describe('XDP balancer end to end', () => {
+  test('the balancer is attached to the lb\'s veth in native (driver) mode', () => {
+    const link = JSON.parse(topo.exec('lb', 'ip', ['-j', '-d', 'link', 'show', 'dev', 'eth0']))[0];
+    assert.equal(link.xdp?.mode, 1, `xdp: ${JSON.stringify(link.xdp)}`); /* XDP_ATTACHED_DRV */
+    assert.equal(link.xdp?.prog?.name, 'balancer');
+  });
+
   for (const mode of ['dsr', 'ipip', 'nat'] as const) for (const fam of [4, 6] as const) {
     test(`${mode} IPv${fam}: ${COUNT} TCP connections and ${COUNT} UDP datagrams spread over the reals by weight (±20%)`, async () => {
       if (mode === 'nat') topo.routeRepliesViaLb(true);
