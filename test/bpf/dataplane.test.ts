@@ -202,3 +202,30 @@ test('a restart keeps NAT replies and port-0 VIPs working before the first sync'
     await d.close({ keepForwarding: false });
   }
 });
+
+test('a dsr real whose MAC cannot be resolved is kept out of the ring and reported', async () => {
+  const d = await open({ resolveMac: async (a) => (a === '10.1.0.3' ? null : MACS[a]) });
+  try {
+    const r = await d.sync(table(svc()));
+    assert.ok(r.changes.some((c) => c.startsWith('!real 10.0.0.100:80/tcp 10.1.0.3')), r.changes.join('; '));
+    const ring = d.readRing(0);
+    const stats = await d.stats();
+    assert.equal(stats.vips[0].reals.length, 3);
+    for (let i = 0; i < 100; i++) assert.notEqual(realOf(send(d, `192.168.10.${i + 1}`, 10).data), '10.1.0.3');
+    assert.equal(new Set(ring).size, 2, 'two reals own the ring');
+  } finally {
+    await d.close({ keepForwarding: false });
+  }
+});
+
+test('an ipip real off the link needs no MAC: packets go to the gateway', async () => {
+  const d = await open({ resolveMac: async () => null, isOnLink: async () => false });
+  try {
+    await d.sync(table(svc({ mode: 'ipip' })));
+    const out = send(d, '192.168.11.1', 11);
+    assert.equal(out.action, XdpAction.TX);
+    assert.equal(macOf(out.data), SPEC.gatewayMac);
+  } finally {
+    await d.close({ keepForwarding: false });
+  }
+});
