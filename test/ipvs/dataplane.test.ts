@@ -176,3 +176,13 @@ test('an unknown scheduler is refused with a reason that names it', async () => 
   await assert.rejects(dp.sync({ services: [service({ address: '10.101.0.4', scheduler: 'nosuch' as 'mh' })] }), /nosuch/);
   assert.equal(mine().some((s) => s.address === '10.101.0.4'), false);
 });
+
+test('a pre-existing service equal to a desired one is taken over without a change, then is sluice\'s to remove', async () => {
+  sh('ipvsadm', '-A', '-t', '10.101.0.10:80', '-s', 'mh', '-b', 'mh-fallback,mh-port');
+  for (const r of ['10.101.1.1', '10.101.1.2']) sh('ipvsadm', '-a', '-t', '10.101.0.10:80', '-r', `${r}:80`, '-g', '-w', '1');
+  const r = await dp.sync({ services: [service({ address: '10.101.0.10' })] });
+  assert.deepEqual([r.added, r.updated, r.removed], [0, 0, 0]);
+  assert.ok(dp.ownedServices().includes('10.101.0.10:80/tcp'));
+  await dp.sync({ services: [] });
+  assert.equal(admService('tcp', '10.101.0.10', 80), undefined);
+});

@@ -116,18 +116,19 @@ export class IpvsDataplane implements Dataplane {
 
   async #sync(desired: ServiceTable): Promise<SyncReport> {
     this.#assertOpen();
-    const wantKeys = desired.services.map((s) => serviceIdKey(s));
+    const wantKeys = new Set(desired.services.map((s) => serviceIdKey(s)));
     // Read every service that the plan may touch: owned ones and desired ones (to take them over).
     const services = await this.#client.services();
     const actual: ActualService[] = [];
     for (const svc of services) {
       const k = serviceIdKey(svc);
-      if (this.#owned.has(k) || wantKeys.includes(k)) actual.push({ svc, dests: await this.#client.dests(svc) });
+      if (this.#owned.has(k) || wantKeys.has(k)) actual.push({ svc, dests: await this.#client.dests(svc) });
     }
     const p = plan(desired, actual, this.#owned);
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: p.changes };
     if (p.ops.length === 0) {
-      if (this.#owned.size !== p.owned.size) { this.#owned = p.owned; writeOwned(this.#file, this.#owned); }
+      const same = this.#owned.size === p.owned.size && [...p.owned].every((k) => this.#owned.has(k));
+      if (!same) { this.#owned = p.owned; writeOwned(this.#file, this.#owned); }
       return report;
     }
     // Record the new services as sluice's before creating them; forget removed ones after.
