@@ -30,6 +30,7 @@ export class Listener {
   readonly key: string;
   readonly certs?: CertStore;
   private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly sockets = new Set<Duplex>();
 
   constructor(readonly spec: ListenerSpec, config: L7Config, private readonly ctx: ProxyContext) {
     this.key = listenerKey(spec);
@@ -49,6 +50,8 @@ export class Listener {
       if (spec.tls.http2) {
         const s = createSecureServer({ ...tlsOpts, ...h1, allowHTTP1: true, maxSessionMemory: 20, settings: { maxHeaderListSize: config.limits.maxHeaderBytes } });
         s.on('session', (sess) => { this.sessions.add(sess); sess.once('close', () => this.sessions.delete(sess)); });
+        // HTTP/1.1 connections on an HTTP/2 server are not tracked by Node: keep them for drain.
+        s.on('secureConnection', (sock: import('node:tls').TLSSocket) => { this.sockets.add(sock); sock.once('close', () => this.sockets.delete(sock)); });
         this.server = s;
       } else {
         this.server = createHttps({ ...tlsOpts, ...h1 }) as unknown as HttpServer;
@@ -118,6 +121,7 @@ export class Listener {
   destroyAll(): void {
     (this.server as HttpServer).closeAllConnections?.();
     for (const s of this.sessions) s.destroy();
+    for (const s of this.sockets) s.destroy();
   }
 }
 

@@ -124,7 +124,8 @@ export class Worker implements ProxyContext {
     const clean = await Promise.race([idle, timeout]);
     clearTimeout(timer);
     clearInterval(sweep);
-    for (const l of this.listeners.values()) { l.closeIdle(); if (!clean) l.destroyAll(); }
+    // Nothing is in flight (or the grace period is over): whatever connection is left is idle or overdue.
+    for (const l of this.listeners.values()) l.destroyAll();
     // Tunnels (WebSockets) have no request boundary to stop at: they get the grace period, then go.
     if (this.tunnels.size) await new Promise((r) => setTimeout(r, clean ? Math.min(graceMs, 1000) : 0));
     for (const t of this.tunnels) t.destroy();

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { backend, freePort, get, proxy, simple } from './helpers.js';
+
+describe('observability', () => {
+  it('writes one access-log line per request with method, host, path, status, bytes, upstream and durations', async () => {
+    const b = await backend('b');
+    const p = await proxy(simple([b.address]));
+    try {
+      await get(p.url + '/hello?secret=1', { headers: { host: 'shop.test' } });
+      await get(p.url + '/again');
+      const lines = p.logs.access();
+      assert.equal(lines.length, 2);
+      const l = lines[0];
+      assert.equal(l.method, 'GET');
+      assert.equal(l.host, 'shop.test');
+      assert.equal(l.path, '/hello');
+      assert.equal(l.status, 200);
+      assert.equal(l.bytes, 'b /hello?secret=1'.length);
+      assert.equal(l.upstream, b.address);
+      assert.equal(typeof l.ms, 'number');
+      assert.equal(typeof l.upstreamMs, 'number');
+      assert.match(String(l.id), /^[0-9a-f-]{36}$/);
+    } finally { await p.close(); await b.close(); }
+  });
+
+  it('logs nothing per request when accessLog is false', async () => {
+    const b = await backend('b');
+    const p = await proxy({ ...simple([b.address]), accessLog: false });
+    try {
+      await get(p.url + '/');
+      assert.equal(p.logs.access().length, 0);
+    } finally { await p.close(); await b.close(); }
+  });
+
+  it('exports per-route and per-endpoint metrics on the configured address', async () => {
+    const b = await backend('b');
+    const port = await freePort();
+    const p = await proxy({ ...simple([b.address], { health: { interval: '1s' } }), metrics: `127.0.0.1:${port}` });
+    try {
+      await get(p.url + '/');
+      await get(p.url + '/');
+      await get(p.url + '/', { headers: { 'content-length': '999999999' }, method: 'POST' }).catch(() => undefined);
+      const text = (await get(`http://127.0.0.1:${port}/metrics`)).body;
+      assert.match(text, /sluice_l7_requests_total\{route="0-app",pool="app",code="2xx"\} 2/);
+      assert.match(text, new RegExp(`sluice_l7_upstream_requests_total\\{pool="app",endpoint="${b.address}",code="2xx"\\} 2`));
+      assert.match(text, /sluice_l7_request_duration_seconds_count\{route="0-app"\} 2/);
+      assert.match(text, new RegExp(`sluice_l7_upstream_response_seconds_count\\{pool="app",endpoint="${b.address}"\\} 2`));
+      assert.match(text, new RegExp(`sluice_l7_upstream_healthy\\{pool="app",endpoint="${b.address}"\\} 1`));
+      assert.match(text, /sluice_l7_requests_total\{route="-",pool="-",code="4xx"\} 1/); // refused before routing
+    } finally { await p.close(); await b.close(); }
+  });
+});
