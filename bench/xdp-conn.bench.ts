@@ -39,6 +39,7 @@ async function stop(c: ChildProcess): Promise<void> {
   await done;
 }
 
+let errors = 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 writeFileSync(join(dir, 'nginx.conf'), `
@@ -89,6 +90,9 @@ function wrk(topo: Topo, host: string, mode: 'conn' | 'bulk'): { rps: number; mb
   const r = spawnSync('nsenter', [`--net=/run/netns/${topo.ns.client}`, 'wrk', ...args], { encoding: 'utf8', timeout: (SECONDS + 20) * 1000 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
   if (!Number.isFinite(rps)) throw new Error(`wrk failed: ${r.stdout}\n${r.stderr}`);
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0);
+  errors += non2xx + (errs ? Number(errs[1]) + Number(errs[3]) + Number(errs[4]) : 0);
   // Uploads: 64 KiB per request, in MB/s.
   return { rps, mbps: mode === 'bulk' ? (rps * 65536) / 1e6 : 0 };
 }
@@ -138,6 +142,7 @@ try {
       `sluice / trivial: ${(s.conn / t.conn).toFixed(2)}× conn/s, ${(s.bulk / t.bulk).toFixed(2)}× MB/s (target ≥ 0.9×)`,
       `sluice / HAProxy: ${(s.conn / h.conn).toFixed(2)}× conn/s, ${(s.bulk / h.bulk).toFixed(2)}× MB/s (target ≥ 1.25×)`,
       'conn/s: -t1 -c32, Connection: close; upload: 64 KiB POST bodies, keep-alive, -c8',
+      `wrk connect/write/timeout errors and non-2xx responses over every run: ${errors}`,
     ],
     data: results,
   }]);
