@@ -45,6 +45,19 @@ export interface L7Handle {
 
 const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
+/** The primary's node flags minus an inline script (`node -e`), which workers must not run again. */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print') { i++; continue; }
+    if (a.startsWith('--eval=') || a.startsWith('--print=') || a.startsWith('--input-type')) continue;
+    out.push(a);
+  }
+  return out;
+}
+
 function waitFor(w: ClusterWorker, pred: (m: FromWorker) => boolean, what: string): Promise<FromWorker> {
   return new Promise((resolve, reject) => {
     const onMsg = (m: FromWorker) => { if (m.type === 'failed' || pred(m)) { cleanup(); m.type === 'failed' ? reject(new SluiceError('EWORKER', `worker ${w.process.pid} ${m.stage}: ${m.message}`)) : resolve(m); } };
@@ -60,7 +73,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   const log = opts.logger ?? pino({ name: 'sluice-l7' });
   let config = loadL7Config(opts.configPath);
   const count = opts.workers ?? config.workers ?? availableParallelism();
-  cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], silent: false });
+  cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], execArgv: workerExecArgv(), silent: false });
   const env = { SLUICE_LOG_LEVEL: opts.logLevel ?? process.env.SLUICE_LOG_LEVEL ?? 'info' };
   const workers = new Set<ClusterWorker>();
   /** Workers that have opened their listeners: only these take reload and drain messages. */

@@ -1,0 +1,137 @@
+/** The worker pool under node:cluster (runL7): restart, reload under load, bad reloads, drain, summed metrics. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { runL7, type L7Handle } from '../../src/l7/index.js';
+import { backend, freePort, get, sleep, type Backend } from './helpers.js';
+
+const quiet = pino({ level: 'silent' });
+
+function l7Yaml(port: number, endpoint: string, extra = ''): string {
+  return `l7:
+  accessLog: false
+  listeners: [ { address: 127.0.0.1, port: ${port} } ]
+  routes: [ { match: { pathPrefix: / }, pool: app } ]
+  pools:
+    app: { endpoints: [ "${endpoint}" ] }
+${extra}`;
+}
+
+describe('the worker pool (sluice l7)', () => {
+  let dir: string, file: string, a: Backend, b: Backend, port: number, metricsPort: number, h: L7Handle;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-l7-pool-'));
+    file = join(dir, 'sluice.yaml');
+    [a, b] = await Promise.all([backend('a'), backend('b', (_req, res) => setTimeout(() => { res.setHeader('x-backend', 'b'); res.end(`b ${_req.url}`); }, _req.url === '/slow' ? 600 : 0))]);
+    port = await freePort();
+    metricsPort = await freePort();
+    writeFileSync(file, l7Yaml(port, a.address, `  metrics: 127.0.0.1:${metricsPort}\n  timeouts: { drain: 5s }`));
+    h = await runL7({ configPath: file, workers: 2, logger: quiet, logLevel: 'warn', signals: false });
+  });
+  after(async () => { await h?.stop(); await a.close(); await b.close(); rmSync(dir, { recursive: true, force: true }); });
+
+  it('starts the requested number of workers on the configured address', async () => {
+    assert.equal(h.workerCount(), 2);
+    const r = await get(`http://127.0.0.1:${port}/x`);
+    assert.equal(r.body, 'a /x');
+  });
+
+  it('serves the sum of every worker\'s metrics on l7.metrics', async () => {
+    for (let i = 0; i < 6; i++) await get(`http://127.0.0.1:${port}/m`);
+    const text = (await get(`http://127.0.0.1:${metricsPort}/metrics`)).body;
+    const n = Number(/sluice_l7_requests_total\{route="0-app",pool="app",code="2xx"\} (\d+)/.exec(text)?.[1]);
+    assert.ok(n >= 6, text.slice(0, 500));
+  });
+
+  it('replaces a worker that dies', async () => {
+    const [victim] = h.workerPids();
+    process.kill(victim, 'SIGKILL');
+    for (let i = 0; i < 50 && (h.workerCount() < 2 || h.workerPids().includes(victim)); i++) await sleep(100);
+    await sleep(1500); // the replacement loads its modules and opens its listener
+    assert.equal(h.workerCount(), 2);
+    assert.ok(!h.workerPids().includes(victim));
+    for (let i = 0; i < 6; i++) assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
+  });
+
+  it('reloads under load without failing a request, and new requests follow the new config', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+    const one = () => new Promise<string>((resolve) => {
+      request(`http://127.0.0.1:${port}/load`, { agent }, (res) => {
+        let body = ''; res.on('data', (d) => { body += d; }); res.on('end', () => resolve(res.statusCode === 200 ? body : `status ${res.statusCode}`));
+      }).on('error', (e) => resolve(`error ${e.message}`)).end();
+    });
+    const results: string[] = [];
+    let reloaded = false;
+    const until = Date.now() + 15_000;
+    const client = async () => {
+      while (Date.now() < until && (!reloaded || results.length < 600) && results.length < 3000) results.push(await one());
+    };
+    const load = Promise.all(Array.from({ length: 6 }, client));
+    while (results.length < 150 && Date.now() < until) await sleep(10);
+    writeFileSync(file, l7Yaml(port, b.address, `  metrics: 127.0.0.1:${metricsPort}\n  timeouts: { drain: 5s }`));
+    const mark = results.length;
+    await h.reload();
+    const afterReload = results.length;
+    reloaded = true;
+    await load;
+    agent.destroy();
+    const failed = results.filter((r) => !r.startsWith('a /') && !r.startsWith('b /'));
+    assert.deepEqual(failed, []);
+    assert.ok(results.slice(0, mark).every((r) => r.startsWith('a /')));
+    assert.ok(results.slice(afterReload + 12).every((r) => r.startsWith('b /')), 'requests after the reload go to the new pool');
+    assert.ok(results.length >= 600);
+  });
+
+  it('refuses an invalid config on reload and keeps serving the old one', async () => {
+    writeFileSync(file, l7Yaml(port, 'not-an-endpoint'));
+    await assert.rejects(h.reload(), /l7.pools.app.endpoints\[0\]/);
+    assert.equal((await get(`http://127.0.0.1:${port}/still`)).body, 'b /still');
+    writeFileSync(file, l7Yaml(port, b.address, `  metrics: 127.0.0.1:${metricsPort}\n  timeouts: { drain: 5s }`));
+  });
+
+  it('drains on stop: a request in flight completes, then the listener is gone', async () => {
+    const slow = get(`http://127.0.0.1:${port}/slow`);
+    await sleep(150);
+    const stopped = h.stop();
+    const r = await slow;
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'b /slow');
+    await stopped;
+    await h.done;
+    await assert.rejects(get(`http://127.0.0.1:${port}/`, { timeoutMs: 1000 }));
+  });
+});
+
+describe('signals', () => {
+  it('reloads on SIGHUP and drains and exits 0 on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-sig-'));
+    const file = join(dir, 'sluice.yaml');
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    const port = await freePort();
+    writeFileSync(file, l7Yaml(port, a.address));
+    const index = fileURLToPath(new URL('../../src/l7/index.js', import.meta.url));
+    const child = spawn(process.execPath, ['--input-type=module', '-e',
+      `const { runL7 } = await import(${JSON.stringify(index)}); const h = await runL7({ configPath: ${JSON.stringify(file)}, workers: 1, logLevel: 'warn' }); console.log('READY'); await h.done; process.exit(0);`],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('READY')) resolve(); });
+        child.once('exit', (c) => reject(new Error(`exited ${c}`)));
+      });
+      assert.equal((await get(`http://127.0.0.1:${port}/`)).body, 'a /');
+      writeFileSync(file, l7Yaml(port, b.address));
+      child.kill('SIGHUP');
+      let body = '';
+      for (let i = 0; i < 50 && body !== 'b /'; i++) { await sleep(100); body = (await get(`http://127.0.0.1:${port}/`)).body; }
+      assert.equal(body, 'b /');
+      const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve); child.kill('SIGTERM'); });
+      assert.equal(code, 0);
+    } finally { child.kill('SIGKILL'); await a.close(); await b.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+});
