@@ -232,17 +232,22 @@ forward:
       set_macs(eth, r->mac);
       return transmit(r);
     }
-    if (new_flow) {
+    /* The way back, per connection. A src-ip VIP's flow entry covers all of a client's
+     * connections, so a hit there may still be a new connection: check (that VIP kind only). */
+    int src_ip = vip->flags & VIP_F_SRC_IP_HASH;
+    if (new_flow || src_ip) {
       struct nat_key nk = {};
       __builtin_memcpy(nk.real, r->addr, 16);
       __builtin_memcpy(nk.client, p.flow.src, 16);
       nk.real_port = r->port ? r->port : dport;
       nk.client_port = sport;
       nk.proto = p.flow.proto;
-      struct nat_val nv = { .vip_port = dport };
-      __builtin_memcpy(nv.vip, p.flow.dst, 16);
-      __builtin_memcpy(nv.client_mac, eth->h_source, ETH_ALEN);
-      bpf_map_update_elem(&nat_back, &nk, &nv, BPF_ANY);
+      if (new_flow || !bpf_map_lookup_elem(&nat_back, &nk)) {
+        struct nat_val nv = { .vip_port = dport };
+        __builtin_memcpy(nv.vip, p.flow.dst, 16);
+        __builtin_memcpy(nv.client_mac, eth->h_source, ETH_ALEN);
+        bpf_map_update_elem(&nat_back, &nk, &nv, BPF_ANY);
+      }
     }
     nat_rewrite(&p, data_end, r->addr, r->port, 1);
   }

@@ -111,6 +111,18 @@ describe('NAT', () => {
     });
   }
 
+  test('a src-ip NAT VIP rewrites the replies of every connection of a client, not only the first', () => {
+    b.setReal({ slot: 56, addr: '10.5.0.56', port: 8080 });
+    b.setVip({ id: 30, addr: '10.9.0.30', port: 80, proto: 'tcp', mode: 'nat', srcIpHash: true, ring: [56] });
+    const c = client(4);
+    for (const sport of [1001, 1002]) {
+      assert.equal(b.run(frame({ src: c, dst: '10.9.0.30', proto: 'tcp', sport, dport: 80 }, toLb)).action, XdpAction.TX);
+      const reply = b.run(frame({ src: '10.5.0.56', dst: c, proto: 'tcp', sport: 8080, dport: sport }, { dst: LB_MAC, src: realMac(56) }));
+      assert.equal(reply.action, XdpAction.TX, `reply to port ${sport}`);
+      assert.deepEqual(reply.data.subarray(14 + 12, 14 + 16), ipToBytes('10.9.0.30'));
+    }
+  });
+
   test('UDP over IPv4 without a checksum keeps none', () => {
     const v = comboVip('nat', 4, 'udp');
     const f: Flow & { noChecksum: boolean } = { src: client(4), dst: v.addr, proto: 'udp', sport: 5000, dport: 53, noChecksum: true };
