@@ -326,6 +326,7 @@ export class XdpDataplane implements Dataplane {
       if (want.has(key)) continue;
       this.#vipMap(st.vk).delete(st.vk);
       this.#freeRealSlots([...st.reals.values()]);
+      this.#ringInputs.delete(st.id);
       this.#state.delete(key);
       report.removed++;
       report.changes.push(`-vip ${key}`);
@@ -430,24 +431,36 @@ export class XdpDataplane implements Dataplane {
     return ring;
   }
 
+  /** Per VIP id: the inputs its ring was last built from (a rebuild costs a Maglev table). */
+  #ringInputs = new Map<number, string>();
+
   #writeRing(id: number, reals: Array<{ id: string; weight: number; slot: number }>): number {
     const n = this.limits.ringSize;
     // Maglev over the reals sorted by key: the table depends on the set, not on config order.
     reals.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const inputs = JSON.stringify(reals.map((r) => [r.id, r.weight, r.slot]));
+    if (this.#ringInputs.get(id) === inputs) return 0;
     const table = reals.length ? this.#buildTable(reals.map(({ id, weight }) => ({ id, weight })), n) : new Uint32Array(n).fill(S.NO_REAL);
     const cur = this.readRing(id);
-    const keys: Buffer[] = [];
-    const vals: Buffer[] = [];
+    const want = new Uint32Array(n);
+    let changed = 0;
     for (let i = 0; i < n; i++) {
-      const slot = table[i] === S.NO_REAL ? S.NO_REAL : reals[table[i]].slot;
-      if (cur[i] !== slot) {
-        const k = Buffer.alloc(4); k.writeUInt32LE(id * n + i);
-        const v = Buffer.alloc(4); v.writeUInt32LE(slot >>> 0);
-        keys.push(k); vals.push(v);
-      }
+      want[i] = table[i] === S.NO_REAL ? S.NO_REAL : reals[table[i]].slot;
+      if (cur[i] !== want[i]) changed++;
     }
-    if (keys.length) this.#rings.updateBatch(keys.map((k, i) => [k, vals[i]] as const));
-    return keys.length;
+    if (changed) {
+      const keys = Buffer.alloc(changed * 4);
+      const vals = Buffer.alloc(changed * 4);
+      for (let i = 0, j = 0; i < n; i++) {
+        if (cur[i] === want[i]) continue;
+        keys.writeUInt32LE(id * n + i, j * 4);
+        vals.writeUInt32LE(want[i] >>> 0, j * 4);
+        j++;
+      }
+      native().mapUpdateBatch(this.#rings.fd, keys, vals, changed, 0);
+    }
+    this.#ringInputs.set(id, inputs);
+    return changed;
   }
 
   /** Per VIP and per real packets, bytes and new flows (summed over CPUs), and the global counters. */
