@@ -6,7 +6,7 @@
  * Load: wrk -t1 -c50, bounded duration. Targets: sluice ≥ 0.6× hello, ≥ 1.3× plain proxy.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,7 +72,15 @@ function nginxProc(conf: string): ChildProcess {
   return spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
-interface Result { rps: number; p50: number; p99: number; errors: number }
+interface Result { rps: number; p50: number; p99: number; errors: number; cpuUsPerReq: number }
+
+/** utime + stime (clock ticks, 100/s) of a process and its children: the proxy's own CPU, whatever the machine's load. */
+function cpuTicks(pid: number): number {
+  const ticks = (p: string) => { try { const f = readFileSync(`/proc/${p}/stat`, 'utf8').slice(readFileSync(`/proc/${p}/stat`, 'utf8').lastIndexOf(')') + 2).split(' '); return { ppid: Number(f[1]), t: Number(f[11]) + Number(f[12]) }; } catch { return { ppid: -1, t: 0 }; } };
+  let total = ticks(String(pid)).t;
+  for (const d of readdirSync('/proc')) if (/^\d+$/.test(d)) { const s = ticks(d); if (s.ppid === pid) total += s.t; }
+  return total;
+}
 
 function parseMs(s: string): number {
   const m = /([\d.]+)(us|ms|s)/.exec(s);
@@ -80,7 +88,8 @@ function parseMs(s: string): number {
   return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as 'ms'];
 }
 
-function wrk(port: number, seconds: number): Result {
+function wrk(port: number, seconds: number, pid: number): Result {
+  const cpu0 = cpuTicks(pid);
   const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
   const out = r.stdout;
@@ -90,7 +99,9 @@ function wrk(port: number, seconds: number): Result {
   const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const errors = (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
-  return { rps, p50, p99, errors };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const cpuUsPerReq = ((cpuTicks(pid) - cpu0) * 10_000) / requests;
+  return { rps, p50, p99, errors, cpuUsPerReq };
 }
 
 async function measure(name: string, start: (port: number) => ChildProcess): Promise<Result & { name: string }> {
@@ -98,8 +109,8 @@ async function measure(name: string, start: (port: number) => ChildProcess): Pro
   const proc = start(port);
   try {
     await waitPort(port);
-    wrk(port, 1); // warm-up: JIT, connection pools
-    return { name, ...wrk(port, DURATION) };
+    wrk(port, 1, proc.pid!); // warm-up: JIT, connection pools
+    return { name, ...wrk(port, DURATION, proc.pid!) };
   } finally {
     proc.kill('SIGKILL');
   }
@@ -127,11 +138,12 @@ async function main(): Promise<void> {
     const sluice = rows[3].rps;
     const table: BenchTable = {
       title: `L7 proxy: requests/s and latency (wrk -t1 -c${CONNECTIONS} -d${DURATION}s, backend nginx on loopback)`,
-      columns: ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', '× hello', '× plain proxy'],
-      rows: rows.map((r) => [r.name, Math.round(r.rps), r.p50, r.p99, r.errors, +(r.rps / hello).toFixed(2), +(r.rps / plain).toFixed(2)]),
+      columns: ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', '× hello', '× plain proxy'],
+      rows: rows.map((r) => [r.name, Math.round(r.rps), r.p50, r.p99, r.errors, +r.cpuUsPerReq.toFixed(1), +(r.rps / hello).toFixed(2), +(r.rps / plain).toFixed(2)]),
       notes: [
         `targets: sluice ≥ 0.6× hello (${(sluice / hello).toFixed(2)}× ${sluice / hello >= 0.6 ? 'met' : 'NOT met'}), ≥ 1.3× plain proxy (${(sluice / plain).toFixed(2)}× ${sluice / plain >= 1.3 ? 'met' : 'NOT met'})`,
         'one run on a shared 2-core machine: compare ratios, not absolute numbers',
+        'CPU µs/req: CPU time of the server process (and its children) per request: robust to other load on the machine',
       ],
       data: { durationS: DURATION, connections: CONNECTIONS, results: rows, ratios: { sluiceVsHello: sluice / hello, sluiceVsPlain: sluice / plain } },
     };

@@ -11,9 +11,25 @@ function statusClass(status: number): string {
   return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
 }
 
+/** The label children of one route or endpoint: counters by status class, and its histogram. */
+class Stats {
+  private readonly byClass = new Map<string, { inc(): void }>();
+  private hist?: { observe(v: number): void };
+  constructor(private readonly counter: Counter, private readonly histogram: Histogram, private readonly labels: string[]) {}
+  /** `histLabels` 1: the histogram has only the first label (per route); 0: all of them. */
+  record(cls: string, seconds: number | undefined, histLabels: 0 | 1): void {
+    let c = this.byClass.get(cls);
+    if (!c) { c = this.counter.labels(...this.labels, cls); this.byClass.set(cls, c); }
+    c.inc();
+    if (seconds === undefined) return;
+    this.hist ??= this.histogram.labels(...(histLabels ? this.labels.slice(0, 1) : this.labels));
+    this.hist.observe(seconds);
+  }
+}
+
 export class L7Metrics {
   readonly registry = new Registry();
-  private readonly requests = new Counter({ name: 'sluice_l7_requests_total', help: 'Requests answered, by route and status class', labelNames: ['route', 'pool', 'code'], registers: [this.registry] });
+  private readonly requests: Counter = new Counter({ name: 'sluice_l7_requests_total', help: 'Requests answered, by route and status class', labelNames: ['route', 'pool', 'code'], registers: [this.registry] });
   private readonly duration = new Histogram({ name: 'sluice_l7_request_duration_seconds', help: 'Time from request to the end of the response, by route', labelNames: ['route'], buckets: BUCKETS, registers: [this.registry] });
   private readonly upstream = new Counter({ name: 'sluice_l7_upstream_requests_total', help: 'Requests sent to an upstream endpoint, by status class (or error)', labelNames: ['pool', 'endpoint', 'code'], registers: [this.registry] });
   private readonly upstreamTime = new Histogram({ name: 'sluice_l7_upstream_response_seconds', help: 'Time to the upstream response head, by endpoint', labelNames: ['pool', 'endpoint'], buckets: BUCKETS, registers: [this.registry] });
@@ -21,24 +37,23 @@ export class L7Metrics {
   private readonly retries = new Counter({ name: 'sluice_l7_retries_total', help: 'Requests retried on another attempt', labelNames: ['pool'], registers: [this.registry] });
   private readonly ejections = new Counter({ name: 'sluice_l7_ejections_total', help: 'Passive ejections of an endpoint after consecutive failures', labelNames: ['pool', 'endpoint'], registers: [this.registry] });
   private readonly clientErrors = new Counter({ name: 'sluice_l7_client_errors_total', help: 'Requests refused before routing (bad framing, limits, timeouts), by status', labelNames: ['code'], registers: [this.registry] });
-  private readonly cache = new Map<string, { inc(): void } | { observe(v: number): void }>();
+  /** Children per route / endpoint object (a reload makes new objects, so stale ones go with them). */
+  private readonly stats = new WeakMap<object, Stats>();
+  private readonly unrouted = {};
 
-  private child<T>(key: string, make: () => T): T {
-    let c = this.cache.get(key) as T | undefined;
-    if (!c) { c = make(); this.cache.set(key, c as never); }
-    return c;
+  private statsOf(key: object, counter: Counter, hist: Histogram, labels: string[]): Stats {
+    let st = this.stats.get(key);
+    if (!st) { st = new Stats(counter, hist, labels); this.stats.set(key, st); }
+    return st;
   }
 
-  request(route: string, pool: string, status: number, seconds: number): void {
-    const cls = statusClass(status);
-    this.child(`r\0${route}\0${pool}\0${cls}`, () => this.requests.labels(route, pool, cls)).inc();
-    this.child(`d\0${route}`, () => this.duration.labels(route)).observe(seconds);
+  /** `route` is the route object (undefined: refused before routing). */
+  request(route: object | undefined, name: string, pool: string, status: number, seconds: number): void {
+    this.statsOf(route ?? this.unrouted, this.requests, this.duration, [name, pool]).record(statusClass(status), seconds, 1);
   }
 
-  upstreamResult(pool: string, endpoint: string, code: number | string, seconds?: number): void {
-    const cls = typeof code === 'number' ? statusClass(code) : code;
-    this.child(`u\0${pool}\0${endpoint}\0${cls}`, () => this.upstream.labels(pool, endpoint, cls)).inc();
-    if (seconds !== undefined) this.child(`t\0${pool}\0${endpoint}`, () => this.upstreamTime.labels(pool, endpoint)).observe(seconds);
+  upstreamResult(endpoint: object, pool: string, name: string, code: number | string, seconds?: number): void {
+    this.statsOf(endpoint, this.upstream, this.upstreamTime, [pool, name]).record(typeof code === 'number' ? statusClass(code) : code, seconds, 0);
   }
 
   setHealthy(pool: string, endpoint: string, up: boolean): void { this.healthy.set({ pool, endpoint }, up ? 1 : 0); }

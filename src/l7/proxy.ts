@@ -68,6 +68,7 @@ export class ProxyRequest implements Exchange {
   private finished = false;
   private responded = false;
   private upstreamError: string | undefined;
+  private held: Buffer | undefined;
 
   constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https') {
     this.rt = ctx.runtime;
@@ -166,7 +167,7 @@ export class ProxyRequest implements Exchange {
   onHead(h: ResponseHead): void {
     const pick = this.pick!;
     this.tHead = performance.now();
-    this.ctx.metrics.upstreamResult(this.route!.pool.name, pick.ep.key, h.status, (this.tHead - this.t0) / 1000);
+    this.ctx.metrics.upstreamResult(pick.ep, this.route!.pool.name, pick.ep.key, h.status, (this.tHead - this.t0) / 1000);
     if ((h.status === 502 || h.status === 503) && this.mayRetry()) { this.discard = true; return; }
     this.status = h.status;
     const headers = responseHeaders(h.headers, this.rt.config.via);
@@ -191,9 +192,25 @@ export class ProxyRequest implements Exchange {
     }
   }
 
+  /**
+   * Body bytes are held until the end of the socket read that brought them: when the response
+   * ends in the same read (most small responses), head and body leave in one res.end().
+   */
   onBody(chunk: Buffer): void {
     if (this.discard) return;
     this.bytes += chunk.length;
+    if (this.held) this.write(this.held);
+    this.held = chunk;
+  }
+
+  flush(): void {
+    const c = this.held;
+    if (!c) return;
+    this.held = undefined;
+    this.write(c);
+  }
+
+  private write(chunk: Buffer): void {
     if (!(this.res as ServerResponse).write(chunk)) {
       const conn = this.conn!;
       conn.pause();
@@ -210,7 +227,9 @@ export class ProxyRequest implements Exchange {
     }
     this.releaseEndpoint(this.status < 502 || this.status > 504);
     this.responded = true;
-    this.res.end();
+    const last = this.held;
+    this.held = undefined;
+    if (last) this.res.end(last); else this.res.end();
   }
 
   onError(err: UpstreamError): void {
@@ -218,7 +237,7 @@ export class ProxyRequest implements Exchange {
     this.conn = undefined;
     this.upstreamError = err.code;
     const ep = this.pick!.ep;
-    if (!err.stale) this.ctx.metrics.upstreamResult(pool.name, ep.key, err.code);
+    if (!err.stale) this.ctx.metrics.upstreamResult(ep, pool.name, ep.key, err.code);
     if (this.finished) { this.releaseEndpoint(true); return; }
     this.releaseEndpoint(err.stale || err.code === 'EQUEUE' || err.code === 'ECLOSED');
     if (this.headSent) { this.res.destroy(); return; } // a truncated response must look truncated
@@ -263,7 +282,7 @@ export class ProxyRequest implements Exchange {
     const status = completed ? this.status : 499;
     const seconds = (performance.now() - this.t0) / 1000;
     const route = this.route?.spec.name ?? '-';
-    this.ctx.metrics.request(route, this.route?.pool.name ?? '-', status, seconds);
+    this.ctx.metrics.request(this.route, route, this.route?.pool.name ?? '-', status, seconds);
     if (this.rt.config.accessLog) {
       this.ctx.accessLog.info({
         method: this.method, host: this.host, path: this.path, status, bytes: this.bytes, route,

@@ -60,7 +60,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     up.off('data', onData);
     up.setTimeout(0);
     route.pool.success(pick.ep);
-    ctx.metrics.upstreamResult(route.pool.name, pick.ep.key, Number(pending.toString('latin1', 9, 12)) || 'EPARSE');
+    ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, Number(pending.toString('latin1', 9, 12)) || 'EPARSE');
     client.write(pending);
     up.pipe(client);
     client.pipe(up);

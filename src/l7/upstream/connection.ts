@@ -23,6 +23,8 @@ export interface Exchange {
   onHead(head: ResponseHead): void;
   onBody(chunk: Buffer): void;
   onEnd(): void;
+  /** The socket read that delivered body bytes is over. */
+  flush(): void;
   onError(err: UpstreamError): void;
 }
 
@@ -110,8 +112,10 @@ export class Connection implements ParserSink {
       return;
     }
     this.gotBytes = true;
+    const ex = this.ex;
     try {
       this.parser.execute(d);
+      if (this.ex === ex) ex.flush();
     } catch (e) {
       this.fail('EPARSE', (e as Error).message);
       this.socket.destroy();
