@@ -4,6 +4,7 @@
  * (its native prebuild), sequence numbers and multipart reassembly; the genl header and the
  * IPVS attributes are encoded here.
  */
+import { spawnSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { GenericNetlinkSocket, NetlinkMessage } from 'netlink';
 import {
@@ -21,8 +22,8 @@ const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).ma
 
 /** A request the kernel refused: `errno` is positive (EEXIST = 17), `code` its name. */
 export class IpvsError extends Error {
-  constructor(readonly op: string, readonly errno: number, readonly code: string) {
-    super(`IPVS ${op}: ${code} (errno ${errno})`);
+  constructor(readonly op: string, readonly errno: number, readonly code: string, readonly detail?: string) {
+    super(`IPVS ${op}: ${code} (errno ${errno})${detail ? `; ${detail}` : ''}`);
     this.name = 'IpvsError';
   }
 }
@@ -42,8 +43,30 @@ export function loadNetlink(): Promise<NetlinkModule> {
 export class IpvsClient {
   private constructor(private readonly sock: GenericNetlinkSocket, readonly familyId: number) {}
 
-  /** Open a generic netlink socket and resolve the "IPVS" family; rejects with ENOENT when ip_vs is not loaded. */
-  static async open(): Promise<IpvsClient> {
+  /**
+   * Open a generic netlink socket and resolve the "IPVS" family. The family exists once the
+   * ip_vs module is loaded, and the kernel does not load it on a lookup: with `modprobe`
+   * (the default) a missing family costs one `modprobe ip_vs` and a second lookup. Rejects
+   * with IpvsError ENOENT when the kernel still has no IPVS.
+   */
+  static async open(opts: { modprobe?: boolean } = {}): Promise<IpvsClient> {
+    try {
+      return await IpvsClient.#open();
+    } catch (e) {
+      if (opts.modprobe === false || !(e instanceof IpvsError && e.code === 'ENOENT')) throw e;
+      const why = modprobeIpvs();
+      try {
+        return await IpvsClient.#open();
+      } catch (e2) {
+        if (e2 instanceof IpvsError && e2.code === 'ENOENT') {
+          throw new IpvsError('resolve generic netlink family', 2, 'ENOENT', why ? `modprobe ip_vs failed: ${why}` : 'modprobe ip_vs succeeded, yet the family is missing');
+        }
+        throw e2;
+      }
+    }
+  }
+
+  static async #open(): Promise<IpvsClient> {
     const nl = await loadNetlink();
     const sock = nl.createGenericNetlink();
     try {
@@ -122,13 +145,21 @@ export class IpvsClient {
   }
 }
 
+/** `modprobe ip_vs`; returns null when it succeeded, else why not. Bounded to 10 s. */
+function modprobeIpvs(): string | null {
+  const r = spawnSync('modprobe', ['ip_vs'], { timeout: 10_000, encoding: 'utf8' });
+  if (r.error) return r.error.message;
+  if (r.status !== 0) return r.stderr.trim().split('\n')[0] || `exit ${r.status}`;
+  return null;
+}
+
 async function resolveFamily(sock: GenericNetlinkSocket, name: string): Promise<number> {
   let replies;
   try {
     replies = await sock.ctrlRequest(CTRL_CMD_GETFAMILY, { familyName: name }, { timeout: REQUEST_TIMEOUT_MS });
   } catch (err) {
     const msg = (err as Error).message;
-    if (/ENOENT/.test(msg)) throw new IpvsError(`resolve generic netlink family ${name}`, 2, 'ENOENT');
+    if (/ENOENT/.test(msg)) throw new IpvsError('resolve generic netlink family', 2, 'ENOENT', `no family "${name}"`);
     throw err;
   }
   const id = replies[0]?.familyId;

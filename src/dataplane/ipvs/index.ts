@@ -10,7 +10,6 @@
  * taken over when sluice's desired state names the same address, port and protocol; any other
  * service is never touched.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { realKey, vipKey } from '../../model/keys.js';
@@ -79,7 +78,7 @@ export class IpvsDataplane implements Dataplane {
   static async open(opts: IpvsOpenOptions = {}): Promise<IpvsDataplane> {
     const file = opts.stateDir ? join(opts.stateDir, OWNERSHIP_FILE) : undefined;
     const owned = new Set([...readOwned(file), ...(opts.owned ?? [])]);
-    const client = opts.client ?? (await IpvsClient.open());
+    const client = opts.client ?? (await IpvsClient.open({ modprobe: true }));
     return new IpvsDataplane(client, owned, file, opts.logger);
   }
 
@@ -229,21 +228,12 @@ export async function ipvsAvailable(): Promise<{ ok: boolean; reason?: string; v
   let client: IpvsClient | undefined;
   try {
     try {
-      client = await IpvsClient.open();
+      client = await IpvsClient.open({ modprobe: true });
     } catch (e) {
-      if (!(e instanceof IpvsError && e.code === 'ENOENT')) throw e;
-      // The family appears when ip_vs is loaded; the kernel does not load it on a genl lookup.
-      const mp = spawnSync('modprobe', ['-q', 'ip_vs'], { timeout: 10_000, encoding: 'utf8' });
-      if (mp.error || mp.status !== 0) {
-        const why = mp.error ? mp.error.message : (mp.stderr.trim() || `exit ${mp.status}`);
-        return { ok: false, reason: `the kernel has no IPVS (generic netlink family "IPVS" not found; modprobe ip_vs: ${why})` };
+      if (e instanceof IpvsError && e.code === 'ENOENT') {
+        return { ok: false, reason: `the kernel has no IPVS (no generic netlink family "IPVS"; ${e.detail ?? 'ip_vs not loaded'})` };
       }
-      try {
-        client = await IpvsClient.open();
-      } catch (e2) {
-        if (e2 instanceof IpvsError && e2.code === 'ENOENT') return { ok: false, reason: 'the kernel has no IPVS (generic netlink family "IPVS" not found after modprobe ip_vs)' };
-        throw e2;
-      }
+      throw e;
     }
     const info = await client.info();
     return { ok: true, version: info.version };
