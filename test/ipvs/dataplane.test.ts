@@ -186,3 +186,18 @@ test('a pre-existing service equal to a desired one is taken over without a chan
   await dp.sync({ services: [] });
   assert.equal(admService('tcp', '10.101.0.10', 80), undefined);
 });
+
+test('200 services with 4 reals each: dumps span many netlink messages, and a re-sync is still a no-op', async () => {
+  const many: Service[] = [];
+  for (let i = 0; i < 200; i++) {
+    many.push(service({ address: `10.101.${100 + (i >> 8)}.${i & 255}`, reals: [1, 2, 3, 4].map((r) => real(`10.101.50.${r}`)) }));
+  }
+  const first = await dp.sync({ services: many });
+  assert.equal(first.added, 200 * 5);
+  assert.equal(mine().filter((s) => s.address.startsWith('10.101.100.')).length, 200);
+  assert.equal((await dp.read()).reduce((n, a) => n + a.dests.length, 0), 800);
+  const again = await dp.sync({ services: many });
+  assert.deepEqual([again.added, again.updated, again.removed], [0, 0, 0]);
+  const gone = await dp.sync({ services: [] });
+  assert.equal(gone.removed, 200);
+});
