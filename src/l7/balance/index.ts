@@ -43,17 +43,20 @@ export class LeastRequest implements Balancer {
     for (const e of eps) { t += e.weight; this.cum.push(t); }
     this.total = t;
   }
-  private random(): Endpoint {
-    const r = Math.random() * this.total;
+  private at(r: number): number {
     let lo = 0, hi = this.cum.length - 1;
     while (lo < hi) { const mid = (lo + hi) >> 1; if (this.cum[mid] > r) hi = mid; else lo = mid + 1; }
-    return this.eps[lo];
+    return lo;
   }
   pick(): Endpoint | undefined {
     if (this.eps.length <= 1) return this.eps[0];
-    const a = this.random();
-    let b = this.random();
-    for (let i = 0; b === a && i < 3; i++) b = this.random();
+    const i = this.at(Math.random() * this.total);
+    const a = this.eps[i];
+    // The second candidate is drawn from the others, so two endpoints are always compared.
+    const before = i === 0 ? 0 : this.cum[i - 1];
+    let r = Math.random() * (this.total - a.weight);
+    if (r >= before) r += a.weight;
+    const b = this.eps[this.at(r)];
     return a.active / a.weight <= b.active / b.weight ? a : b;
   }
 }
