@@ -22,9 +22,9 @@ let socket: string;
 let agent: ChildProcess | undefined;
 let agentLog = '';
 
-function startAgent(): Promise<void> {
+function startAgent(args = ['--dataplane', 'ipvs', '--state-dir', join(dir, 'state')]): Promise<void> {
   agentLog = '';
-  const p = spawn(process.execPath, [SLUICE, 'agent', '--dataplane', 'ipvs', '--state-dir', join(dir, 'state'), '--socket', socket,
+  const p = spawn(process.execPath, [SLUICE, 'agent', ...args, '--socket', socket,
     '--pin-dir', join(dir, 'pins'), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
   p.stdout!.on('data', (d) => (agentLog += d));
   p.stderr!.on('data', (d) => (agentLog += d));
@@ -181,4 +181,12 @@ test('the service sluice did not make is untouched, then and after cleanup', asy
   assert.equal(admService('tcp', '10.103.0.2', 80), undefined);
   assert.equal(admService('tcp', '10.103.0.3', 80), undefined);
   assert.equal(theirs()?.scheduler, 'wlc');
+});
+
+test('--dataplane auto falls back to IPVS when XDP cannot attach, and status says why', async () => {
+  await stopAgent();
+  await startAgent(['--dataplane', 'auto', '--interface', 'nosuchif0', '--state-dir', join(dir, 'state-auto')]);
+  const s = JSON.parse(ok('status', '--json')) as { dataplane: { kind: string; reason: string } };
+  assert.equal(s.dataplane.kind, 'ipvs');
+  assert.match(s.dataplane.reason, /^auto: XDP failed on nosuchif0/);
 });
