@@ -1,7 +1,8 @@
 /**
  * L7 requests/s and latency, one run, one backend (nginx returning a 13-byte body, so the
  * proxies and not the backend are what is measured): Node's own hello-world server (the
- * ceiling for any Node proxy), a plain http.request + keep-alive Node proxy, nginx proxy_pass
+ * ceiling for any Node proxy), a plain http.request + keep-alive Node proxy, the same with an
+ * undici Pool (the two stock upstream clients sluice's own is measured against), nginx proxy_pass
  * with upstream keepalive, and one sluice l7 worker with and without its access log.
  * Load: wrk -t1 -c50, bounded duration. Targets: sluice ≥ 0.6× hello, ≥ 1.3× plain proxy.
  */
@@ -45,6 +46,22 @@ http.createServer((req, res) => {
   const p = http.request({ host: '127.0.0.1', port: ${up}, method: req.method, path: req.url, headers: req.headers, agent }, (r) => { res.writeHead(r.statusCode, r.headers); r.pipe(res); });
   p.on('error', () => { res.writeHead(502); res.end(); });
   req.pipe(p);
+}).listen(${port}, '127.0.0.1');`;
+
+const UNDICI_PROXY = (port: number, up: number) => `
+import http from 'node:http';
+import { Pool } from 'undici';
+const pool = new Pool('http://127.0.0.1:${up}', { connections: 256 });
+const hop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-connection']);
+http.createServer((req, res) => {
+  const headers = {};
+  for (const [k, v] of Object.entries(req.headers)) if (!hop.has(k)) headers[k] = v;
+  pool.request({ path: req.url, method: req.method, headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : req }).then((r) => {
+    const out = {};
+    for (const [k, v] of Object.entries(r.headers)) if (!hop.has(k)) out[k] = v;
+    res.writeHead(r.statusCode, out);
+    r.body.pipe(res);
+  }, () => { res.writeHead(502); res.end(); });
 }).listen(${port}, '127.0.0.1');`;
 
 const SLUICE = (port: number, up: number, accessLog: boolean) => `
@@ -128,6 +145,7 @@ async function main(): Promise<void> {
     const rows: Array<Result & { name: string }> = [];
     rows.push(await measure('node hello server (direct, ceiling)', (p) => nodeProc(HELLO(p))));
     rows.push(await measure('node http.request proxy (keep-alive)', (p) => nodeProc(PLAIN_PROXY(p, backendPort))));
+    rows.push(await measure('node + undici Pool proxy', (p) => nodeProc(UNDICI_PROXY(p, backendPort))));
     rows.push(await measure('nginx proxy_pass (keepalive 64)', (p) => nginxProc(nginxConf(dir,
       `upstream app { server 127.0.0.1:${backendPort}; keepalive 64; }
        server { listen 127.0.0.1:${p}; keepalive_requests 1000000; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }`))));
@@ -135,7 +153,7 @@ async function main(): Promise<void> {
     rows.push(await measure('sluice l7, 1 worker, no access log', (p) => nodeProc(SLUICE(p, backendPort, false))));
     const hello = rows[0].rps;
     const plain = rows[1].rps;
-    const sluice = rows[3].rps;
+    const sluice = rows.find((r) => r.name === 'sluice l7, 1 worker')!.rps;
     const table: BenchTable = {
       title: `L7 proxy: requests/s and latency (wrk -t1 -c${CONNECTIONS} -d${DURATION}s, backend nginx on loopback)`,
       columns: ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', '× hello', '× plain proxy'],

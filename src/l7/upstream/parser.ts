@@ -155,23 +155,35 @@ export class ResponseParser {
   }
 
   private parseHead(text: string, more: boolean): void {
-    const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
-    if (!m) throw new ParseError('bad upstream status line');
-    const status = Number(m[2]);
+    // Scanned by hand rather than split/regex: this runs once per proxied response.
+    let eol = text.indexOf('\r\n');
+    if (eol < 0) eol = text.length;
+    if (eol < 12 || !text.startsWith('HTTP/1.') || text.charCodeAt(8) !== 32 || (eol > 12 && text.charCodeAt(12) !== 32)) throw new ParseError('bad upstream status line');
+    const minor = text.charCodeAt(7) - 48;
+    const d0 = text.charCodeAt(9) - 48, d1 = text.charCodeAt(10) - 48, d2 = text.charCodeAt(11) - 48;
+    if ((minor !== 0 && minor !== 1) || !(d0 >= 1 && d0 <= 5) || !(d1 >= 0 && d1 <= 9) || !(d2 >= 0 && d2 <= 9)) throw new ParseError('bad upstream status line');
+    const status = d0 * 100 + d1 * 10 + d2;
+    const reason = eol > 13 ? text.slice(13, eol) : '';
     const headers: string[] = [];
     let length = -1;
     let chunked = false;
     let te = false;
-    let keepAlive = m[1] === '1';
-    for (let i = 1; i < lines.length; i++) {
-      const l = lines[i];
-      const colon = l.indexOf(':');
-      if (colon <= 0 || l.charCodeAt(0) === 32 || l.charCodeAt(0) === 9 || l.charCodeAt(colon - 1) === 32) throw new ParseError('bad upstream header line');
-      const name = l.slice(0, colon);
-      const value = l.slice(colon + 1).trim();
+    let keepAlive = minor === 1;
+    let pos = eol + 2;
+    while (pos < text.length) {
+      let end = text.indexOf('\r\n', pos);
+      if (end < 0) end = text.length;
+      const colon = text.indexOf(':', pos);
+      const c0 = text.charCodeAt(pos);
+      if (colon <= pos || colon >= end || c0 === 32 || c0 === 9 || text.charCodeAt(colon - 1) === 32 || text.charCodeAt(colon - 1) === 9) throw new ParseError('bad upstream header line');
+      const name = text.slice(pos, colon);
+      let value = text.slice(colon + 1, end);
+      if (value.charCodeAt(0) === 32 || value.charCodeAt(value.length - 1) === 32 || value.charCodeAt(0) === 9) value = value.trim();
+      pos = end + 2;
       headers.push(name, value);
-      const lower = name.length === 14 || name.length === 17 || name.length === 10 ? name.toLowerCase() : '';
+      const n = name.length;
+      if (n !== 14 && n !== 17 && n !== 10) continue;
+      const lower = name.toLowerCase();
       if (lower === 'content-length') {
         if (!/^\d{1,15}$/.test(value) || (length >= 0 && length !== Number(value))) throw new ParseError('bad upstream Content-Length');
         length = Number(value);
@@ -181,18 +193,18 @@ export class ResponseParser {
       } else if (lower === 'connection') {
         const v = value.toLowerCase();
         if (v.includes('close')) keepAlive = false;
-        else if (m[1] === '0' && v.includes('keep-alive')) keepAlive = true;
+        else if (minor === 0 && v.includes('keep-alive')) keepAlive = true;
       }
     }
     if (status < 200) {
-      if (status === 101) { this.head101 = true; this.state = State.Done; this.sink.onHead({ status, reason: m[3] ?? '', headers, keepAlive: false }); return; }
+      if (status === 101) { this.head101 = true; this.state = State.Done; this.sink.onHead({ status, reason, headers, keepAlive: false }); return; }
       this.state = State.Head; // 100 Continue, 103 Early Hints: wait for the final response
       return;
     }
     // A response framed both ways is a smuggling risk: read it as chunked, then drop the connection.
     if (te && length >= 0) keepAlive = false;
     this.keepAlive = keepAlive;
-    this.sink.onHead({ status, reason: m[3] ?? '', headers, keepAlive });
+    this.sink.onHead({ status, reason, headers, keepAlive });
     if (this.bodyless || status === 204 || status === 304) { this.state = State.Done; this.finish(more); }
     else if (te && chunked) { this.state = State.ChunkSize; this.line = ''; }
     else if (te) { this.keepAlive = false; this.state = State.UntilClose; }
