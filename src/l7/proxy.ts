@@ -15,7 +15,7 @@ import type { Runtime } from './runtime.js';
 import type { ProxyContext } from './context.js';
 import { peerAddress } from './trust.js';
 import type { Connection, Exchange, UpstreamError } from './upstream/connection.js';
-import type { ResponseHead } from './upstream/parser.js';
+import { ParseError, type ResponseHead } from './upstream/parser.js';
 
 export type Req = IncomingMessage | Http2ServerRequest;
 export type Res = ServerResponse | Http2ServerResponse;
@@ -176,8 +176,19 @@ export class ProxyRequest implements Exchange {
       const s = this.route!.pool.spec.sticky!;
       headers.push('set-cookie', `${s.cookie}=${pick.ep.id}; Path=/; HttpOnly${s.maxAgeS ? `; Max-Age=${s.maxAgeS}` : ''}`);
     }
-    this.headSent = true;
     const res = this.res;
+    // Node refuses header names and values it considers invalid by throwing; thrown from here it
+    // reaches the connection as a parse error, and the client gets a 502 instead of a reset.
+    try {
+      this.writeHead(res, h, headers);
+    } catch (e) {
+      (res as ServerResponse).removeHeader?.('content-length');
+      throw new ParseError(`upstream response cannot be relayed: ${(e as Error).message}`);
+    }
+    this.headSent = true;
+  }
+
+  private writeHead(res: Res, h: ResponseHead, headers: string[]): void {
     if (this.req.httpVersionMajor === 2) {
       const obj: Record<string, string | string[]> = {};
       for (let i = 0; i < headers.length; i += 2) {

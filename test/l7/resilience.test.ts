@@ -167,6 +167,17 @@ describe('timeouts and upstream failures', () => {
     } finally { await p.close(); bad.close(); }
   });
 
+  it('answers 502 when the upstream sends a header Node cannot relay, and keeps serving', async () => {
+    const { createServer } = await import('node:net');
+    const bad = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\nX Bad Name: 1\r\nContent-Length: 2\r\n\r\nok')));
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0 }));
+    try {
+      assert.equal((await get(p.url + '/')).status, 502);
+      assert.equal((await get(p.url + '/')).status, 502);
+    } finally { await p.close(); bad.close(); }
+  });
+
   it('cuts the client off when the upstream dies mid-body, rather than pretend the body is complete', async () => {
     const b = await backend('b', (req, res) => { res.writeHead(200, { 'content-length': 100 }); res.write('partial'); setTimeout(() => req.socket.destroy(), 50); });
     const p = await proxy(simple([b.address], { retries: 0 }));
