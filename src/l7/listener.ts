@@ -31,11 +31,23 @@ export class Listener {
   readonly certs?: CertStore;
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly sockets = new Set<Duplex>();
+  /** HTTP/1.1 on an HTTP/2 server: Node's head timeout does not apply there, so it is done here. */
+  private readonly guards = new Map<Duplex, NodeJS.Timeout>();
+  private timeouts: L7Config['timeouts'];
 
   constructor(readonly spec: ListenerSpec, config: L7Config, private readonly ctx: ProxyContext) {
     this.key = listenerKey(spec);
+    this.timeouts = config.timeouts;
     const proto = spec.tls ? 'https' : 'http';
-    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => new ProxyRequest(ctx, req, res, proto).start();
+    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+      const guard = req.httpVersionMajor === 2 ? undefined : this.guards.get(req.socket as Duplex);
+      if (guard) {
+        clearTimeout(guard);
+        this.guards.delete(req.socket as Duplex);
+        res.once('finish', () => this.guardHead(req.socket as Duplex, this.timeouts.keepAliveMs + this.timeouts.headersMs));
+      }
+      new ProxyRequest(ctx, req, res, proto).start();
+    };
     const h1 = {
       maxHeaderSize: config.limits.maxHeaderBytes,
       headersTimeout: config.timeouts.headersMs,
@@ -51,7 +63,11 @@ export class Listener {
         const s = createSecureServer({ ...tlsOpts, ...h1, allowHTTP1: true, maxSessionMemory: 20, settings: { maxHeaderListSize: config.limits.maxHeaderBytes } });
         s.on('session', (sess) => { this.sessions.add(sess); sess.once('close', () => this.sessions.delete(sess)); });
         // HTTP/1.1 connections on an HTTP/2 server are not tracked by Node: keep them for drain.
-        s.on('secureConnection', (sock: import('node:tls').TLSSocket) => { this.sockets.add(sock); sock.once('close', () => this.sockets.delete(sock)); });
+        s.on('secureConnection', (sock: import('node:tls').TLSSocket) => {
+          this.sockets.add(sock);
+          sock.once('close', () => this.sockets.delete(sock));
+          if (sock.alpnProtocol !== 'h2') this.guardHead(sock, this.timeouts.headersMs);
+        });
         this.server = s;
       } else {
         this.server = createHttps({ ...tlsOpts, ...h1 }) as unknown as HttpServer;
@@ -72,8 +88,23 @@ export class Listener {
     (this.server as unknown as { setSecureContext(o: object): void }).setSecureContext(this.certs.defaultPem);
   }
 
+  /** The next request head must be complete within `ms`, or the connection gets a 408 and closes. */
+  private guardHead(sock: Duplex, ms: number): void {
+    if (sock.destroyed) return;
+    const t = setTimeout(() => {
+      this.guards.delete(sock);
+      this.ctx.metrics.clientError(408);
+      sock.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 20\r\n\r\n408 Request Timeout\n');
+      setTimeout(() => sock.destroy(), 1000).unref();
+    }, ms);
+    t.unref();
+    this.guards.set(sock, t);
+    sock.once('close', () => { clearTimeout(t); this.guards.delete(sock); });
+  }
+
   /** Timeouts and limits that a reload may change on a listener that stays open. */
   applyLimits(config: L7Config): void {
+    this.timeouts = config.timeouts;
     const s = this.server as HttpServer;
     // Node would silently drop headers past its count (Host among them, if late): keep them all,
     // bounded by maxHeaderSize, and let ProxyRequest refuse too many with 431.

@@ -103,3 +103,30 @@ describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
     } finally { next.cleanup(); }
   });
 });
+
+describe('slow heads on TLS listeners', () => {
+  for (const http2 of [true, false]) {
+    it(`answers an HTTP/1.1 client that sends its head too slowly with 408 (http2: ${http2})`, async () => {
+      const certs = makeCerts(['a.test']);
+      const b = await backend('b');
+      const p = await proxy({ routes: [{ pool: 'b' }], pools: { b: { endpoints: [b.address] } }, timeouts: { headers: '500ms' } },
+        { tls: { http2, certs: [{ ...certs.files['a.test'], serverNames: ['a.test'] }] } });
+      try {
+        const started = Date.now();
+        const first = await new Promise<string>((resolve) => {
+          const s = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'a.test', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+            s.write('GET / HTTP/1.1\r\nHost: a.test\r\n');
+            const drip = setInterval(() => s.write('X-Slow: 1\r\n'), 100);
+            let out = '';
+            s.on('data', (d) => { out += d; });
+            s.on('close', () => { clearInterval(drip); resolve(out.split('\r\n')[0]); });
+            setTimeout(() => s.destroy(), 4000);
+          });
+          s.on('error', () => {});
+        });
+        assert.equal(first, 'HTTP/1.1 408 Request Timeout');
+        assert.ok(Date.now() - started < 3000);
+      } finally { await p.close(); await b.close(); certs.cleanup(); }
+    });
+  }
+});
