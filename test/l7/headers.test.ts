@@ -110,3 +110,19 @@ describe('response framing', () => {
     } finally { await p.close(); await b.close(); }
   });
 });
+
+describe('IPv6', () => {
+  it('listens on ::1, proxies to an IPv6 endpoint and quotes the client in Forwarded', async () => {
+    const { createServer } = await import('node:http');
+    let seen: import('node:http').IncomingHttpHeaders = {};
+    const up = createServer((req, res) => { seen = req.headers; res.end('v6'); });
+    await new Promise<void>((r) => up.listen(0, '::1', () => r()));
+    const p = await proxy(simple([`[::1]:${(up.address() as { port: number }).port}`]), { address: '::1' });
+    try {
+      const r = await get(`http://[::1]:${p.port}/`);
+      assert.equal(r.body, 'v6');
+      assert.equal(seen['x-forwarded-for'], '::1');
+      assert.match(String(seen.forwarded), /^for="\[::1\]";proto=http;host="\[::1\]:\d+"$/);
+    } finally { await p.close(); up.closeAllConnections(); up.close(); }
+  });
+});
