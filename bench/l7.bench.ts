@@ -18,6 +18,7 @@ const DURATION = Number(process.env.L7_BENCH_SECONDS ?? 5);
 const CONNECTIONS = 50;
 const workerModule = fileURLToPath(new URL('../src/l7/worker.js', import.meta.url));
 const configModule = fileURLToPath(new URL('../src/l7/config.js', import.meta.url));
+const loggingModule = fileURLToPath(new URL('../src/l7/logging.js', import.meta.url));
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -65,12 +66,13 @@ http.createServer((req, res) => {
 }).listen(${port}, '127.0.0.1');`;
 
 const SLUICE = (port: number, up: number, accessLog: boolean) => `
-import pino from 'pino';
 import { startWorker } from ${JSON.stringify(workerModule)};
+import { workerLoggers } from ${JSON.stringify(loggingModule)};
 import { validateL7 } from ${JSON.stringify(configModule)};
 const cfg = validateL7({ accessLog: ${accessLog}, listeners: [{ address: '127.0.0.1', port: ${port} }],
   routes: [{ match: { pathPrefix: '/' }, pool: 'app' }], pools: { app: { endpoints: ['127.0.0.1:${up}'] } } });
-await startWorker(cfg, { logger: pino(pino.destination({ dest: '/dev/null', sync: false })) });`;
+const loggers = workerLoggers({ dest: '/dev/null' }); // as in sluice l7's workers, to /dev/null
+await startWorker(cfg, { logger: loggers.log, accessLogger: loggers.access });`;
 
 function nodeProc(src: string): ChildProcess {
   return spawn(process.execPath, ['--input-type=module', '-e', src], { stdio: ['ignore', 'ignore', 'inherit'], cwd: fileURLToPath(new URL('../..', import.meta.url)) });

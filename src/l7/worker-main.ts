@@ -2,9 +2,9 @@
  * Entry point of a cluster worker. The primary sends the validated config ('start', 'reload')
  * and asks for a drain ('drain'); the worker answers with what it did.
  */
-import pino from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import type { L7Config } from './config.js';
+import { workerLoggers } from './logging.js';
 import { Worker } from './worker.js';
 
 export type ToWorker = { type: 'start' | 'reload'; config: L7Config } | { type: 'drain'; graceMs: number };
@@ -15,7 +15,8 @@ export type FromWorker =
   | { type: 'failed'; stage: 'start' | 'reload'; message: string }
   | { type: 'drained'; forced: boolean };
 
-const log = pino({ name: 'sluice-l7', level: process.env.SLUICE_LOG_LEVEL ?? 'info' });
+const loggers = workerLoggers({ level: process.env.SLUICE_LOG_LEVEL ?? 'info' });
+const log = loggers.log;
 let worker: Worker | undefined;
 let draining = false;
 const send = (m: FromWorker) => process.send?.(m);
@@ -24,7 +25,7 @@ process.on('message', (m: ToWorker) => {
   void (async () => {
     if (m.type === 'start') {
       try {
-        const w = new Worker(m.config, { logger: log });
+        const w = new Worker(m.config, { logger: log, accessLogger: loggers.access });
         new AggregatorRegistry(); // its constructor installs the worker's answer to the primary's scrape
         AggregatorRegistry.setRegistries([w.metrics.registry]);
         await w.start();
@@ -41,6 +42,7 @@ process.on('message', (m: ToWorker) => {
       draining = true;
       log.info({ inflight: worker?.inFlight }, 'draining');
       const r = worker ? await worker.drain(m.graceMs) : { forced: false };
+      loggers.flush();
       log.info({ forced: r.forced }, 'drained');
       send({ type: 'drained', forced: r.forced });
       process.disconnect?.();
@@ -52,7 +54,7 @@ process.on('message', (m: ToWorker) => {
 process.on('disconnect', () => {
   if (draining) return;
   draining = true;
-  void (worker ? worker.drain() : Promise.resolve()).finally(() => process.exit(0));
+  void (worker ? worker.drain() : Promise.resolve()).finally(() => { loggers.flush(); process.exit(0); });
 });
 // The primary owns the signals: a terminal's Ctrl-C reaches every process of the group.
 process.on('SIGINT', () => {});

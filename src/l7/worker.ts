@@ -13,6 +13,8 @@ import { Runtime } from './runtime.js';
 
 export interface WorkerOptions {
   logger?: Logger;
+  /** Where access lines go (default: a child of `logger`); see logging.ts for a buffered one. */
+  accessLogger?: Logger;
   /** Serve this worker's own metrics on config.metrics (in the pool the primary serves the sum instead). */
   serveMetrics?: boolean;
 }
@@ -34,7 +36,7 @@ export class Worker implements ProxyContext {
 
   constructor(private config: L7Config, private readonly opts: WorkerOptions = {}) {
     this.log = opts.logger ?? pino({ name: 'sluice-l7' });
-    this.accessLog = this.log.child({ log: 'access' });
+    this.accessLog = opts.accessLogger ?? this.log.child({ log: 'access' });
     this.runtime = new Runtime(config, this.metrics, this.log);
     this.budget = new RetryBudget(config.retryBudget.ratio, config.retryBudget.minRetries, () => this.inflight);
   }
