@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printTables, type BenchTable } from './report.js';
 
-const DURATION = Number(process.env.L7_BENCH_SECONDS ?? 5);
+const DURATION = Number(process.env.L7_BENCH_SECONDS ?? 3);
+/** Rounds over every target, interleaved, medians reported: other load on the machine drifts. */
+const ROUNDS = Number(process.env.L7_BENCH_ROUNDS ?? 3);
 const CONNECTIONS = 50;
 const workerModule = fileURLToPath(new URL('../src/l7/worker.js', import.meta.url));
 const configModule = fileURLToPath(new URL('../src/l7/config.js', import.meta.url));
@@ -131,8 +133,18 @@ async function measure(name: string, start: (port: number) => ChildProcess): Pro
     wrk(port, 1, proc.pid!); // warm-up: JIT, connection pools
     return { name, ...wrk(port, DURATION, proc.pid!) };
   } finally {
-    proc.kill('SIGKILL');
+    await stop(proc);
   }
+}
+
+/** SIGTERM and wait: an nginx master killed with SIGKILL leaves its workers running. */
+function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+    proc.once('exit', () => { clearTimeout(t); resolve(); });
+    proc.kill('SIGTERM');
+  });
 }
 
 async function main(): Promise<void> {
@@ -144,20 +156,30 @@ async function main(): Promise<void> {
   const backend = nginxProc(nginxConf(dir, `server { listen 127.0.0.1:${backendPort}; keepalive_requests 1000000; location / { default_type text/plain; return 200 "Hello, world\\n"; } }`));
   try {
     await waitPort(backendPort);
-    const rows: Array<Result & { name: string }> = [];
-    rows.push(await measure('node hello server (direct, ceiling)', (p) => nodeProc(HELLO(p))));
-    rows.push(await measure('node http.request proxy (keep-alive)', (p) => nodeProc(PLAIN_PROXY(p, backendPort))));
-    rows.push(await measure('node + undici Pool proxy', (p) => nodeProc(UNDICI_PROXY(p, backendPort))));
-    rows.push(await measure('nginx proxy_pass (keepalive 64)', (p) => nginxProc(nginxConf(dir,
-      `upstream app { server 127.0.0.1:${backendPort}; keepalive 64; }
-       server { listen 127.0.0.1:${p}; keepalive_requests 1000000; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }`))));
-    rows.push(await measure('sluice l7, 1 worker', (p) => nodeProc(SLUICE(p, backendPort, true))));
-    rows.push(await measure('sluice l7, 1 worker, no access log', (p) => nodeProc(SLUICE(p, backendPort, false))));
+    const targets: Array<[string, (port: number) => ChildProcess]> = [
+      ['node hello server (direct, ceiling)', (p) => nodeProc(HELLO(p))],
+      ['node http.request proxy (keep-alive)', (p) => nodeProc(PLAIN_PROXY(p, backendPort))],
+      ['node + undici Pool proxy', (p) => nodeProc(UNDICI_PROXY(p, backendPort))],
+      ['nginx proxy_pass (keepalive 64)', (p) => nginxProc(nginxConf(dir,
+        `upstream app { server 127.0.0.1:${backendPort}; keepalive 64; }
+         server { listen 127.0.0.1:${p}; keepalive_requests 1000000; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }`))],
+      ['sluice l7, 1 worker', (p) => nodeProc(SLUICE(p, backendPort, true))],
+      ['sluice l7, 1 worker, no access log', (p) => nodeProc(SLUICE(p, backendPort, false))],
+    ];
+    const runs = targets.map(() => [] as Result[]);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < targets.length; i++) runs[i].push(await measure(targets[i][0], targets[i][1]));
+    }
+    const median = (xs: number[]) => { const a = [...xs].sort((x, y) => x - y); return a[Math.floor(a.length / 2)]; };
+    const rows = targets.map(([name], i) => ({
+      name, rps: median(runs[i].map((r) => r.rps)), p50: median(runs[i].map((r) => r.p50)), p99: median(runs[i].map((r) => r.p99)),
+      errors: runs[i].reduce((n, r) => n + r.errors, 0), cpuUsPerReq: median(runs[i].map((r) => r.cpuUsPerReq)), rounds: runs[i].map((r) => Math.round(r.rps)),
+    }));
     const hello = rows[0].rps;
     const plain = rows[1].rps;
     const sluice = rows.find((r) => r.name === 'sluice l7, 1 worker')!.rps;
     const table: BenchTable = {
-      title: `L7 proxy: requests/s and latency (wrk -t1 -c${CONNECTIONS} -d${DURATION}s, backend nginx on loopback)`,
+      title: `L7 proxy: requests/s and latency (wrk -t1 -c${CONNECTIONS} -d${DURATION}s, median of ${ROUNDS} interleaved rounds, backend nginx on loopback)`,
       columns: ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', '× hello', '× plain proxy'],
       rows: rows.map((r) => [r.name, Math.round(r.rps), r.p50, r.p99, r.errors, +r.cpuUsPerReq.toFixed(1), +(r.rps / hello).toFixed(2), +(r.rps / plain).toFixed(2)]),
       notes: [
@@ -165,11 +187,11 @@ async function main(): Promise<void> {
         'one run on a shared 2-core machine: compare ratios, not absolute numbers',
         'CPU µs/req: CPU time of the server process (and its children) per request: robust to other load on the machine',
       ],
-      data: { durationS: DURATION, connections: CONNECTIONS, results: rows, ratios: { sluiceVsHello: sluice / hello, sluiceVsPlain: sluice / plain } },
+      data: { durationS: DURATION, rounds: ROUNDS, connections: CONNECTIONS, results: rows, ratios: { sluiceVsHello: sluice / hello, sluiceVsPlain: sluice / plain } },
     };
     printTables([table]);
   } finally {
-    backend.kill('SIGKILL');
+    await stop(backend);
     rmSync(dir, { recursive: true, force: true });
   }
 }
