@@ -76,8 +76,11 @@ export function owners(table: Uint32Array, reals: ReadonlyArray<MaglevReal>): Ar
   return Array.from(table, (i) => (i === NO_REAL ? null : reals[i].id));
 }
 
-/** Slots whose value differs between two tables of the same size (what a writer must rewrite). */
-export function changedSlots(before: Uint32Array, after: Uint32Array): number[] {
+/**
+ * Slots whose owner differs between two tables of the same size: what a writer must rewrite.
+ * Compare `owners()` (ids) when the real lists differ, since indices shift when a real goes.
+ */
+export function changedSlots<T>(before: ArrayLike<T>, after: ArrayLike<T>): number[] {
   if (before.length !== after.length) throw new RangeError(`tables differ in size: ${before.length} vs ${after.length}`);
   const out: number[] = [];
   for (let i = 0; i < after.length; i++) if (before[i] !== after[i]) out.push(i);

@@ -67,6 +67,13 @@ test('http probe that hangs past the timeout fails', async () => {
   assert.ok(Date.now() - started < 1000);
 });
 
+test('http probe works over IPv6 and sends the real\'s address as Host', async () => {
+  let host: string | undefined;
+  const port = await listen(createHttp((req, res) => { host = req.headers.host; res.end(); }), '::1');
+  assert.deepEqual(await probeHttp('::1', port, '/', 500), { ok: true, detail: 'http 200' });
+  assert.equal(host, `[::1]:${port}`);
+});
+
 test('a target goes down after `fall` failures and back up after `rise` successes', async () => {
   let healthy = true;
   const port = await listen(createHttp((_q, res) => { res.statusCode = healthy ? 200 : 500; res.end(); }));
@@ -125,4 +132,46 @@ test('close() stops every probe', async () => {
   h.on('change', () => changes++);
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(changes, 0);
+});
+
+test('type none is up without probing, and a target persisted as down comes up', async () => {
+  const h = new HealthChecker();
+  try {
+    // A closed port: any probe would fail, so staying up shows none never probes.
+    const port = await closedPort();
+    h.set([{ id: 'a', address: '127.0.0.1', port, spec: fast('none', { fall: 1 }) }, { id: 'b', address: '127.0.0.1', port, spec: fast('none'), initial: 'down' }]);
+    assert.equal(h.state('a'), 'up');
+    assert.deepEqual(await nextChange(h), { id: 'b', up: true, reason: 'no health check' });
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual([h.state('a'), h.state('b')], ['up', 'up']);
+  } finally { h.close(); }
+});
+
+test('set() restarts a target whose port changed, keeping its state until probes say otherwise', async () => {
+  const closed = await closedPort();
+  const open = await listen(createTcp((s) => s.end()));
+  const h = new HealthChecker();
+  try {
+    const t = { id: 'r', address: '127.0.0.1', port: closed, spec: fast('tcp', { fall: 1, rise: 1 }) };
+    h.set([t]);
+    assert.equal((await nextChange(h)).up, false);
+    h.set([{ ...t, port: open }]);
+    assert.equal(h.state('r'), 'down', 'the restarted checker keeps the last state');
+    const up = await nextChange(h);
+    assert.deepEqual([up.id, up.up], ['r', true]);
+  } finally { h.close(); }
+});
+
+test('close() aborts a probe in flight: its connection closes at once, not at the timeout', async () => {
+  let connected!: () => void;
+  const sawRequest = new Promise<void>((r) => { connected = r; });
+  let closedAt = 0;
+  const port = await listen(createHttp((req) => { req.socket.once('close', () => { closedAt = Date.now(); }); connected(); }));
+  const h = new HealthChecker();
+  h.set([{ id: 'x', address: '127.0.0.1', port, spec: fast('http', { timeoutMs: 5000 }) }]);
+  await sawRequest;
+  const t0 = Date.now();
+  h.close();
+  while (!closedAt && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(closedAt > 0 && closedAt - t0 < 1000, 'the probe connection closed within a second of close()');
 });

@@ -62,6 +62,25 @@ test('the same reals in any order build the same table, byte for byte by owner',
   assert.deepEqual(a, b);
 });
 
+test('the same reals shuffled any way build the same table', () => {
+  const rs = reals(200).map((r, i) => ({ ...r, weight: 1 + (i % 7) }));
+  const ref = owners(buildTable(rs, M), rs);
+  let seed = 12345;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let k = 0; k < 3; k++) {
+    const shuffled = [...rs];
+    for (let i = shuffled.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [shuffled[i], shuffled[j]] = [shuffled[j], shuffled[i]]; }
+    assert.deepEqual(owners(buildTable(shuffled, M), shuffled), ref);
+  }
+});
+
+test('shares follow varied weights within 1% with many reals', () => {
+  const rs = reals(300).map((r, i) => ({ ...r, weight: 1 + ((i * 37) % 100) }));
+  const counts = slotCounts(buildTable(rs, M), rs.length);
+  const total = rs.reduce((a, r) => a + r.weight, 0);
+  rs.forEach((r, i) => assert.ok(Math.abs(counts[i] / M - r.weight / total) < 0.01, `${r.id}: ${counts[i]}`));
+});
+
 test('the table for fixed inputs is stable across versions (same slots on every host)', () => {
   const t = owners(buildTable([{ id: '10.99.0.11', weight: 1 }, { id: '10.99.0.12', weight: 1 }, { id: '10.99.0.13', weight: 1 }], 13), [{ id: '10.99.0.11', weight: 1 }, { id: '10.99.0.12', weight: 1 }, { id: '10.99.0.13', weight: 1 }]);
   assert.deepEqual(t, GOLDEN_13);
@@ -69,6 +88,13 @@ test('the table for fixed inputs is stable across versions (same slots on every 
 
 test('changedSlots lists exactly the slots that differ', () => {
   assert.deepEqual(changedSlots(Uint32Array.from([1, 2, 3, 4]), Uint32Array.from([1, 9, 3, 8])), [1, 3]);
+});
+
+test('changedSlots over owners covers every slot the removed real held', () => {
+  const before = reals(20), after = before.filter((r) => r.id !== '10.0.0.5');
+  const a = owners(buildTable(before, M), before);
+  const diff = new Set(changedSlots(a, owners(buildTable(after, M), after)));
+  a.forEach((id, i) => { if (id === '10.0.0.5') assert.ok(diff.has(i), `slot ${i}`); });
 });
 
 test('a size that is not prime, duplicate ids and bad weights are refused', () => {

@@ -2,15 +2,20 @@
  * Health checks for reals. Each target is probed every interval (never two probes at once for
  * one target); it goes down after `fall` consecutive failures and up after `rise` successes.
  * New targets start up, as in HAProxy, unless the caller knows better (the agent passes the
- * last known state across restarts).
+ * last known state across restarts): a fresh real takes traffic at once instead of waiting
+ * `rise` intervals, and a broken one leaves after `fall`. Type `none` is up, always, and is
+ * never probed. close() stops timers and aborts probes in flight.
  */
 import { EventEmitter } from 'node:events';
 import type { HealthSpec } from '../../model/index.js';
 import { probe } from './probe.js';
 
 export interface HealthTarget {
+  /** Chosen by the caller; change events carry it. */
   id: string;
+  /** IPv4 or IPv6 literal. */
   address: string;
+  /** The port probed: the caller resolves `spec.port ?? the real's port`. */
   port: number;
   spec: HealthSpec;
   initial?: 'up' | 'down';
@@ -28,10 +33,17 @@ class Checker {
   #fail = 0;
   #timer: NodeJS.Timeout | null = null;
   #stopped = false;
+  readonly #abort = new AbortController();
   lastDetail = '';
 
   constructor(readonly target: HealthTarget, private readonly emit: (c: HealthChange) => void) {
     this.up = target.initial !== 'down';
+    if (target.spec.type === 'none') {
+      this.lastDetail = 'no check';
+      // Not synchronously: set() returns before its caller can hear the event.
+      if (!this.up) this.#timer = setTimeout(() => { this.up = true; emit({ id: target.id, up: true, reason: 'no health check' }); }, 0);
+      return;
+    }
     // Spread first probes over the interval so many reals don't fire at once.
     this.#schedule(Math.floor(Math.random() * Math.min(target.spec.intervalMs, 250)));
   }
@@ -45,7 +57,7 @@ class Checker {
   async #run(): Promise<void> {
     const { address, port, spec } = this.target;
     const started = Date.now();
-    const r = await probe(address, port, spec);
+    const r = await probe(address, port, spec, this.#abort.signal);
     if (this.#stopped) return;
     this.lastDetail = r.detail;
     if (r.ok) { this.#ok++; this.#fail = 0; } else { this.#fail++; this.#ok = 0; }
@@ -57,6 +69,7 @@ class Checker {
   stop(): void {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    this.#abort.abort();
   }
 }
 
