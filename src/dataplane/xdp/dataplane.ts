@@ -69,6 +69,17 @@ function sameDef(a: S.RealDef, b: S.RealDef): boolean {
   return a.addr.equals(b.addr) && a.mac.equals(b.mac) && a.port === b.port && a.gen === b.gen && a.flags === b.flags && a.txPort === b.txPort && a.owner === b.owner;
 }
 
+/**
+ * Build the balancer for these limits (cached). scripts/bootstrap calls this with the default
+ * limits, so an agent with default limits finds the object built, even where clang is absent.
+ */
+export function compileBalancer(limits: S.Limits, extra: Record<string, string | number> = {}): Promise<string> {
+  return compileBpf({
+    source: 'balancer',
+    defines: { ...extra, MAX_VIPS: limits.maxVips, MAX_REALS: limits.maxReals, RING_SIZE: limits.ringSize, FLOW_TABLE_SIZE: limits.flowTableSize },
+  });
+}
+
 export class XdpDataplane implements Dataplane {
   readonly kind = 'xdp' as const;
   readonly pinDir: string;
@@ -138,10 +149,7 @@ export class XdpDataplane implements Dataplane {
     const limits: S.Limits = { maxVips: spec.maxVips, maxReals: spec.maxReals, ringSize: spec.ringSize, flowTableSize: spec.flowTableSize };
     const iface = opts.interface ?? spec.interface;
     const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
-    const obj = await compileBpf({
-      source: 'balancer',
-      defines: { ...opts.defines, MAX_VIPS: limits.maxVips, MAX_REALS: limits.maxReals, RING_SIZE: limits.ringSize, FLOW_TABLE_SIZE: limits.flowTableSize },
-    });
+    const obj = await compileBalancer(limits, opts.defines);
     ensureBpffs();
     const mapDir = join(pinDir, 'maps');
     const log = opts.logger;
