@@ -26,9 +26,17 @@ export interface AgentOptions {
   dataplane: Dataplane;
   info: DataplaneInfo;
   logger: Logger;
+  /** Re-sync the unchanged desired state this often (default 10 s); 0: never. */
+  resyncMs?: number;
 }
 
 const HEALTH_FILE = 'health.json';
+/**
+ * As kube-proxy's periodic sync: a no-op sync is cheap (diff only), and it repairs what changed
+ * behind the agent's back (an IPVS service deleted by hand) and retries what could not be done
+ * (a real's MAC that did not resolve yet).
+ */
+const DEFAULT_RESYNC_MS = 10_000;
 
 export class Agent {
   readonly store: StateStore;
@@ -41,6 +49,7 @@ export class Agent {
   #down = new Set<string>();
   #queue: Promise<unknown> = Promise.resolve();
   #lastSync: { at: Date; changes: number; error?: string } | null = null;
+  #resync?: NodeJS.Timeout;
 
   private constructor(o: AgentOptions) {
     this.store = o.store;
@@ -64,6 +73,13 @@ export class Agent {
     a.store.save(a.#config);
     a.#updateHealthTargets();
     await a.#serial(() => a.#sync('start'));
+    const every = o.resyncMs ?? DEFAULT_RESYNC_MS;
+    if (every > 0) {
+      a.#resync = setInterval(() => {
+        void a.#serial(() => a.#sync('periodic')).catch((e) => a.#log.warn({ err: e }, 'periodic sync failed'));
+      }, every);
+      a.#resync.unref();
+    }
     return a;
   }
 
@@ -123,6 +139,7 @@ export class Agent {
   }
 
   async close(keepForwarding: boolean): Promise<void> {
+    clearInterval(this.#resync);
     this.#health.close();
     await this.#queue.catch(() => undefined);
     await this.#dp.close({ keepForwarding });

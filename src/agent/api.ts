@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import {
@@ -23,12 +23,20 @@ function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
+    let over = false;
     req.on('data', (c: Buffer) => {
       n += c.length;
-      if (n > MAX_BODY) { reject(new HttpError('EBODY', `request body over ${MAX_BODY} bytes`)); req.destroy(); return; }
+      if (n > MAX_BODY) {
+        // Stop buffering but keep reading, so the client gets its 413 rather than a reset.
+        if (!over) reject(new HttpError('EBODY', `request body over ${MAX_BODY} bytes`));
+        over = true;
+        chunks.length = 0;
+        return;
+      }
       chunks.push(c);
     });
     req.on('end', () => {
+      if (over) return;
       const text = Buffer.concat(chunks).toString('utf8');
       if (!text.trim()) return resolve({});
       try { resolve(JSON.parse(text)); } catch (e) { reject(new ValidationError([{ path: 'body', message: `not valid JSON: ${(e as Error).message}` }])); }
@@ -138,7 +146,7 @@ async function handle(agent: Agent, log: Logger, req: IncomingMessage, res: Serv
   }
   if (req.method !== 'GET') log.info({ method: req.method, path: url.pathname, status }, 'api');
   const body = JSON.stringify(payload) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(status === 413 ? { connection: 'close' } : {}) });
   res.end(body);
 }
 
@@ -151,12 +159,21 @@ function socketAlive(path: string): Promise<boolean> {
   });
 }
 
+/**
+ * Refuse a socket path another agent serves, or that is something else than a socket (a file
+ * given by mistake must not be deleted). A stale socket of a dead agent is removed.
+ */
+export async function claimSocket(socketPath: string): Promise<void> {
+  let st;
+  try { st = lstatSync(socketPath); } catch { return; }
+  if (!st.isSocket()) throw new SluiceError('EEXIST', `${socketPath} exists and is not a socket; give another --socket`);
+  if (await socketAlive(socketPath)) throw new SluiceError('EBUSY', `an agent is already serving ${socketPath}`);
+  unlinkSync(socketPath);
+}
+
 export async function serveApi(agent: Agent, socketPath: string, log: Logger): Promise<Server> {
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
-  if (existsSync(socketPath)) {
-    if (await socketAlive(socketPath)) throw new SluiceError('EBUSY', `an agent is already serving ${socketPath}`);
-    unlinkSync(socketPath);
-  }
+  await claimSocket(socketPath);
   const server = createServer((req, res) => void handle(agent, log, req, res));
   // Created 0600 from the start: no window where another user could connect.
   const old = process.umask(0o177);

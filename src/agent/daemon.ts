@@ -4,12 +4,13 @@
  */
 import type { Server } from 'node:http';
 import pino, { type Logger } from 'pino';
-import { DEFAULT_DATAPLANE, readConfigDocument, validateConfig, type Config, type DataplaneSpec } from '../model/index.js';
+import { DEFAULT_DATAPLANE, readConfigDocument, type Config, type DataplaneSpec } from '../model/index.js';
 import { openDataplane } from '../dataplane/open.js';
 import { Agent } from './agent.js';
-import { serveApi } from './api.js';
-import { applyConfig } from './desired.js';
-import { serveMetrics } from './metrics.js';
+import { claimSocket, serveApi } from './api.js';
+import { applyConfig, validateDocument } from './desired.js';
+import { AgentLock } from './lock.js';
+import { parseHostPort, serveMetrics } from './metrics.js';
 import { StateStore } from './store.js';
 
 export interface AgentCliOptions {
@@ -39,14 +40,18 @@ function overrides(o: AgentCliOptions): Partial<DataplaneSpec> {
  */
 export function initialState(o: AgentCliOptions, store: StateStore): Config {
   const flags = overrides(o);
-  if (o.config) {
-    const doc = readConfigDocument(o.config) as Record<string, unknown>;
-    const dp = (doc && typeof doc === 'object' && doc.dataplane && typeof doc.dataplane === 'object') ? doc.dataplane : {};
-    return validateConfig({ ...doc, dataplane: { ...dp, ...flags } });
-  }
+  if (o.config) return validateDocument(withFlags(readConfigDocument(o.config), flags));
   const saved = store.load();
   if (saved) return { ...saved, dataplane: { ...saved.dataplane, ...flags } };
   return { dataplane: { ...DEFAULT_DATAPLANE, ...flags }, vips: [] };
+}
+
+/** The config file with the command-line flags laid over its dataplane section (at start and on SIGHUP alike). */
+function withFlags(doc: unknown, flags: Partial<DataplaneSpec>): unknown {
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return doc;
+  const d = doc as Record<string, unknown>;
+  const dp = d.dataplane && typeof d.dataplane === 'object' && !Array.isArray(d.dataplane) ? d.dataplane : {};
+  return { ...d, dataplane: { ...dp, ...flags } };
 }
 
 export interface RunningAgent {
@@ -56,8 +61,21 @@ export interface RunningAgent {
 
 export async function runAgent(o: AgentCliOptions): Promise<RunningAgent> {
   const log = o.logger ?? pino({ name: 'sluice-agent' });
+  // Everything that can be refused is checked before the data plane is touched.
+  if (o.metrics) parseHostPort(o.metrics);
   const store = new StateStore(o.stateDir);
   const initial = initialState(o, store);
+  const lock = AgentLock.acquire({ stateDir: o.stateDir, pinDir: o.pinDir });
+  try {
+    await claimSocket(o.socket);
+    return await start(o, log, store, initial, lock);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial: Config, lock: AgentLock): Promise<RunningAgent> {
   const opened = await openDataplane({ spec: initial.dataplane, pinDir: o.pinDir, stateDir: o.stateDir, logger: log });
   log.info({ dataplane: opened.kind, reason: opened.reason, interface: opened.interface, programId: opened.programId }, 'data plane ready');
   const agent = await Agent.start({
@@ -76,7 +94,7 @@ export async function runAgent(o: AgentCliOptions): Promise<RunningAgent> {
   const onHup = () => {
     if (!o.config) { log.info('SIGHUP: no --config to reload'); return; }
     const path = o.config;
-    agent.change((c) => applyConfig(c, readConfigDocument(path)))
+    agent.change((c) => applyConfig(c, withFlags(readConfigDocument(path), overrides(o))))
       .then((c) => log.info({ config: path, vips: c.vips.length }, 'config reloaded'))
       .catch((e) => log.error({ err: e, config: path }, 'config reload refused; the running state is unchanged'));
   };
@@ -88,6 +106,7 @@ export async function runAgent(o: AgentCliOptions): Promise<RunningAgent> {
       process.off('SIGHUP', onHup);
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
       await agent.close(keepForwarding);
+      lock.release();
       log.info({ keepForwarding }, 'agent stopped');
     })();
     return stopping;

@@ -6,6 +6,17 @@ import {
   ConflictError, ValidationError, realKey, validateConfig, validateReal, validateVip, vipKey,
   type Config, type DataplaneSpec, type RealSpec, type VipSpec,
 } from '../model/index.js';
+import { validateL7 } from '../l7/config.js';
+
+/**
+ * A whole document as the agent takes it (config file, `apply -f`): the L4 part, and the `l7:`
+ * section too, so that a file the L7 pool would refuse is refused here and not stored.
+ */
+export function validateDocument(doc: unknown): Config {
+  const config = validateConfig(doc);
+  if (config.l7 !== undefined) validateL7(config.l7);
+  return config;
+}
 
 function clone(c: Config): Config {
   return structuredClone(c);
@@ -18,7 +29,8 @@ function findVip(c: Config, key: string): VipSpec {
 }
 
 function findReal(v: VipSpec, key: string): RealSpec {
-  const r = v.reals.find((x) => realKey(x) === key);
+  // `10.0.0.11:80` names the same real as `10.0.0.11` on a port-80 VIP.
+  const r = v.reals.find((x) => realKey(x) === key || (x.port === undefined && realKey({ address: x.address, port: v.port }) === key));
   if (!r) throw new ConflictError('ENOENT', `VIP ${vipKey(v)} has no real ${key}`);
   return r;
 }
@@ -28,6 +40,10 @@ export function addVip(c: Config, input: unknown): Config {
   const key = vipKey(vip);
   if (c.vips.some((x) => vipKey(x) === key)) throw new ConflictError('EEXIST', `VIP ${key} already exists`);
   if (c.vips.length >= c.dataplane.maxVips) throw new ConflictError('ELIMIT', `already ${c.vips.length} VIPs, the limit (dataplane.maxVips) is ${c.dataplane.maxVips}`);
+  const total = c.vips.reduce((n, x) => n + x.reals.length, 0);
+  if (total + vip.reals.length > c.dataplane.maxReals) {
+    throw new ConflictError('ELIMIT', `the data plane holds at most ${c.dataplane.maxReals} reals (dataplane.maxReals); ${total} are configured and this VIP brings ${vip.reals.length}`);
+  }
   const next = clone(c);
   next.vips.push(vip);
   return next;
@@ -57,8 +73,8 @@ export function addReal(c: Config, vip: string, input: unknown): Config {
 export function delReal(c: Config, vip: string, real: string): Config {
   const next = clone(c);
   const v = findVip(next, vip);
-  findReal(v, real);
-  v.reals = v.reals.filter((x) => realKey(x) !== real);
+  const r = findReal(v, real);
+  v.reals = v.reals.filter((x) => x !== r);
   return next;
 }
 
@@ -99,7 +115,7 @@ export function applyConfig(c: Config, doc: unknown): Config {
   const given = d && d.dataplane && typeof d.dataplane === 'object' ? (d.dataplane as Record<string, unknown>) : {};
   // Fields the document leaves out keep their running values, so validation sees the real limits.
   const merged = d ? { ...d, dataplane: { ...stripUndefined(c.dataplane), ...given } } : doc;
-  const next = validateConfig(merged);
+  const next = validateDocument(merged);
   const issues = FIXED.filter((k) => given[k] !== undefined && next.dataplane[k] !== c.dataplane[k])
     .map((k) => ({ path: `dataplane.${k}`, message: `is ${String(c.dataplane[k])} in the running agent; changing it needs an agent restart` }));
   if (issues.length) throw new ValidationError(issues);

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { Link, unpinAll } from '../bpf/index.js';
 import { SluiceError, type Dataplane, type DataplaneSpec } from '../model/index.js';
 import { XdpDataplane } from './xdp/index.js';
-import { IpvsDataplane, ipvsAvailable } from './ipvs/index.js';
+import { IpvsDataplane, OWNERSHIP_FILE, ipvsAvailable } from './ipvs/index.js';
 
 export interface OpenedDataplane {
   dataplane: Dataplane;
@@ -40,10 +40,20 @@ export async function openDataplane(o: OpenOptions): Promise<OpenedDataplane> {
       reason: spec.kind === 'xdp' ? '--dataplane xdp was asked for' : `auto: XDP attached to ${spec.interface}`,
     };
   } catch (e) {
-    if (spec.kind === 'xdp') throw e;
+    if (spec.kind === 'xdp' || !mayFallBack(e as Error & { code?: string }, o.pinDir)) throw e;
     logger.warn({ err: e }, 'XDP could not be used; falling back to IPVS');
     return openIpvs(o, `auto: XDP failed on ${spec.interface} (${(e as Error).message.split('\n')[0]})`);
   }
+}
+
+/**
+ * Errors about sluice's own pinned program (limits or layout changed, attached elsewhere) are
+ * not "XDP is unavailable": that program still forwards, and IPVS behind it would receive
+ * nothing while every change went there. Those stop the agent with their reason instead.
+ */
+const OWN_STATE_ERRORS = new Set(['ELIMITS', 'ELAYOUT', 'EBUSY']);
+function mayFallBack(e: Error & { code?: string }, pinDir: string): boolean {
+  return !OWN_STATE_ERRORS.has(e.code ?? '') && !existsSync(join(pinDir, 'link'));
 }
 
 async function openIpvs(o: OpenOptions, reason: string): Promise<OpenedDataplane> {
@@ -67,7 +77,9 @@ export async function cleanupDataplane(o: { pinDir: string; stateDir: string; lo
     unpinAll(o.pinDir);
     done.push(`XDP detached and ${o.pinDir} unpinned`);
   }
-  if ((await ipvsAvailable()).ok) {
+  // Only a host where sluice drove IPVS has anything to remove there (and loading ip_vs on an
+  // XDP-only host would be a side effect of a cleanup).
+  if (existsSync(join(o.stateDir, OWNERSHIP_FILE)) && (await ipvsAvailable()).ok) {
     const n = await IpvsDataplane.cleanup({ stateDir: o.stateDir, logger: o.logger });
     if (n) done.push(`${n} IPVS services removed`);
   }

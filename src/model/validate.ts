@@ -1,3 +1,4 @@
+import { isPrime } from '../maglev/index.js';
 import { canonicalIp, canonicalMac, ipFamily } from './address.js';
 import { ValidationError, type Issue } from './errors.js';
 import { vipKey, realKey } from './keys.js';
@@ -83,6 +84,9 @@ function checkHealth(c: Checker, v: unknown, path: string): HealthSpec {
     fall: c.int(o.fall, join(path, 'fall'), 1, 100, DEFAULT_HEALTH.fall),
   };
   if (o.port !== undefined) h.port = c.int(o.port, join(path, 'port'), 1, 65535, 0);
+  // A probe outliving its interval would overlap the next one and stretch fall × interval.
+  if (h.timeoutMs > h.intervalMs) c.fail(join(path, 'timeout'), `must not exceed the interval (${h.timeoutMs}ms > ${h.intervalMs}ms)`);
+  if (type === 'none' && o.port !== undefined) c.fail(join(path, 'port'), 'has no use without a health check (type none)');
   if (type === 'http') {
     const p = o.path ?? '/';
     if (typeof p !== 'string' || !p.startsWith('/') || /\s/.test(p)) c.fail(join(path, 'path'), 'must be an absolute path like /healthz');
@@ -102,6 +106,8 @@ function checkReal(c: Checker, v: unknown, path: string, vip: { mode: string; po
   if (o.port !== undefined) {
     r.port = c.int(o.port, join(path, 'port'), 1, 65535, 1);
     if (vip.mode !== 'nat' && r.port !== vip.port) c.fail(join(path, 'port'), 'a real may have its own port only in nat mode');
+    // The VIP's own port is the default: one real, one key, whichever way it was written.
+    if (r.port === vip.port) delete r.port;
   } else if (vip.mode === 'nat' && vip.port === 0) {
     // An any-port NAT VIP keeps the client's destination port; nothing to check.
   }
@@ -153,11 +159,7 @@ function checkVip(c: Checker, v: unknown, path: string, limits: { maxReals: numb
   return vip;
 }
 
-function isPrime(n: number): boolean {
-  if (n < 2) return false;
-  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
-  return true;
-}
+const MAX_RING_SLOTS = 2 ** 28;
 
 function checkDataplane(c: Checker, v: unknown, path: string): DataplaneSpec {
   const o = c.object(v, path);
@@ -171,6 +173,8 @@ function checkDataplane(c: Checker, v: unknown, path: string): DataplaneSpec {
     flowTableSize: c.int(o.flowTableSize, join(path, 'flowTableSize'), 1024, 100_000_000, DEFAULT_DATAPLANE.flowTableSize),
   };
   if (!isPrime(d.ringSize)) c.fail(join(path, 'ringSize'), `must be a prime (${d.ringSize} is not; 65537 is the default)`);
+  // The rings map holds maxVips × ringSize u32 slots, indexed by a u32: keep it well below both.
+  if (d.maxVips * d.ringSize > MAX_RING_SLOTS) c.fail(path, `maxVips × ringSize is ${d.maxVips * d.ringSize} ring slots, over the limit of ${MAX_RING_SLOTS} (1 GiB of BPF map)`);
   if (o.interface !== undefined) {
     if (typeof o.interface !== 'string' || !/^[^\s/:]{1,15}$/.test(o.interface)) c.fail(join(path, 'interface'), 'must be an interface name (1..15 characters)');
     else d.interface = o.interface;

@@ -208,3 +208,22 @@ test('an unreachable agent is exit 1 with a hint', async () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /cannot reach the agent at .*nope.sock .*is `sluice agent` running\?/);
 });
+
+test('an API request body over the limit is answered 413, not reset, and changes nothing', async () => {
+  const before = stateFile();
+  const r = await raw('PUT', '/v1/config', JSON.stringify({ vips: [], pad: 'x'.repeat(5 * 1024 * 1024) }));
+  assert.equal(r.status, 413);
+  assert.match(r.json.error.message, /request body over 4194304 bytes/);
+  assert.equal(stateFile(), before);
+});
+
+test('the API refuses to take over a path that is not a socket, and leaves it alone', async () => {
+  const f = join(dir, 'not-a-socket');
+  writeFileSync(f, 'precious\n');
+  await assert.rejects(serveApi(agent, f, pino({ level: 'silent' })), /not-a-socket exists and is not a socket/);
+  assert.equal(readFileSync(f, 'utf8'), 'precious\n');
+});
+
+test('the API refuses a socket another agent serves', async () => {
+  await assert.rejects(serveApi(agent, socket, pino({ level: 'silent' })), /an agent is already serving/);
+});

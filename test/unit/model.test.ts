@@ -88,3 +88,24 @@ test('more reals than maxReals is refused naming the limit', () => {
 test('unknown fields are errors, not silently ignored', () => {
   assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, wieght: 3 }] }), /vips\[0\].wieght: unknown field/);
 });
+
+const vipDoc = (extra: Record<string, unknown>) => ({ vips: [{ address: '10.0.0.1', port: 80, ...extra }] });
+
+test('a health timeout longer than its interval is refused', () => {
+  assert.throws(() => validateConfig(vipDoc({ health: { type: 'tcp', interval: '1s', timeout: '2s' } })), /vips\[0\]\.health\.timeout: must not exceed the interval \(2000ms > 1000ms\)/);
+});
+
+test('a health port without a health check is refused', () => {
+  assert.throws(() => validateConfig(vipDoc({ health: { type: 'none', port: 8080 } })), /vips\[0\]\.health\.port: has no use without a health check/);
+});
+
+test('a real written with the VIP\'s own port is the same real as without it', () => {
+  const c = validateConfig(vipDoc({ reals: [{ address: '10.0.0.11', port: 80 }] }));
+  assert.deepEqual(c.vips[0].reals[0], { address: '10.0.0.11', weight: 1, drain: false });
+  assert.throws(() => validateConfig(vipDoc({ reals: [{ address: '10.0.0.11', port: 80 }, { address: '10.0.0.11' }] })), /vips\[0\]\.reals\[1\]\.address: duplicate real 10.0.0.11/);
+});
+
+test('maxVips × ringSize is bounded, so ring indexes fit the map', () => {
+  assert.throws(() => validateConfig({ dataplane: { maxVips: 4096, ringSize: 1_000_003 } }), /dataplane: maxVips × ringSize is 4096012288 ring slots, over the limit of 268435456/);
+  assert.doesNotThrow(() => validateConfig({ dataplane: { maxVips: 2048, ringSize: 65537 } }));
+});

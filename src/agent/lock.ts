@@ -1,0 +1,68 @@
+/**
+ * One agent per state dir and per pin dir. A second agent would adopt the first one's pinned
+ * maps and rewrite them with its own state before it noticed anything, so it must stop before
+ * it opens the data plane. Lock files hold the owner's pid; a lock whose owner is gone (a crash,
+ * SIGKILL) is taken over, which is what a restart after a crash needs.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { SluiceError } from '../model/index.js';
+
+/** bpffs holds only BPF objects: the pin dir's lock lives here, named by a hash of its path. */
+export const PIN_LOCK_DIR = '/run/sluice/locks';
+
+function ownerAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A recycled pid belongs to some other program: only a sluice process holds the lock.
+  try { return /sluice/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')); } catch { return false; }
+}
+
+function take(path: string, what: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let pid = NaN;
+    try { pid = Number(readFileSync(path, 'utf8').trim()); } catch { /* vanished: try again */ }
+    if (ownerAlive(pid)) throw new SluiceError('EBUSY', `another agent (pid ${pid}) uses ${what}; stop it first (lock ${path})`);
+    try { unlinkSync(path); } catch { /* its owner removed it */ }
+  }
+  throw new SluiceError('EBUSY', `could not take the lock ${path} for ${what}`);
+}
+
+export class AgentLock {
+  private constructor(private readonly paths: string[]) {}
+
+  static acquire(o: { stateDir: string; pinDir: string }): AgentLock {
+    mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+    mkdirSync(PIN_LOCK_DIR, { recursive: true, mode: 0o700 });
+    const pinLock = join(PIN_LOCK_DIR, `pins-${createHash('sha256').update(o.pinDir).digest('hex').slice(0, 16)}.lock`);
+    const held: string[] = [];
+    try {
+      take(join(o.stateDir, 'agent.lock'), `the state dir ${o.stateDir}`);
+      held.push(join(o.stateDir, 'agent.lock'));
+      take(pinLock, `the pin dir ${o.pinDir}`);
+      held.push(pinLock);
+    } catch (e) {
+      new AgentLock(held).release();
+      throw e;
+    }
+    return new AgentLock(held);
+  }
+
+  release(): void {
+    for (const p of this.paths) {
+      try { if (Number(readFileSync(p, 'utf8').trim()) === process.pid) unlinkSync(p); } catch { /* gone already */ }
+    }
+  }
+}
