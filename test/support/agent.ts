@@ -1,11 +1,21 @@
 /** A real `sluice agent` process in a namespace of a Topo, with its own socket, state and pins. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { SLUICE, sluice, type CliResult } from './cli.js';
 import type { Topo } from './topo.js';
+
+const running = new Set<AgentProcess>();
+// A test process that dies early must not leave an agent forwarding with its pins behind.
+process.on('exit', () => {
+  for (const a of running) {
+    a.proc?.kill('SIGKILL');
+    try { execFileSync(process.execPath, [SLUICE, 'agent', '--cleanup', '--pin-dir', a.pinDir, '--state-dir', a.stateDir], { stdio: 'ignore', timeout: 10_000 }); } catch { /* best effort */ }
+    rmSync(a.dir, { recursive: true, force: true });
+  }
+});
 
 export class AgentProcess {
   readonly dir: string;
@@ -20,6 +30,7 @@ export class AgentProcess {
     this.socket = join(this.dir, 'agent.sock');
     this.stateDir = join(this.dir, 'state');
     this.pinDir = `/sys/fs/bpf/sluice-e2e-${topo.id}`;
+    running.add(this);
   }
 
   /** Start (or restart) the agent and wait until its API answers. */
@@ -66,6 +77,7 @@ export class AgentProcess {
     await sluice(['agent', '--cleanup', '--pin-dir', this.pinDir, '--state-dir', this.stateDir]);
     rmSync(this.pinDir, { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
+    running.delete(this);
   }
 }
 
