@@ -72,6 +72,17 @@ test('a UDP service and an IPv6 service are programmed like TCP ones', async () 
   assert.deepEqual(v6.dests.map((d) => [d.address, d.fwd, d.weight]).sort(), [['2001:db8:101::11', 'Tunnel', 1], ['2001:db8:101::12', 'Tunnel', 4]]);
 });
 
+test('a scheduler or hash change edits the service in place (SET_SERVICE) and keeps its reals', async () => {
+  await dp.sync({ services: [service({ address: '10.101.3.1' })] });
+  const r = await dp.sync({ services: [service({ address: '10.101.3.1', scheduler: 'sh', hash: 'src-ip' })] });
+  assert.deepEqual([r.added, r.removed], [0, 0], JSON.stringify(r));
+  assert.ok(r.updated >= 1, JSON.stringify(r));
+  const s = admService('tcp', '10.101.3.1', 80);
+  assert.equal(s?.scheduler, 'sh');
+  assert.deepEqual(s?.flags, ['sh-fallback']);
+  assert.deepEqual(s?.dests.map((d) => d.address).sort(), ['10.101.1.1', '10.101.1.2']);
+});
+
 test('syncing the same table again changes nothing, in the report and in the kernel', async () => {
   const t: ServiceTable = { services: [service(), service({ address: '2001:db8:101::1', reals: [real('2001:db8:101::11')] })] };
   await dp.sync(t);
