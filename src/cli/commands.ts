@@ -136,13 +136,15 @@ function statsRows(s: any): Array<Array<string | number>> {
 
 export function statsCommand(): Command {
   return common(new Command('stats').description('packets, bytes and new flows per VIP and per real, with health'))
-    .option('--watch', 'refresh every --interval seconds until interrupted')
+    .option('--watch', 'refresh every --interval seconds until interrupted (with --json: one snapshot per line)')
     .option('--interval <s>', 'refresh interval for --watch', intArg(1, 3600), 1)
     .action(async (o: Opts & { watch?: boolean; interval: number }) => {
       const once = async () => {
         const s = await call<any>(o.socket, 'GET', '/v1/stats');
         const g = Object.entries(s.global as Record<string, number>).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${human(n)}`).join(' ');
-        out(o, s, () => table(['VIP', 'REAL', 'PACKETS', 'BYTES', 'NEW FLOWS', 'HEALTH'], statsRows(s)) + (g ? `data plane: ${g}\n` : ''));
+        // --watch --json: one snapshot per line, so a script can read them as they come.
+        if (o.watch && o.json) process.stdout.write(JSON.stringify(s) + '\n');
+        else out(o, s, () => table(['VIP', 'REAL', 'PACKETS', 'BYTES', 'NEW FLOWS', 'HEALTH'], statsRows(s)) + (g ? `data plane: ${g}\n` : ''));
       };
       await once();
       if (!o.watch) return;

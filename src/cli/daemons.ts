@@ -1,8 +1,6 @@
 /** `sluice agent` and `sluice l7`: the long-running processes. */
 import { Command, Option } from 'commander';
 import pino from 'pino';
-import { runAgent } from '../agent/daemon.js';
-import { cleanupDataplane } from '../dataplane/open.js';
 import { DEFAULT_SOCKET } from './client.js';
 import { intArg } from './main.js';
 
@@ -29,6 +27,8 @@ export function agentCommand(): Command {
     .addOption(new Option('--log-level <level>', 'pino log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
     .action(async (o: AgentOpts) => {
       const logger = pino({ name: 'sluice-agent', level: o.logLevel });
+      // Loaded here, not at the top: the CLI's client commands need neither libbpf nor netlink.
+      const [{ runAgent }, { cleanupDataplane }] = await Promise.all([import('../agent/daemon.js'), import('../dataplane/open.js')]);
       if (o.cleanup) {
         const done = await cleanupDataplane({ pinDir: o.pinDir, stateDir: o.stateDir, logger });
         process.stdout.write(`ok: ${done.join('; ') || 'nothing to clean up'}\n`);

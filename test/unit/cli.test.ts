@@ -165,6 +165,13 @@ test('stats prints a row per VIP and per real', async () => {
   assert.match(r.stdout, /10\.99\.0\.21:5353/);
 });
 
+test('stats --watch prints a fresh table every --interval until stopped', async () => {
+  const r = await sluice(['stats', '--watch', '--interval', '1', '--json', ...S()], { timeoutMs: 2500 });
+  const snapshots = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  assert.ok(snapshots.length >= 2, `${snapshots.length} snapshots in 2.5 s:\n${r.stdout}`);
+  for (const s of snapshots) assert.ok(Array.isArray(s.vips));
+});
+
 test('a data plane that refuses a change rolls the state back and reports it', async () => {
   const before = stateFile();
   dp.failNext = new Error('map full');
