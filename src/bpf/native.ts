@@ -1,10 +1,13 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BpfError } from './errors.js';
 
 /** The raw addon (native/src/addon.cc). Use the classes in this folder, not this. */
 export interface NativeBpf {
-  objOpen(path: string): number;
+  objOpen(path: string, opts?: OpenOptions): number;
+  objName(obj: number): string;
+  objLog(obj: number): string;
   objSetMaxEntries(obj: number, map: string, n: number): void;
   objSetGlobal(obj: number, name: string, value: Buffer): void;
   objLoad(obj: number): void;
@@ -25,12 +28,24 @@ export interface NativeBpf {
   objPin(fd: number, path: string): void;
   objGet(path: string): number;
   xdpAttach(progFd: number, ifindex: number, flags: number): number;
+  xdpQuery(ifindex: number): { attachMode: number; progId: number; drvProgId: number; skbProgId: number; hwProgId: number };
   linkUpdate(linkFd: number, progFd: number, oldProgFd: number): void;
   linkDetach(linkFd: number): void;
   testRun(progFd: number, data: Buffer, outLen: number, repeat: number): { retval: number; data: Buffer; duration: number };
   closeFd(fd: number): void;
   numPossibleCpus(): number;
+  libbpfVersion(): string;
   ifIndex(name: string): number;
+}
+
+/** bpf_object_open_opts, by libbpf's field names in camel case. */
+export interface OpenOptions {
+  objectName?: string;
+  pinRootPath?: string;
+  kconfig?: string;
+  btfCustomPath?: string;
+  kernelLogLevel?: number;
+  kernelLogSize?: number;
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -42,21 +57,12 @@ export function native(): NativeBpf {
     try {
       cached = require(join(root, 'native', 'build', 'Release', 'sluice_bpf.node')) as NativeBpf;
     } catch (e) {
-      const err = new Error(`the native BPF addon is not built (run scripts/bootstrap): ${(e as Error).message}`) as Error & { code: string };
-      err.code = 'ENOADDON';
-      throw err;
+      throw new BpfError('native', 'ENOADDON', `the native BPF addon is not built (run scripts/bootstrap): ${(e as Error).message}`);
     }
   }
   return cached;
 }
 
-/** Errors from the addon carry the errno name in `code` and the libbpf call in `op`. */
-export interface BpfError extends Error {
-  code: string;
-  errno: number;
-  op: string;
-}
-
-export function isBpfError(e: unknown, code?: string): e is BpfError {
-  return e instanceof Error && typeof (e as BpfError).op === 'string' && (code === undefined || (e as BpfError).code === code);
-}
+export { isBpfError } from './errors.js';
+/** The shape of the addon's errors (src/bpf's own are BpfError instances with the same fields). */
+export type { BpfErrorShape as BpfError } from './errors.js';
