@@ -2,6 +2,8 @@
  * Fixed-size binary codecs for BPF map keys and values. A struct codec mirrors one C struct
  * field by field, including its padding, so layouts are checked in one place (the size).
  */
+import { BpfError } from './errors.js';
+
 export interface Codec<T> {
   readonly size: number;
   encode(value: T, buf: Buffer, offset: number): void;
@@ -27,7 +29,7 @@ export function bytes(size: number): Codec<Buffer> {
   return {
     size,
     encode: (v, b, o) => {
-      if (v.length > size) throw new RangeError(`${v.length} bytes do not fit a ${size}-byte field`);
+      if (v.length > size) throw new BpfError('codec.bytes', 'EINVAL', `${v.length} bytes do not fit a ${size}-byte field`);
       b.fill(0, o, o + size);
       v.copy(b, o);
     },
@@ -47,7 +49,7 @@ export function struct<F extends Fields>(fields: F, size?: number): Codec<Struct
   const entries = Object.entries(fields);
   const natural = entries.reduce((n, [, c]) => n + c.size, 0);
   const total = size ?? natural;
-  if (total < natural) throw new RangeError(`struct fields take ${natural} bytes, more than its size ${total}`);
+  if (total < natural) throw new BpfError('codec.struct', 'EINVAL', `struct fields take ${natural} bytes, more than its size ${total}`);
   return {
     size: total,
     encode(v, b, o) {

@@ -1,4 +1,5 @@
 import { native } from './native.js';
+import { BpfError } from './errors.js';
 import type { Codec } from './codec.js';
 
 export const MapType = {
@@ -43,7 +44,7 @@ export class BpfMap {
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw Object.assign(new Error(`map ${this.name} is closed`), { code: 'EBADF' });
+    if (this.#fd < 0) throw new BpfError('BpfMap.fd', 'EBADF', `map ${this.name} is closed`);
     return this.#fd;
   }
 
@@ -52,33 +53,56 @@ export class BpfMap {
     return this.perCpu ? Math.ceil(this.valueSize / 8) * 8 * this.cpus : this.valueSize;
   }
 
-  #checkKey(key: Buffer): void {
-    if (key.length !== this.keySize) throw Object.assign(new RangeError(`map ${this.name}: key is ${key.length} bytes, the map's keys are ${this.keySize}`), { code: 'EINVAL' });
+  #checkKey(op: string, key: Buffer): void {
+    if (!Buffer.isBuffer(key)) throw new BpfError(op, 'EINVAL', `map ${this.name}: key must be a Buffer`);
+    if (key.length !== this.keySize) throw new BpfError(op, 'EINVAL', `map ${this.name}: key is ${key.length} bytes, the map's keys are ${this.keySize}`);
   }
-  #checkValue(value: Buffer): void {
-    if (value.length !== this.valueBufferSize) throw Object.assign(new RangeError(`map ${this.name}: value is ${value.length} bytes, the map's values are ${this.valueBufferSize}`), { code: 'EINVAL' });
+  #checkValue(op: string, value: Buffer): void {
+    if (!Buffer.isBuffer(value)) throw new BpfError(op, 'EINVAL', `map ${this.name}: value must be a Buffer`);
+    if (value.length !== this.valueBufferSize) {
+      const per = this.perCpu ? ` (${this.cpus} CPUs x ${this.valueBufferSize / this.cpus})` : '';
+      throw new BpfError(op, 'EINVAL', `map ${this.name}: value is ${value.length} bytes, the map's values are ${this.valueBufferSize}${per}`);
+    }
   }
 
   lookup(key: Buffer): Buffer | null {
-    this.#checkKey(key);
+    this.#checkKey('BpfMap.lookup', key);
     return native().mapLookup(this.fd, key, this.valueBufferSize, 0);
   }
 
-  /** Per-CPU maps: one buffer per possible CPU. */
+  /** Per-CPU maps: one buffer (of valueSize bytes) per possible CPU. */
   lookupPerCpu(key: Buffer): Buffer[] | null {
     const v = this.lookup(key);
-    return v ? splitPerCpu(v, this.cpus) : null;
+    return v ? splitPerCpu(v, this.cpus, this.valueSize) : null;
+  }
+
+  /** Per-CPU maps: write one value per possible CPU (each `valueSize` bytes). */
+  updatePerCpu(key: Buffer, values: readonly Buffer[], flags: number = UpdateFlags.ANY): void {
+    this.update(key, this.joinPerCpu(values, 'BpfMap.updatePerCpu'), flags);
+  }
+
+  /** The whole-value buffer for per-CPU `values`: each in its 8-byte-aligned slot. */
+  joinPerCpu(values: readonly Buffer[], op = 'BpfMap.joinPerCpu'): Buffer {
+    if (!this.perCpu) throw new BpfError(op, 'EINVAL', `map ${this.name} is not per-CPU`);
+    if (values.length !== this.cpus) throw new BpfError(op, 'EINVAL', `map ${this.name}: ${values.length} values for ${this.cpus} possible CPUs`);
+    const slot = this.valueBufferSize / this.cpus;
+    const b = Buffer.alloc(this.valueBufferSize);
+    values.forEach((v, i) => {
+      if (v.length !== this.valueSize) throw new BpfError(op, 'EINVAL', `map ${this.name}: CPU ${i}'s value is ${v.length} bytes, the map's values are ${this.valueSize}`);
+      v.copy(b, i * slot);
+    });
+    return b;
   }
 
   update(key: Buffer, value: Buffer, flags: number = UpdateFlags.ANY): void {
-    this.#checkKey(key);
-    this.#checkValue(value);
+    this.#checkKey('BpfMap.update', key);
+    this.#checkValue('BpfMap.update', value);
     native().mapUpdate(this.fd, key, value, flags);
   }
 
   /** false when the key was not there. */
   delete(key: Buffer): boolean {
-    this.#checkKey(key);
+    this.#checkKey('BpfMap.delete', key);
     return native().mapDelete(this.fd, key);
   }
 
@@ -113,8 +137,8 @@ export class BpfMap {
     const keys = Buffer.alloc(entries.length * this.keySize);
     const values = Buffer.alloc(entries.length * this.valueBufferSize);
     entries.forEach(([k, v], i) => {
-      this.#checkKey(k);
-      this.#checkValue(v);
+      this.#checkKey('BpfMap.updateBatch', k);
+      this.#checkValue('BpfMap.updateBatch', v);
       k.copy(keys, i * this.keySize);
       v.copy(values, i * this.valueBufferSize);
     });
@@ -125,7 +149,7 @@ export class BpfMap {
   deleteBatch(keysList: readonly Buffer[]): number {
     if (keysList.length === 0) return 0;
     const keys = Buffer.alloc(keysList.length * this.keySize);
-    keysList.forEach((k, i) => { this.#checkKey(k); k.copy(keys, i * this.keySize); });
+    keysList.forEach((k, i) => { this.#checkKey('BpfMap.deleteBatch', k); k.copy(keys, i * this.keySize); });
     return native().mapDeleteBatch(this.fd, keys, keysList.length);
   }
 
@@ -143,16 +167,17 @@ export class BpfMap {
   }
 }
 
-export function splitPerCpu(v: Buffer, cpus: number): Buffer[] {
+/** A per-CPU value buffer as one slice per CPU: the whole 8-byte-aligned slot, or its first `valueSize` bytes. */
+export function splitPerCpu(v: Buffer, cpus: number, valueSize?: number): Buffer[] {
   const slot = v.length / cpus;
-  return Array.from({ length: cpus }, (_, i) => v.subarray(i * slot, (i + 1) * slot));
+  return Array.from({ length: cpus }, (_, i) => v.subarray(i * slot, i * slot + (valueSize ?? slot)));
 }
 
 /** A map with codecs for its keys and values. Per-CPU maps decode to one value per CPU. */
 export class TypedMap<K, V> {
   constructor(readonly raw: BpfMap, readonly key: Codec<K>, readonly value: Codec<V>) {
-    if (key.size !== raw.keySize) throw new RangeError(`map ${raw.name}: key codec is ${key.size} bytes, the map's keys are ${raw.keySize}`);
-    if (value.size !== raw.valueSize) throw new RangeError(`map ${raw.name}: value codec is ${value.size} bytes, the map's values are ${raw.valueSize}`);
+    if (key.size !== raw.keySize) throw new BpfError('BpfMap.typed', 'EINVAL', `map ${raw.name}: key codec is ${key.size} bytes, the map's keys are ${raw.keySize}`);
+    if (value.size !== raw.valueSize) throw new BpfError('BpfMap.typed', 'EINVAL', `map ${raw.name}: value codec is ${value.size} bytes, the map's values are ${raw.valueSize}`);
   }
 
   encodeKey(k: K): Buffer {
@@ -170,6 +195,15 @@ export class TypedMap<K, V> {
     return b;
   }
 
+  /** Per-CPU maps: the value buffer holding one value per possible CPU. */
+  encodePerCpu(vs: readonly V[]): Buffer {
+    return this.raw.joinPerCpu(vs.map((v) => {
+      const b = Buffer.alloc(this.value.size);
+      this.value.encode(v, b, 0);
+      return b;
+    }), 'TypedMap.setPerCpu');
+  }
+
   get(k: K): V | undefined {
     const v = this.raw.lookup(this.encodeKey(k));
     return v ? this.value.decode(v, 0) : undefined;
@@ -182,6 +216,11 @@ export class TypedMap<K, V> {
 
   set(k: K, v: V, flags: number = UpdateFlags.ANY): void {
     this.raw.update(this.encodeKey(k), this.encodeValue(v), flags);
+  }
+
+  /** Per-CPU maps: one value per possible CPU (set() writes the same value to every CPU). */
+  setPerCpu(k: K, vs: readonly V[], flags: number = UpdateFlags.ANY): void {
+    this.raw.update(this.encodeKey(k), this.encodePerCpu(vs), flags);
   }
 
   delete(k: K): boolean {
@@ -198,7 +237,7 @@ export class TypedMap<K, V> {
 
   /** Every entry; per-CPU values come back as arrays (one per CPU). */
   entries(): Array<[K, V]> {
-    if (this.raw.perCpu) throw new TypeError(`map ${this.raw.name} is per-CPU: use entriesPerCpu()`);
+    if (this.raw.perCpu) throw new BpfError('TypedMap.entries', 'EINVAL', `map ${this.raw.name} is per-CPU: use entriesPerCpu()`);
     return this.raw.lookupAll().map(([k, v]) => [this.key.decode(k, 0), this.value.decode(v, 0)]);
   }
 

@@ -1,8 +1,12 @@
 import { native } from './native.js';
+import { BpfError } from './errors.js';
 
 export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 export const XDP_ACTION_NAMES = ['ABORTED', 'DROP', 'PASS', 'TX', 'REDIRECT'] as const;
 export type XdpAttachMode = 'native' | 'generic';
+/** How XDP is attached to an interface, as the kernel reports it (XDP_ATTACHED_*). */
+export type XdpAttached = 'none' | 'native' | 'generic' | 'offload' | 'multi';
+const XDP_ATTACHED: readonly XdpAttached[] = ['none', 'native', 'generic', 'offload', 'multi'];
 const XDP_FLAGS_SKB_MODE = 1 << 1;
 const XDP_FLAGS_DRV_MODE = 1 << 2;
 
@@ -37,18 +41,23 @@ export class Program {
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw Object.assign(new Error(`program ${this.name} is closed`), { code: 'EBADF' });
+    if (this.#fd < 0) throw new BpfError('Program.fd', 'EBADF', `program ${this.name} is closed`);
     return this.#fd;
   }
 
-  /** Run the program once (or `repeat` times) on `data` through BPF_PROG_TEST_RUN. */
+  /**
+   * Run the program once (or `repeat` times) on `data` through BPF_PROG_TEST_RUN. `maxOut`
+   * (default: the input's length + 256) bounds the output; a longer output fails with ENOSPC.
+   * The packet is not restored between repetitions: repetition n runs on repetition n-1's output.
+   */
   testRun(data: Buffer, opts: { repeat?: number; maxOut?: number } = {}): TestRunResult {
     const r = native().testRun(this.fd, data, opts.maxOut ?? data.length + 256, opts.repeat ?? 1);
     return { action: r.retval, data: r.data, durationNs: r.duration };
   }
 
-  /** Attach to an interface (in this process's network namespace) through a bpf_link. */
+  /** Attach to an interface (in this process's network namespace) through a bpf_link: `native` in the driver, `generic` in the stack (SKB mode, any device). */
   attachXdp(ifname: string, mode: XdpAttachMode = 'native'): Link {
+    if (mode !== 'native' && mode !== 'generic') throw new BpfError('Program.attachXdp', 'EINVAL', `program ${this.name}: XDP mode must be native or generic, got ${String(mode)}`);
     const n = native();
     const ifindex = n.ifIndex(ifname);
     return new Link(n.xdpAttach(this.fd, ifindex, mode === 'native' ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE), true);
@@ -81,7 +90,7 @@ export class Link {
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw Object.assign(new Error('link is closed'), { code: 'EBADF' });
+    if (this.#fd < 0) throw new BpfError('Link.fd', 'EBADF', 'link is closed');
     return this.#fd;
   }
 
@@ -111,4 +120,10 @@ export class Link {
 
 export function ifIndex(name: string): number {
   return native().ifIndex(name);
+}
+
+/** What XDP program is attached to an interface (in this process's network namespace) and how, whoever attached it. */
+export function xdpAttached(ifname: string): { mode: XdpAttached; progId: number; nativeProgId: number; genericProgId: number } {
+  const q = native().xdpQuery(native().ifIndex(ifname));
+  return { mode: XDP_ATTACHED[q.attachMode] ?? 'multi', progId: q.progId, nativeProgId: q.drvProgId, genericProgId: q.skbProgId };
 }
