@@ -3,8 +3,12 @@
  *
  *   parse -> VIP lookup {addr, port, proto} (port-0 fallback) -> flow table (LRU) -> on a miss
  *   (or when the flow's real is down/removed) the VIP's Maglev ring -> forward by mode:
- *   dsr (MAC rewrite, XDP_TX / devmap redirect), ipip (encapsulation), nat (rewrite; replies
- *   from reals rewritten back through nat_back).
+ *   dsr (MAC rewrite, XDP_TX / devmap redirect), ipip (encapsulation; ICMP "too big" back to the
+ *   client when the result would not fit the egress MTU), nat (rewrite; replies from reals
+ *   rewritten back through nat_back).
+ *
+ * The same program runs on the balancer's interface (port 0) and on the egress interfaces of
+ * reals behind other interfaces (tx_ports), where it sees NAT replies and sends them to port 0.
  *
  * The LRU-hit fast path does: one VIP lookup, one flow lookup, one real lookup, two per-CPU
  * counter updates, and no other map writes. IPv4 flows live in `flows` (16-byte keys), IPv6
@@ -20,6 +24,7 @@
 #include "csum.h"
 #include "nat.h"
 #include "encap.h"
+#include "icmp.h"
 
 static __always_inline void count(__u32 counter) {
   __u32 idx = STATS_GLOBAL_BASE + counter;
@@ -62,13 +67,45 @@ static __always_inline int transmit(const struct real_def *r) {
   return XDP_TX;
 }
 
-static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst) {
-  __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-  __builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
+/* To the real's next hop. Out of the interface the frame came in on, the source is the MAC it
+ * was sent to (ours); out of another, that interface's (a frame with the ingress MAC as source
+ * would teach the switches behind it a wrong port, and reals would answer to a MAC not there). */
+static __always_inline void set_macs(struct ethhdr *eth, const struct real_def *r) {
+  __u32 port = r->tx_port;
+  struct port_info *pi = port ? bpf_map_lookup_elem(&ports, &port) : NULL;
+  if (pi) __builtin_memcpy(eth->h_source, pi->mac, ETH_ALEN);
+  else __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+  __builtin_memcpy(eth->h_dest, r->mac, ETH_ALEN);
 }
 
-/* A reply from a NAT real (src real:port, dst client): back to the VIP, to the client's hop. */
-static __always_inline int nat_reply(struct packet *p, struct ethhdr *eth, void *data_end) {
+/* ipip: too big for the egress MTU once encapsulated -> ICMP back to the client where allowed
+ * (DF set or IPv6; never about an ICMP error or a later fragment), else a counted drop. */
+static __always_inline int ipip_forward(struct xdp_md *ctx, struct packet *p, const struct real_def *r, __u32 hash) {
+  __u32 k0 = 0;
+  struct config *cfg = bpf_map_lookup_elem(&config, &k0);
+  __u32 port = r->tx_port;
+  struct port_info *pi = bpf_map_lookup_elem(&ports, &port);
+  if (!cfg) return drop(G_DROP_ENCAP);
+  __u32 olen = (r->flags & REAL_F_IPV6) ? IPV6_HDR_LEN : IPV4_HDR_LEN;
+  if (pi && pi->mtu && p->ip_len + olen > pi->mtu) {
+    __u32 mtu = pi->mtu;
+    if (p->icmp || p->frag == 2 || !p->df || p->ip_len < TOO_BIG_QUOTE || mtu <= olen) return drop(G_DROP_TOO_BIG);
+    __u32 l2 = p->l3_off == sizeof(struct ethhdr) ? sizeof(struct ethhdr) : sizeof(struct ethhdr) + sizeof(struct vlan_hdr);
+    int rc;
+    if (p->v6) rc = l2 == sizeof(struct ethhdr) ? too_big6(ctx, sizeof(struct ethhdr), mtu - olen) : too_big6(ctx, sizeof(struct ethhdr) + sizeof(struct vlan_hdr), mtu - olen);
+    else rc = l2 == sizeof(struct ethhdr) ? too_big4(ctx, sizeof(struct ethhdr), mtu - olen) : too_big4(ctx, sizeof(struct ethhdr) + sizeof(struct vlan_hdr), mtu - olen);
+    if (rc) return drop(G_DROP_TOO_BIG);
+    count(G_ICMP_TOO_BIG);
+    return XDP_TX;
+  }
+  if (encap(ctx, p, r, cfg, pi, hash)) return drop(G_DROP_ENCAP);
+  return transmit(r);
+}
+
+/* A reply from a NAT real (src real:port, dst client): back to the VIP, to the client's hop,
+ * through port 0 (clients are reached there; a reply from a real behind another interface is
+ * redirected to it, with its MAC as source). */
+static __always_inline int nat_reply(struct xdp_md *ctx, struct packet *p, struct ethhdr *eth, void *data_end) {
   struct nat_key nk = {};
   __builtin_memcpy(nk.real, p->flow.src, 16);
   __builtin_memcpy(nk.client, p->flow.dst, 16);
@@ -78,8 +115,16 @@ static __always_inline int nat_reply(struct packet *p, struct ethhdr *eth, void 
   struct nat_val *nv = bpf_map_lookup_elem(&nat_back, &nk);
   if (!nv) return pass(G_PASS_NOT_VIP);
   nat_rewrite(p, data_end, nv->vip, nv->vip_port, 0);
-  set_macs(eth, nv->client_mac);
   count(G_NAT_REPLY);
+  __u32 k0 = 0;
+  struct port_info *pi = bpf_map_lookup_elem(&ports, &k0);
+  if (pi && pi->ifindex && pi->ifindex != ctx->ingress_ifindex) {
+    __builtin_memcpy(eth->h_source, pi->mac, ETH_ALEN);
+    __builtin_memcpy(eth->h_dest, nv->client_mac, ETH_ALEN);
+    return bpf_redirect_map(&tx_ports, 0, XDP_DROP);
+  }
+  __builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+  __builtin_memcpy(eth->h_dest, nv->client_mac, ETH_ALEN);
   return XDP_TX;
 }
 
@@ -104,15 +149,10 @@ static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, 
   account(STATS_REAL_BASE + ri, bytes, 0);
   count(G_FRAG_FWD);
   __u32 mode = fv->vip >> 16;
-  if (mode == MODE_IPIP) {
-    __u32 k0 = 0;
-    struct config *cfg = bpf_map_lookup_elem(&config, &k0);
-    if (!cfg || encap(ctx, p, r, cfg)) return drop(G_DROP_ENCAP);
-    return transmit(r);
-  }
+  if (mode == MODE_IPIP) return ipip_forward(ctx, p, r, flow_hash(p->flow.src, p->v6, 0));
   if (!(r->flags & REAL_F_IPV6) != !p->v6) return drop(G_DROP_FAMILY);
   if (mode == MODE_NAT) nat_rewrite(p, data_end, r->addr, 0, 1);
-  set_macs(eth, r->mac);
+  set_macs(eth, r);
   return transmit(r);
 }
 
@@ -150,7 +190,7 @@ int balancer(struct xdp_md *ctx) {
     if (!cfg) return pass(G_PASS_NOT_VIP);
     if (cfg->flags & CFG_F_WILDCARD) vip = vip_lookup(&p, 0);
     if (!vip) {
-      if ((cfg->flags & CFG_F_NAT) && !p.icmp) return nat_reply(&p, eth, data_end);
+      if ((cfg->flags & CFG_F_NAT) && !p.icmp) return nat_reply(ctx, &p, eth, data_end);
       return pass(G_PASS_NOT_VIP);
     }
   }
@@ -193,6 +233,10 @@ int balancer(struct xdp_md *ctx) {
     ri = *rp;
     r = bpf_map_lookup_elem(&reals, &ri);
     if (!r) return drop(G_DROP_NO_REAL);
+    /* The agent takes a real out of the ring before it marks it down; should a packet still see
+     * the two out of order, it is dropped (the client retries onto the new ring) rather than
+     * sent to the real or remembered for it. */
+    if (r->flags & REAL_F_DOWN) return drop(G_DROP_REAL_DOWN);
     new_flow = 1;
     if (!p.icmp) {
       struct flow_val nv = { .real = ri, .gen = r->gen };
@@ -218,18 +262,12 @@ forward:
     bpf_map_update_elem(&frags, &fk, &fval, BPF_ANY);
   }
 
-  if (mode == MODE_IPIP) {
-    __u32 k0 = 0;
-    struct config *cfg = bpf_map_lookup_elem(&config, &k0);
-    p.flow.sport = sport;
-    if (!cfg || encap(ctx, &p, r, cfg)) return drop(G_DROP_ENCAP);
-    return transmit(r);
-  }
+  if (mode == MODE_IPIP) return ipip_forward(ctx, &p, r, flow_hash(p.flow.src, p.v6, ((__u32)sport << 16) | dport));
   if (!(r->flags & REAL_F_IPV6) != !p.v6) return drop(G_DROP_FAMILY);
   if (mode == MODE_NAT) {
     if (p.icmp) {
       nat_icmp(&p, data_end, r);
-      set_macs(eth, r->mac);
+      set_macs(eth, r);
       return transmit(r);
     }
     /* The way back, per connection. A src-ip VIP's flow entry covers all of a client's
@@ -251,7 +289,7 @@ forward:
     }
     nat_rewrite(&p, data_end, r->addr, r->port, 1);
   }
-  set_macs(eth, r->mac);
+  set_macs(eth, r);
   return transmit(r);
 }
 

@@ -30,9 +30,18 @@
 #ifndef FLOWS_MAP_FLAGS
 #define FLOWS_MAP_FLAGS 0
 #endif
-#ifndef MAX_TX_PORTS
+#ifndef MAX_TX_PORTS /* interfaces the balancer sends on: 0 is its own (XDP_TX), 1.. others (devmap) */
 #define MAX_TX_PORTS 64
 #endif
+/* IPv6 extension headers walked to find the ports: enough for hop-by-hop, destination options,
+ * routing and fragment headers once each; a longer chain is not ours. */
+#ifndef MAX_EXT_HDRS
+#define MAX_EXT_HDRS 4
+#endif
+/* Bytes of the offending packet an ICMP "fragmentation needed" / "packet too big" quotes: its
+ * IP header (options too) and the transport header the client's kernel needs to find the socket.
+ * Fixed so the checksum is one bounded helper call; a multiple of 4 (bpf_csum_diff). */
+#define TOO_BIG_QUOTE 128
 
 /* vip_meta.mode */
 #define MODE_DSR 0
@@ -77,12 +86,16 @@ enum global_counter {
   G_ICMP_FWD,           /* ICMP errors quoting a VIP flow, sent to the flow's real */
   G_NAT_REPLY,          /* NAT replies rewritten back to the VIP */
   G_FRAG_FWD,           /* non-first fragments following their first fragment */
+  G_ICMP_TOO_BIG,       /* ipip: too big for the egress MTU once encapsulated; answered with ICMP */
+  G_DROP_TOO_BIG,       /* ipip: too big, and no ICMP may be sent (DF clear, later fragment, ICMP) */
+  G_DROP_REAL_DOWN,     /* the ring pointed at a real marked down (the agent is rewriting it) */
   G_COUNT
 };
 #define STATS_SIZE (STATS_GLOBAL_BASE + G_COUNT)
 
 #define IPV4_HDR_LEN 20
 #define IPV6_HDR_LEN 40
+#define IP_DF 0x4000
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define ENCAP_TTL 64

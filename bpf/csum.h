@@ -47,6 +47,13 @@ static __always_inline void udp4_csum_apply(__u16 *csum, __u32 diff) {
   if (*csum == 0) *csum = 0xffff;
 }
 
+/* UDP over IPv6 must carry a checksum: 0 would mean "none", which receivers drop; a computed 0
+ * is sent as 0xffff (RFC 8200 §8.1), as for IPv4. */
+static __always_inline void udp6_csum_apply(__u16 *csum, __u32 diff) {
+  csum_apply(csum, diff);
+  if (*csum == 0) *csum = 0xffff;
+}
+
 /* Full checksum of a 20-byte IPv4 header (its check field must be 0). */
 static __always_inline __u16 ipv4_hdr_csum(const __u16 *h) {
   __u32 sum = 0;

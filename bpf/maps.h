@@ -41,7 +41,8 @@ struct {
 } reals SEC(".maps");
 
 /* flows: struct flow4_key -> struct flow_val (IPv4 flows). Written by the program on a new
- * (or moved) flow; per-CPU LRU lists so new flows on different CPUs do not contend. */
+ * (or moved) flow. FLOWS_MAP_FLAGS (consts.h) is 0: the common LRU, whose per-CPU free lists
+ * are refilled in batches from a shared list (cheaper per insert here than BPF_F_NO_COMMON_LRU). */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, FLOW_TABLE_SIZE);
@@ -95,13 +96,23 @@ struct {
   __type(value, struct config);
 } config SEC(".maps");
 
-/* tx_ports: u32 port index -> ifindex, for reals behind another interface (real_def.tx_port).
- * Written by the agent. */
+/* tx_ports: u32 port index -> ifindex, for XDP_REDIRECT: to reals behind another interface
+ * (real_def.tx_port), and index 0 (the balancer's own interface) for NAT replies that arrive on
+ * one of those. Written by the agent. */
 struct {
   __uint(type, BPF_MAP_TYPE_DEVMAP);
   __uint(max_entries, MAX_TX_PORTS);
   __type(key, __u32);
   __type(value, __u32);
 } tx_ports SEC(".maps");
+
+/* ports: u32 port index -> struct port_info (ifindex, source MAC, MTU of the interfaces in
+ * tx_ports, and of port 0). Written by the agent from the interfaces' current state. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, MAX_TX_PORTS);
+  __type(key, __u32);
+  __type(value, struct port_info);
+} ports SEC(".maps");
 
 #endif

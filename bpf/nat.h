@@ -39,7 +39,7 @@ static __always_inline void nat_rewrite(struct packet *p, void *data_end, const 
   } else {
     struct udphdr *uh = p->l4;
     if ((void *)(uh + 1) > data_end) return;
-    if (p->v6) csum_apply(&uh->check, diff);
+    if (p->v6) udp6_csum_apply(&uh->check, diff);
     else udp4_csum_apply(&uh->check, diff);
   }
 }

@@ -109,12 +109,23 @@ struct stat {
 
 /* config value (40 bytes), a single entry at key 0 */
 struct config {
-  __u8 gw_mac[6];     /* ipip: next hop of encapsulated packets */
-  __u8 flags;         /* CFG_F_* */
+  __u8 gw_mac[6];       /* ipip: next hop of encapsulated packets to reals without a MAC of their own */
+  __u8 flags;           /* CFG_F_* */
   __u8 _pad;
-  __be32 encap_src4;  /* ipip: outer IPv4 source base; low 16 bits vary per flow */
-  __be32 encap_src6[4]; /* ip6ip6: outer IPv6 source base; low 32 bits vary per flow */
-  __u32 _pad2[3];
+  __be32 encap_src4;    /* ipip: outer IPv4 source prefix (host bits zero) */
+  __be32 encap_src6[4]; /* ipip: outer IPv6 source prefix (host bits zero) */
+  __be32 encap_mask4;   /* the bits of encap_src4 that carry the flow hash (the prefix's host bits) */
+  __be32 encap_mask6;   /* the same for the last word of encap_src6 */
+  __u32 _pad2;
+};
+
+/* ports value (12 bytes), indexed by tx port (real_def.tx_port): what the balancer needs to send
+ * on an interface. Port 0 is the interface the balancer is attached to (replies on other ports
+ * are redirected there); the others are the egress interfaces of reals behind them. */
+struct port_info {
+  __u32 ifindex; /* 0: unknown (port 0: frames go back out with XDP_TX whatever their ingress) */
+  __u8 mac[6];   /* source MAC of frames sent on it */
+  __u16 mtu;     /* ipip: largest IP packet it carries; 0 = unchecked */
 };
 
 #endif

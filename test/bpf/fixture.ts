@@ -7,6 +7,7 @@ import { Collection } from '../../src/bpf/collection.js';
 import type { Program } from '../../src/bpf/program.js';
 import type { TypedMap } from '../../src/bpf/map.js';
 import * as S from '../../src/dataplane/xdp/structs.js';
+import { DEFAULT_ENCAP4, DEFAULT_ENCAP6, encapPrefix } from '../../src/dataplane/xdp/dataplane.js';
 import { ipToBytes, macToBytes } from '../../src/model/address.js';
 
 export const LIMITS: S.Limits = { maxVips: 32, maxReals: 64, ringSize: 13, flowTableSize: 4096 };
@@ -14,8 +15,9 @@ export const LB_MAC = '02:00:00:00:00:01';
 export const CLIENT_MAC = '02:00:00:00:00:02';
 export const GW_MAC = '02:00:00:00:00:fe';
 export const realMac = (i: number) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
-export const ENCAP_SRC4 = '172.16.0.0';
-export const ENCAP_SRC6 = 'fd00:5151::';
+/** The data plane's default encap sources (prefixes whose host bits carry the flow hash). */
+export const ENCAP_SRC4 = DEFAULT_ENCAP4;
+export const ENCAP_SRC6 = DEFAULT_ENCAP6;
 
 export interface TestReal {
   slot: number;
@@ -48,6 +50,7 @@ export class TestBalancer {
   readonly rings: TypedMap<number, number>;
   readonly stats: TypedMap<number, S.Stat>;
   readonly config: TypedMap<number, S.ConfigVal>;
+  readonly ports: TypedMap<number, S.PortInfo>;
 
   private constructor(col: Collection, readonly limits: S.Limits) {
     this.col = col;
@@ -58,6 +61,7 @@ export class TestBalancer {
     this.rings = col.map('rings').typed(S.u32key, S.u32key);
     this.stats = col.map('stats').typed(S.u32key, S.stat);
     this.config = col.map('config').typed(S.u32key, S.config);
+    this.ports = col.map('ports').typed(S.u32key, S.portInfo);
   }
 
   /** `source`: bpf/balancer.bpf.c by default, or a path to another build of it (A/B benches). */
@@ -71,8 +75,24 @@ export class TestBalancer {
     return b;
   }
 
-  setConfig(flags: number): void {
-    this.config.set(0, { gwMac: macToBytes(GW_MAC), flags, encapSrc4: S.addr16(ENCAP_SRC4).subarray(0, 4), encapSrc6: S.addr16(ENCAP_SRC6) });
+  setConfig(flags: number, encap: { src4?: string; src6?: string } = {}): void {
+    const e4 = encapPrefix(encap.src4 ?? ENCAP_SRC4, 4);
+    const e6 = encapPrefix(encap.src6 ?? ENCAP_SRC6, 6);
+    this.config.set(0, { gwMac: macToBytes(GW_MAC), flags, encapSrc4: e4.base, encapSrc6: e6.base, encapMask4: e4.mask, encapMask6: e6.mask });
+  }
+
+  /**
+   * A tx port as the program sees it (ifindex, source MAC, MTU; 0 = unchecked) and, with
+   * `devIfindex`, its devmap entry (an interface that exists here: lo, 1, in tests).
+   */
+  setPort(port: number, p: { ifindex?: number; mac?: string; mtu?: number; devIfindex?: number }): void {
+    this.ports.set(port, { ifindex: p.ifindex ?? 0, mac: macToBytes(p.mac ?? '00:00:00:00:00:00'), mtu: p.mtu ?? 0 });
+    if (p.devIfindex === undefined) return;
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(port);
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(p.devIfindex);
+    this.col.map('tx_ports').update(k, v);
   }
 
   setReal(r: TestReal): void {

@@ -104,8 +104,12 @@ describe('malformed input passes untouched', () => {
     assertPassed(e4(ip4({ proto: PROTO.udp, payload: u.subarray(0, 4) })), 'pass_malformed');
   });
 
-  test('IPv6 extension headers (hop-by-hop before TCP) to a VIP', () => {
-    const hbh = Buffer.concat([Buffer.from([PROTO.tcp, 0, 1, 4, 0, 0, 0, 0]), l4tcp6]);
+  test('a truncated IPv6 extension header (hop-by-hop cut short) to a VIP', () => {
+    assertPassed(e6(ip6({ nexthdr: PROTO.hopopts, payload: Buffer.from([PROTO.tcp, 0, 1, 4]) })), 'pass_malformed');
+  });
+
+  test('an IPv6 extension header chain that ends in an unknown protocol (GRE) to a VIP', () => {
+    const hbh = Buffer.concat([Buffer.from([47, 0, 1, 4, 0, 0, 0, 0]), l4tcp6]);
     assertPassed(e6(ip6({ nexthdr: PROTO.hopopts, payload: hbh })), 'pass_unknown_proto');
   });
 

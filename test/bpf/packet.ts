@@ -9,7 +9,7 @@ export const ETH_P_IP = 0x0800;
 export const ETH_P_IPV6 = 0x86dd;
 export const ETH_P_8021Q = 0x8100;
 export const ETH_P_ARP = 0x0806;
-export const PROTO = { icmp: 1, ipip: 4, tcp: 6, ipv6: 41, udp: 17, icmpv6: 58, frag6: 44, hopopts: 0 } as const;
+export const PROTO = { icmp: 1, ipip: 4, tcp: 6, ipv6: 41, udp: 17, icmpv6: 58, frag6: 44, hopopts: 0, routing: 43, dstopts: 60 } as const;
 
 /** One's complement sum of 16-bit words (odd length padded with a zero byte). */
 export function onesSum(buf: Buffer, initial = 0): number {
@@ -207,4 +207,32 @@ export function l4ChecksumOk(b: Buffer, off: number): boolean {
   const plen = b.readUInt16BE(off + 4);
   const l4 = b.subarray(off + 40, off + 40 + plen);
   return onesSum(l4, pseudo(b.subarray(off + 8, off + 24), b.subarray(off + 24, off + 40), b[off + 6], l4.length)) === 0xffff;
+}
+
+/**
+ * An IPv6 extension header (hop-by-hop, destination options or routing) of `len` bytes (a
+ * multiple of 8), filled with PadN options (routing: type 4, `segmentsLeft`).
+ */
+export function ext6(nexthdr: number, o: { len?: number; routing?: boolean; segmentsLeft?: number } = {}): Buffer {
+  const len = o.len ?? 8;
+  const h = Buffer.alloc(len);
+  h[0] = nexthdr;
+  h[1] = len / 8 - 1;
+  if (o.routing) {
+    h[2] = 4;
+    h[3] = o.segmentsLeft ?? 0;
+  } else {
+    h[2] = 1; /* PadN over the rest */
+    h[3] = len - 4;
+  }
+  return h;
+}
+
+/** An IPv6 fragment header. */
+export function frag6(nexthdr: number, offset8: number, more: boolean, id = 0x1234): Buffer {
+  const h = Buffer.alloc(8);
+  h[0] = nexthdr;
+  h.writeUInt16BE((offset8 << 3) | (more ? 1 : 0), 2);
+  h.writeUInt32BE(id, 4);
+  return h;
 }

@@ -2,12 +2,17 @@
  * XdpDataplane: the balancer program of bpf/ compiled with the spec's limits, loaded, pinned
  * under a pin directory (default /sys/fs/bpf/sluice), attached to an interface through a bpf_link,
  * and programmed from a ServiceTable. An agent that restarts adopts what is pinned there (program,
- * maps and link) without touching the flow table, and upgrades the program atomically through the
- * link when the object changed.
+ * maps and links) without touching the flow table, and upgrades the program atomically through the
+ * links when the object changed.
  *
- * Pin layout: <pinDir>/prog, <pinDir>/link, <pinDir>/maps/<name>.
+ * Next hops: each real's route (egress interface, gateway) and next-hop MAC are resolved from the
+ * kernel (rtnetlink) and cached; a real whose route leaves by another interface than the
+ * balancer's is sent there by XDP_REDIRECT (tx_ports), and the balancer is attached to that
+ * interface too, so NAT replies arriving there are rewritten and sent back out of port 0.
+ *
+ * Pin layout: <pinDir>/prog, <pinDir>/link, <pinDir>/egress/<ifname>, <pinDir>/maps/<name>.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileBpf } from '../../bpf/build.js';
 import { Collection } from '../../bpf/collection.js';
@@ -15,17 +20,26 @@ import { BpfMap, type TypedMap } from '../../bpf/map.js';
 import { native } from '../../bpf/native.js';
 import { ensureBpffs, unpin, unpinAll } from '../../bpf/pin.js';
 import { Link, Program, ifIndex, type XdpAttachMode } from '../../bpf/program.js';
+import { buildTable } from '../../maglev/index.js';
 import { canonicalMac, ipFamily, ipToBytes, macToBytes, bytesToIp } from '../../model/address.js';
 import { realKey, vipKey } from '../../model/keys.js';
 import type { Dataplane, DataplaneSpec, Service, ServiceReal, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
-import { loadBuildTable, type BuildTable } from './ring.js';
-import { defaultGatewayMac, isOnLink, resolveMac } from './neigh.js';
+import { openNetView, probe, type LinkInfo, type NetView, type Route } from './neigh.js';
 import * as S from './structs.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
-const MAP_NAMES = ['vips', 'vips6', 'rings', 'reals', 'flows', 'flows6', 'nat_back', 'frags', 'stats', 'config', 'tx_ports'] as const;
-const DEFAULT_ENCAP4 = '172.16.0.0';
-const DEFAULT_ENCAP6 = 'fd00:5151::';
+const MAP_NAMES = ['vips', 'vips6', 'rings', 'reals', 'flows', 'flows6', 'nat_back', 'frags', 'stats', 'config', 'tx_ports', 'ports'] as const;
+type MapName = (typeof MAP_NAMES)[number];
+/** Maps whose contents a restart must keep: without them (or with another layout) nothing is adopted. */
+const STATE_MAPS: readonly MapName[] = ['vips', 'vips6', 'rings', 'reals', 'flows', 'flows6', 'nat_back'];
+/**
+ * Outer sources of encapsulated packets: a prefix whose host bits carry the flow hash. Small
+ * (8 bits: 256 sources per family, as many conntrack entries on a real that tracks them) and in
+ * ranges no site routes: RFC 2544's benchmarking range, and a ULA prefix.
+ */
+export const DEFAULT_ENCAP4 = '198.18.0.0/24';
+export const DEFAULT_ENCAP6 = 'fd00:5151::/120';
+const ZERO_MAC = '00:00:00:00:00:00';
 
 /** pino-compatible: (obj, msg) or (msg). */
 export interface Logger {
@@ -42,10 +56,20 @@ export interface XdpDataplaneOptions {
   /** Default /sys/fs/bpf/sluice. */
   pinDir?: string;
   logger?: Logger;
-  /** Resolve a real's MAC (default: the neighbour table, pinging once); injectable for tests. */
+  /** The MAC of an on-link next hop (a real, or a gateway); default: the neighbour table, probing once. Injectable for tests. */
   resolveMac?: (addr: string) => Promise<string | null>;
-  /** Whether an address is on the link (IPIP: send to its MAC rather than the gateway's). */
+  /**
+   * The route to a real (egress interface, gateway); default: the kernel's. Injectable for tests,
+   * as is the older `isOnLink` (every real behind the balancer's own interface, with a gateway or not).
+   */
+  route?: (addr: string) => Promise<Route | null>;
   isOnLink?: (addr: string) => Promise<boolean>;
+  /** An interface's index, MAC and MTU; default: the kernel's. */
+  linkInfo?: (name: string) => Promise<LinkInfo | null>;
+  /** How long sync() trusts a resolved next hop before it looks again (default 60 s). */
+  neighbourTtlMs?: number;
+  /** How often sync() probes (pings) an unresolved next hop; the neighbour table is read on every sync (default 5 s). */
+  probeIntervalMs?: number;
   /** Extra -D defines for the build (tests: e.g. another HASH_SEED to force a program upgrade). */
   defines?: Record<string, string | number>;
 }
@@ -65,8 +89,43 @@ interface VipState {
   reals: Map<string, RealState>;
 }
 
+/** What is known of the way to one real address. */
+interface Hop {
+  route: Route | null;
+  /** MAC of the next hop (the real on the link, else the route's gateway); null: unresolved. */
+  mac: string | null;
+  /** When route and mac were last looked up, and when the next hop was last probed. */
+  at: number;
+  probedAt: number;
+  /** The last complete answer: kept while lookups fail, so one failed lookup black-holes nothing. */
+  good?: { route: Route | null; mac: string };
+}
+
+/** An interface the balancer sends on, other than its own (a tx port >= 1). */
+interface Egress {
+  port: number;
+  ifindex: number;
+  link?: Link;
+}
+
 function sameDef(a: S.RealDef, b: S.RealDef): boolean {
   return a.addr.equals(b.addr) && a.mac.equals(b.mac) && a.port === b.port && a.gen === b.gen && a.flags === b.flags && a.txPort === b.txPort && a.owner === b.owner;
+}
+
+/** An encap source as the config map holds it: the prefix (host bits zero) and the mask of its host bits (at most 32). */
+export function encapPrefix(text: string, fam: 4 | 6): { base: Buffer; mask: Buffer } {
+  const [addr, len] = text.split('/');
+  const bytes = ipToBytes(addr);
+  const total = fam === 4 ? 32 : 128;
+  const prefix = len === undefined ? total : Number(len);
+  const hostBits = Math.min(32, total - prefix);
+  const m = hostBits >= 32 ? 0xffffffff : (2 ** hostBits - 1) >>> 0;
+  const mask = Buffer.alloc(4);
+  mask.writeUInt32BE(m >>> 0);
+  const base = Buffer.from(bytes);
+  const last = base.length - 4;
+  base.writeUInt32BE((base.readUInt32BE(last) & ~m) >>> 0, last);
+  return { base, mask };
 }
 
 /**
@@ -78,6 +137,16 @@ export function compileBalancer(limits: S.Limits, extra: Record<string, string |
     source: 'balancer',
     defines: { ...extra, MAX_VIPS: limits.maxVips, MAX_REALS: limits.maxReals, RING_SIZE: limits.ringSize, FLOW_TABLE_SIZE: limits.flowTableSize },
   });
+}
+
+/** Key size, value size and entries every map must have for these limits (maps.h). */
+function mapShapes(l: S.Limits): Record<MapName, { key: number; value: number; entries: number }> {
+  const shape = (n: MapName, entries: number) => ({ key: S.MAP_CODECS[n].key.size, value: S.MAP_CODECS[n].value.size, entries });
+  return {
+    vips: shape('vips', l.maxVips), vips6: shape('vips6', l.maxVips), rings: shape('rings', l.maxVips * l.ringSize), reals: shape('reals', l.maxReals),
+    flows: shape('flows', l.flowTableSize), flows6: shape('flows6', l.flowTableSize), nat_back: shape('nat_back', l.flowTableSize), frags: shape('frags', 8192),
+    stats: shape('stats', S.statsIndex.size(l)), config: shape('config', 1), tx_ports: shape('tx_ports', S.MAX_TX_PORTS), ports: shape('ports', S.MAX_TX_PORTS),
+  };
 }
 
 export class XdpDataplane implements Dataplane {
@@ -93,7 +162,7 @@ export class XdpDataplane implements Dataplane {
 
   #program: Program;
   #link?: Link;
-  #maps: Record<(typeof MAP_NAMES)[number], BpfMap>;
+  #maps: Record<MapName, BpfMap>;
   #col?: Collection;
   #vips: TypedMap<S.VipKey, S.VipMeta>;
   #vips6: TypedMap<S.VipKey, S.VipMeta>;
@@ -101,20 +170,22 @@ export class XdpDataplane implements Dataplane {
   #rings: BpfMap;
   #stats: TypedMap<number, S.Stat>;
   #config: TypedMap<number, S.ConfigVal>;
+  #ports: TypedMap<number, S.PortInfo>;
   #state = new Map<string, VipState>();
   /** slot -> generation, for every real slot (free ones too). */
   #gens: number[];
   #freeSlots: number[];
   #spec: DataplaneSpec;
+  #opts: XdpDataplaneOptions;
   #log?: Logger;
-  #resolveMac: (addr: string) => Promise<string | null>;
-  #isOnLink: (addr: string) => Promise<boolean>;
-  #macCache = new Map<string, string>();
+  #hops = new Map<string, Hop>();
+  #egress = new Map<string, Egress>();
+  #unresolved = 0;
   #closed = false;
-  #buildTable!: BuildTable;
+  #lastTable?: ServiceTable;
 
   private constructor(a: {
-    opts: XdpDataplaneOptions; limits: S.Limits; pinDir: string; program: Program; link?: Link; maps: Record<(typeof MAP_NAMES)[number], BpfMap>;
+    opts: XdpDataplaneOptions; limits: S.Limits; pinDir: string; program: Program; link?: Link; maps: Record<MapName, BpfMap>;
     col?: Collection; adopted: boolean; upgraded: boolean; iface?: string;
   }) {
     this.pinDir = a.pinDir;
@@ -127,15 +198,15 @@ export class XdpDataplane implements Dataplane {
     this.#maps = a.maps;
     this.#col = a.col;
     this.#spec = a.opts.spec;
+    this.#opts = a.opts;
     this.#log = a.opts.logger;
-    this.#resolveMac = a.opts.resolveMac ?? ((x) => resolveMac(x));
-    this.#isOnLink = a.opts.isOnLink ?? isOnLink;
     this.#vips = a.maps.vips.typed(S.vip4Key, S.vipMeta);
     this.#vips6 = a.maps.vips6.typed(S.vipKey, S.vipMeta);
     this.#reals = a.maps.reals.typed(S.u32key, S.realDef);
     this.#rings = a.maps.rings;
     this.#stats = a.maps.stats.typed(S.u32key, S.stat);
     this.#config = a.maps.config.typed(S.u32key, S.config);
+    this.#ports = a.maps.ports.typed(S.u32key, S.portInfo);
     this.#gens = new Array(a.limits.maxReals).fill(0);
     this.#freeSlots = [];
   }
@@ -154,19 +225,36 @@ export class XdpDataplane implements Dataplane {
     const mapDir = join(pinDir, 'maps');
     const log = opts.logger;
     let dp: XdpDataplane;
-    if (existsSync(join(pinDir, 'prog')) && MAP_NAMES.every((m) => existsSync(join(mapDir, m)))) {
-      const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, BpfMap.openPinned(join(mapDir, m))])) as Record<(typeof MAP_NAMES)[number], BpfMap>;
-      const want = { rings: limits.maxVips * limits.ringSize, reals: limits.maxReals, flows: limits.flowTableSize, flows6: limits.flowTableSize, vips: limits.maxVips, vips6: limits.maxVips };
-      for (const [m, n] of Object.entries(want)) {
-        if (maps[m as keyof typeof want].maxEntries !== n) {
-          for (const x of Object.values(maps)) x.close();
-          throw Object.assign(new Error(`pinned map ${m} under ${pinDir} has ${maps[m as keyof typeof want].maxEntries} entries, the spec wants ${n}: limits changed (remove ${pinDir} to start afresh, losing the flow table)`), { code: 'ELIMITS' });
+    if (existsSync(join(pinDir, 'prog')) && STATE_MAPS.every((m) => existsSync(join(mapDir, m)))) {
+      const pinned = Object.fromEntries(MAP_NAMES.filter((m) => existsSync(join(mapDir, m))).map((m) => [m, BpfMap.openPinned(join(mapDir, m))])) as Partial<Record<MapName, BpfMap>>;
+      const closePinned = () => { for (const x of Object.values(pinned)) x?.close(); };
+      const want = mapShapes(limits);
+      for (const m of ['rings', 'reals', 'flows', 'flows6', 'vips', 'vips6'] as const) {
+        if (pinned[m]!.maxEntries !== want[m].entries) {
+          closePinned();
+          throw Object.assign(new Error(`pinned map ${m} under ${pinDir} has ${pinned[m]!.maxEntries} entries, the spec wants ${want[m].entries}: limits changed (remove ${pinDir} to start afresh, losing the flow table)`), { code: 'ELIMITS' });
         }
+      }
+      // Maps that hold no state a restart needs (counters, config, ports, fragments) are made
+      // afresh when this version's layout differs or an older version had none.
+      const reuse: Partial<Record<MapName, BpfMap>> = {};
+      const fresh: MapName[] = [];
+      for (const m of MAP_NAMES) {
+        const p = pinned[m];
+        const w = want[m];
+        if (p && p.keySize === w.key && p.valueSize === w.value && p.maxEntries === w.entries) { reuse[m] = p; continue; }
+        if (STATE_MAPS.includes(m)) {
+          closePinned();
+          throw Object.assign(new Error(`pinned map ${m} under ${pinDir} has another layout than this build's (remove ${pinDir} to start afresh, losing the flow table)`), { code: 'ELAYOUT' });
+        }
+        p?.close();
+        fresh.push(m);
       }
       const old = Program.openPinned(join(pinDir, 'prog'));
       const linkPin = join(pinDir, 'link');
       let link = existsSync(linkPin) ? Link.openPinned(linkPin) : undefined;
-      const release = () => { link?.close(); old.close(); for (const x of Object.values(maps)) x.close(); };
+      const egressLinks = XdpDataplane.#openEgressPins(pinDir);
+      const release = () => { link?.close(); old.close(); for (const x of Object.values(reuse)) x?.close(); for (const e of egressLinks.values()) e.close(); };
       if (link && iface && link.info().ifindex !== ifIndex(iface)) {
         release();
         throw Object.assign(new Error(`the program pinned under ${pinDir} is attached to another interface than ${iface}`), { code: 'EBUSY' });
@@ -174,39 +262,46 @@ export class XdpDataplane implements Dataplane {
       // Load the current build over the pinned maps; keep whichever program is the same code.
       let col: Collection;
       try {
-        col = Collection.load(obj, { reuseMaps: maps });
+        col = Collection.load(obj, { reuseMaps: reuse as Record<string, BpfMap> });
       } catch (e) {
         release();
         throw Object.assign(new Error(`cannot load this build over the maps pinned under ${pinDir} (their layout changed?): ${(e as Error).message}`), { code: 'ELAYOUT', cause: e });
       }
-      const fresh = col.program('balancer');
+      const newProg = col.program('balancer');
       let program = old;
-      let upgraded = false;
-      if (fresh.tag !== old.tag) {
-        if (link) link.update(fresh, old);
+      // The tag hashes the instructions, not the maps: new maps need the new program either way.
+      const upgraded = newProg.tag !== old.tag || fresh.length > 0;
+      if (upgraded) {
+        if (link) link.update(newProg, old);
+        for (const e of egressLinks.values()) e.update(newProg, old);
         unpin(join(pinDir, 'prog'));
-        fresh.pin(join(pinDir, 'prog'));
+        newProg.pin(join(pinDir, 'prog'));
         old.close();
-        program = fresh;
-        upgraded = true;
-        log?.info({ pinDir, oldTag: old.tag, newTag: fresh.tag }, 'xdp: program upgraded in place (bpf_link update)');
+        program = newProg;
+        log?.info({ pinDir, oldTag: old.tag, newTag: newProg.tag, recreated: fresh }, 'xdp: program upgraded in place (bpf_link update)');
+      }
+      for (const m of fresh) {
+        unpin(join(mapDir, m));
+        col.map(m).pin(join(mapDir, m));
       }
       if (!link && iface) {
         link = program.attachXdp(iface, spec.xdpMode as XdpAttachMode);
         link.pin(linkPin);
       }
+      const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, reuse[m] ?? col.map(m)])) as Record<MapName, BpfMap>;
       dp = new XdpDataplane({ opts, limits, pinDir, program, link, maps, col: upgraded ? col : undefined, adopted: true, upgraded, iface });
       if (!upgraded) col.close();
-      dp.#loadState();
+      dp.#loadState(egressLinks);
       log?.info({ pinDir, vips: dp.#state.size, upgraded }, 'xdp: adopted the pinned program and maps');
     } else {
       if (existsSync(join(pinDir, 'prog'))) {
-        log?.warn({ pinDir, missing: MAP_NAMES.filter((m) => !existsSync(join(mapDir, m))) }, 'xdp: the pinned maps are not this version\'s: starting afresh (the flow table is lost)');
+        log?.warn({ pinDir, missing: STATE_MAPS.filter((m) => !existsSync(join(mapDir, m))) }, 'xdp: the pinned maps are not this version\'s: starting afresh (the flow table is lost)');
+        XdpDataplane.#detachPinned(pinDir);
       }
       unpinAll(pinDir);
       mkdirSync(mapDir, { recursive: true });
       const col = Collection.load(obj);
-      const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, col.map(m)])) as Record<(typeof MAP_NAMES)[number], BpfMap>;
+      const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, col.map(m)])) as Record<MapName, BpfMap>;
       const program = col.program('balancer');
       let link: Link | undefined;
       try {
@@ -226,10 +321,32 @@ export class XdpDataplane implements Dataplane {
       dp.#freeSlots = Array.from({ length: limits.maxReals }, (_, i) => limits.maxReals - 1 - i);
       log?.info({ pinDir, iface, mode: spec.xdpMode, limits }, 'xdp: loaded and attached');
     }
-    dp.#buildTable = await loadBuildTable();
-    // An adopted config stays as it is until the first sync (it holds the NAT and wildcard flags).
-    if (!dp.adopted) await dp.#writeConfig();
+    // The config's flags follow the VIPs in the maps (an adopted program keeps answering NAT
+    // replies and port-0 VIPs before the first sync); its other fields follow the spec.
+    dp.#writeConfig();
+    await dp.#writeOwnPort().catch((e) => log?.warn({ err: (e as Error).message }, `xdp: cannot read ${iface}'s MAC and MTU: ipip packets are not checked against its MTU`));
     return dp;
+  }
+
+  static #openEgressPins(pinDir: string): Map<string, Link> {
+    const out = new Map<string, Link>();
+    const dir = join(pinDir, 'egress');
+    if (!existsSync(dir)) return out;
+    for (const name of readdirSync(dir)) out.set(name, Link.openPinned(join(dir, name)));
+    return out;
+  }
+
+  /** Pins of an older layout are about to go: their links must not stay attached. */
+  static #detachPinned(pinDir: string): void {
+    const links = [join(pinDir, 'link'), ...(existsSync(join(pinDir, 'egress')) ? readdirSync(join(pinDir, 'egress')).map((n) => join(pinDir, 'egress', n)) : [])];
+    for (const p of links) {
+      if (!existsSync(p)) continue;
+      try {
+        const l = Link.openPinned(p);
+        l.detach();
+        l.close();
+      } catch { /* gone already */ }
+    }
   }
 
   /** The program (for BPF_PROG_TEST_RUN in tests and benches). */
@@ -237,12 +354,12 @@ export class XdpDataplane implements Dataplane {
     return this.#program;
   }
 
-  map(name: (typeof MAP_NAMES)[number]): BpfMap {
+  map(name: MapName): BpfMap {
     return this.#maps[name];
   }
 
-  /** Rebuild the in-memory view (VIP ids, real slots and generations) from the pinned maps. */
-  #loadState(): void {
+  /** Rebuild the in-memory view (VIP ids, real slots and generations, egress ports) from the pinned maps. */
+  #loadState(egressLinks: Map<string, Link>): void {
     const byId = new Map<number, VipState>();
     for (const [vk, meta] of [...this.#vips.entries(), ...this.#vips6.entries()]) {
       const address = bytesToIp(vk.addr);
@@ -266,40 +383,219 @@ export class XdpDataplane implements Dataplane {
       owner.reals.set(key, { slot, gen: def.gen, key, def });
     }
     this.#freeSlots.reverse();
+    // Egress ports: the devmap says which port is which ifindex, the link pins which interface.
+    const byIfindex = new Map<number, number>();
+    const txPorts = this.#maps.tx_ports;
+    for (const k of txPorts.keys()) {
+      const v = txPorts.lookup(k);
+      const port = k.readUInt32LE(0);
+      if (v && port > 0) byIfindex.set(v.readUInt32LE(0), port);
+    }
+    for (const [name, link] of egressLinks) {
+      let ifindex = 0;
+      try { ifindex = ifIndex(name); } catch { /* the interface is gone */ }
+      const port = byIfindex.get(ifindex);
+      if (ifindex && port) this.#egress.set(name, { port, ifindex, link });
+      else this.#dropLink(name, link);
+    }
   }
 
-  async #writeConfig(services: Service[] = [...this.#desiredCache]): Promise<boolean> {
+  /** Config: NAT and wildcard flags from the VIPs (the given services, else the maps), the spec's gateway and encap sources. */
+  #writeConfig(services?: Service[]): boolean {
     const spec = this.#spec;
-    let gw = spec.gatewayMac ? canonicalMac(spec.gatewayMac) : null;
-    if (!gw && services.some((s) => s.mode === 'ipip')) gw = await defaultGatewayMac(4).catch(() => null);
-    const flags = (services.some((s) => s.mode === 'nat') ? S.CFG_F_NAT : 0) | (services.some((s) => s.port === 0) ? S.CFG_F_WILDCARD : 0);
+    let nat: boolean, wildcard: boolean;
+    if (services) {
+      nat = services.some((s) => s.mode === 'nat');
+      wildcard = services.some((s) => s.port === 0);
+    } else {
+      const vips = [...this.#state.values()];
+      nat = vips.some((v) => v.meta.mode === S.MODE.nat);
+      wildcard = vips.some((v) => v.vk.port === 0);
+    }
+    const flags = (nat ? S.CFG_F_NAT : 0) | (wildcard ? S.CFG_F_WILDCARD : 0);
+    const e4 = encapPrefix(spec.encapSource4 ?? DEFAULT_ENCAP4, 4);
+    const e6 = encapPrefix(spec.encapSource6 ?? DEFAULT_ENCAP6, 6);
     const want: S.ConfigVal = {
-      gwMac: gw ? macToBytes(gw) : Buffer.alloc(6),
+      gwMac: macToBytes(spec.gatewayMac ? canonicalMac(spec.gatewayMac) ?? ZERO_MAC : ZERO_MAC),
       flags,
-      encapSrc4: ipToBytes(spec.encapSource4 ?? DEFAULT_ENCAP4),
-      encapSrc6: ipToBytes(spec.encapSource6 ?? DEFAULT_ENCAP6),
+      encapSrc4: e4.base, encapSrc6: e6.base, encapMask4: e4.mask, encapMask6: e6.mask,
     };
     const cur = this.#config.get(0);
-    if (cur && cur.flags === want.flags && cur.gwMac.equals(want.gwMac) && cur.encapSrc4.equals(want.encapSrc4) && cur.encapSrc6.equals(want.encapSrc6)) return false;
+    if (cur && cur.flags === want.flags && cur.gwMac.equals(want.gwMac) && cur.encapSrc4.equals(want.encapSrc4) && cur.encapSrc6.equals(want.encapSrc6)
+      && cur.encapMask4.equals(want.encapMask4) && cur.encapMask6.equals(want.encapMask6)) return false;
     this.#config.set(0, want);
     return true;
   }
 
-  #desiredCache: Service[] = [];
+  // ---- next hops -------------------------------------------------------------------------
 
-  async #realDef(svc: Service, r: ServiceReal, slot: number, gen: number, owner: number): Promise<{ def: S.RealDef; usable: boolean }> {
-    const v6 = ipFamily(r.address) === 6;
-    let mac = r.mac ? canonicalMac(r.mac) : null;
-    let usable = true;
-    if (!mac) {
-      const needs = svc.mode !== 'ipip' || (await this.#isOnLink(r.address));
-      if (needs) {
-        mac = this.#macCache.get(r.address) ?? (await this.#resolveMac(r.address));
-        if (mac) this.#macCache.set(r.address, mac);
-        else if (svc.mode !== 'ipip') usable = false;
+  async #linkInfo(view: () => Promise<NetView>, name: string): Promise<LinkInfo | null> {
+    if (this.#opts.linkInfo) return this.#opts.linkInfo(name);
+    return (await view()).link(name);
+  }
+
+  /** Port 0: the balancer's own interface, for NAT replies that arrive on another, and ipip's MTU. */
+  async #writeOwnPort(view?: () => Promise<NetView>): Promise<boolean> {
+    if (!this.interface) return false;
+    let v: NetView | undefined;
+    const get = view ?? (async () => (v ??= await openNetView()));
+    try {
+      const l = await this.#linkInfo(get, this.interface);
+      if (!l) return false;
+      return this.#writePort(0, l);
+    } finally {
+      v?.close();
+    }
+  }
+
+  #writePort(port: number, l: LinkInfo): boolean {
+    const want: S.PortInfo = { ifindex: l.ifindex, mac: macToBytes(l.mac), mtu: Math.min(0xffff, l.mtu) };
+    const cur = this.#ports.get(port);
+    const dev = this.#maps.tx_ports;
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(port);
+    const curIf = dev.lookup(k)?.readUInt32LE(0);
+    if (curIf !== l.ifindex) {
+      const v = Buffer.alloc(4);
+      v.writeUInt32LE(l.ifindex);
+      dev.update(k, v);
+    }
+    if (cur && cur.ifindex === want.ifindex && cur.mac.equals(want.mac) && cur.mtu === want.mtu && curIf === l.ifindex) return false;
+    this.#ports.set(port, want);
+    return true;
+  }
+
+  /** The route to a real: injected, or legacy `isOnLink` (own interface), or the kernel's. */
+  async #routeOf(view: () => Promise<NetView>, addr: string): Promise<Route | null> {
+    if (this.#opts.route) return this.#opts.route(addr);
+    if (this.#opts.isOnLink) {
+      const on = await this.#opts.isOnLink(addr);
+      return { dev: this.interface ?? '', ifindex: 0, ...(on ? {} : { gateway: '' }) };
+    }
+    return (await view()).route(addr);
+  }
+
+  /**
+   * Look up routes and next-hop MACs for these addresses: the neighbour table every time (one
+   * netlink dump), a probe (one ping each, in parallel) for those still missing whose last probe
+   * is older than probeIntervalMs, and nothing for those resolved within neighbourTtlMs unless
+   * `force`. A failed lookup keeps the last good answer.
+   */
+  async #resolveHops(needMac: Set<string>, routeOnly: Set<string>, force: boolean, view: () => Promise<NetView>): Promise<void> {
+    const now = Date.now();
+    const ttl = this.#opts.neighbourTtlMs ?? 60_000;
+    const probeEvery = this.#opts.probeIntervalMs ?? 5_000;
+    const todo = [...new Set([...needMac, ...routeOnly])].filter((a) => {
+      const h = this.#hops.get(a);
+      return force || !h || (needMac.has(a) && !h.mac) || now - h.at > ttl;
+    });
+    if (!todo.length) return;
+    const routes = await Promise.all(todo.map((a) => this.#routeOf(view, a).catch(() => null)));
+    const nextHop = (a: string, r: Route | null) => (r?.gateway ? r.gateway : a);
+    const injected = this.#opts.resolveMac;
+    const lookup = async (a: string, r: Route | null): Promise<string | null> => {
+      if (!needMac.has(a) || r?.gateway === '') return null; /* a MAC of its own; legacy isOnLink: a gateway of unknown address */
+      if (injected) return injected(nextHop(a, r));
+      return (await view()).neighbour(nextHop(a, r), r?.ifindex || undefined);
+    };
+    let macs = await Promise.all(todo.map((a, i) => lookup(a, routes[i]).catch(() => null)));
+    if (!injected) {
+      const toProbe = todo.map((a, i) => ({ a, i })).filter(({ a, i }) => needMac.has(a) && !macs[i] && routes[i]?.gateway !== '' && (force || now - (this.#hops.get(a)?.probedAt ?? 0) > probeEvery));
+      if (toProbe.length) {
+        const hops = [...new Set(toProbe.map(({ a, i }) => nextHop(a, routes[i])))];
+        await Promise.all(hops.map((h) => probe(h)));
+        for (const { a } of toProbe) { const h = this.#hops.get(a); if (h) h.probedAt = Date.now(); }
+        // The probes changed the neighbour table: read it again, in a new view.
+        const fresh = await openNetView();
+        try {
+          for (const { a, i } of toProbe) macs[i] = await fresh.neighbour(nextHop(a, routes[i]), routes[i]?.ifindex || undefined).catch(() => null);
+        } finally {
+          fresh.close();
+        }
+        for (const { a } of toProbe) { if (!this.#hops.has(a)) this.#hops.set(a, { route: null, mac: null, at: 0, probedAt: Date.now() }); }
       }
     }
+    macs = macs.map((m) => (m ? canonicalMac(m) : null));
+    todo.forEach((a, i) => {
+      const prev = this.#hops.get(a);
+      const route = routes[i] ?? prev?.good?.route ?? null;
+      const mac = macs[i];
+      const h: Hop = { route, mac, at: Date.now(), probedAt: prev?.probedAt ?? 0, good: mac ? { route, mac } : prev?.good };
+      this.#hops.set(a, h);
+    });
+  }
+
+  /** The egress port of an interface, attaching the balancer to it on first use. */
+  #egressPort(route: Route): number {
+    if (!this.interface || !route.dev || route.dev === this.interface) return 0;
+    const e = this.#egress.get(route.dev);
+    if (e) return e.port;
+    const used = new Set([...this.#egress.values()].map((x) => x.port));
+    let port = 1;
+    while (used.has(port)) port++;
+    if (port >= S.MAX_TX_PORTS) {
+      this.#log?.warn({ dev: route.dev }, `xdp: no tx port left for ${route.dev} (${S.MAX_TX_PORTS - 1} egress interfaces at most); its reals are sent out of ${this.interface}`);
+      return 0;
+    }
+    const eg: Egress = { port, ifindex: route.ifindex || ifIndex(route.dev) };
+    // The balancer runs there too: it rewrites NAT replies arriving on it, and drivers that
+    // transmit redirected frames only with an XDP program of their own get one.
+    try {
+      const dir = join(this.pinDir, 'egress');
+      mkdirSync(dir, { recursive: true });
+      eg.link = this.#program.attachXdp(route.dev, this.#spec.xdpMode as XdpAttachMode);
+      eg.link.pin(join(dir, route.dev));
+    } catch (e) {
+      eg.link?.close();
+      eg.link = undefined;
+      this.#log?.warn({ dev: route.dev, err: (e as Error).message }, `xdp: cannot attach to egress interface ${route.dev}: frames are redirected there, but NAT replies arriving on it are not rewritten`);
+    }
+    this.#egress.set(route.dev, eg);
+    this.#log?.info({ dev: route.dev, port }, `xdp: egress interface ${route.dev} is tx port ${port}`);
+    return port;
+  }
+
+  #dropLink(name: string, link?: Link): void {
+    try { link?.detach(); } catch { /* gone */ }
+    link?.close();
+    unpin(join(this.pinDir, 'egress', name));
+  }
+
+  /** After a sync: ports no real uses any more lose their devmap entry and their attachment. */
+  #releaseEgress(used: Set<number>): string[] {
+    const out: string[] = [];
+    for (const [name, e] of [...this.#egress]) {
+      if (used.has(e.port)) continue;
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(e.port);
+      this.#maps.tx_ports.delete(k);
+      this.#ports.set(e.port, { ifindex: 0, mac: Buffer.alloc(6), mtu: 0 });
+      this.#dropLink(name, e.link);
+      this.#egress.delete(name);
+      out.push(`-egress ${name}`);
+    }
+    return out;
+  }
+
+  /** A real as the program sees it, from the service and what is known of the way to it. */
+  #realDef(svc: Service, r: ServiceReal, slot: number, gen: number, owner: number): { def: S.RealDef; usable: boolean; why?: string } {
+    const v6 = ipFamily(r.address) === 6;
+    const hop = this.#hops.get(r.address);
+    const route = hop?.route ?? hop?.good?.route ?? null;
+    let mac = r.mac ? canonicalMac(r.mac) : null;
+    let why: string | undefined;
+    const offLink = route?.gateway !== undefined;
+    if (!mac) {
+      if (svc.mode === 'dsr' && offLink && route?.gateway) why = `not on a link of the balancer (route via ${route.gateway})`;
+      else if (svc.mode === 'ipip' && offLink && this.#spec.gatewayMac) mac = canonicalMac(this.#spec.gatewayMac);
+      else {
+        mac = hop?.mac ?? hop?.good?.mac ?? null;
+        if (!mac) why = offLink ? `no MAC for its gateway${route?.gateway ? ` ${route.gateway}` : ''} (neighbour unresolved)` : 'no MAC (neighbour unresolved)';
+      }
+    }
+    const usable = !why && !!mac;
     const down = r.state === 'down' || !usable;
+    const txPort = route && usable ? this.#egressPort(route) : 0;
     return {
       def: {
         addr: S.addr16(r.address),
@@ -307,27 +603,63 @@ export class XdpDataplane implements Dataplane {
         port: r.port,
         gen,
         flags: (down ? S.REAL_F_DOWN : 0) | (v6 ? S.REAL_F_IPV6 : 0),
-        txPort: 0,
+        txPort,
         owner,
       },
       usable,
+      why,
     };
   }
 
   #syncing: Promise<unknown> = Promise.resolve();
 
-  /** Make the maps hold `desired`: VIPs, reals (slots), rings (changed slots only), config. Calls are serialized. */
-  sync(desired: ServiceTable): Promise<SyncReport> {
-    const run = this.#syncing.then(() => this.#sync(desired));
+  #serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#syncing.then(fn);
     this.#syncing = run.catch(() => undefined);
     return run;
   }
 
-  async #sync(desired: ServiceTable): Promise<SyncReport> {
+  /** Make the maps hold `desired`: VIPs, reals (slots), rings (changed slots only), config, ports. Calls are serialized. */
+  sync(desired: ServiceTable): Promise<SyncReport> {
+    return this.#serialize(() => this.#sync(desired, false));
+  }
+
+  /**
+   * Look again at every real's route and next-hop MAC, and at the interfaces' MACs and MTUs, and
+   * re-sync the last table with what changed (a real whose MAC became resolvable joins its ring,
+   * one whose MAC changed is sent to the new one). Resolves true when the maps changed. The agent
+   * calls this periodically (every 10-30 s); a sync() between calls re-reads only the missing.
+   */
+  refreshNeighbours(): Promise<boolean> {
+    return this.#serialize(async () => {
+      if (this.#closed || !this.#lastTable) return false;
+      const r = await this.#sync(this.#lastTable, true);
+      return r.changes.some((c) => !c.startsWith('!'));
+    });
+  }
+
+  async #sync(desired: ServiceTable, force: boolean): Promise<SyncReport> {
     if (this.#closed) throw Object.assign(new Error('dataplane is closed'), { code: 'ECLOSED' });
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: [] };
     const want = new Map(desired.services.map((s) => [vipKey(s), s]));
     const L = this.limits;
+
+    // 0. What is known of the way to each real: looked up before any map is written.
+    let v: NetView | undefined;
+    const view = async () => (v ??= await openNetView());
+    try {
+      const reals = desired.services.flatMap((s) => s.reals);
+      const routeOnly = new Set(reals.filter((r) => r.mac).map((r) => r.address));
+      const needMac = new Set(reals.filter((r) => !r.mac).map((r) => r.address));
+      await this.#resolveHops(needMac, routeOnly, force, view);
+      if (await this.#writeOwnPort(view)) report.changes.push('port 0');
+      for (const [name, e] of this.#egress) {
+        const l = await this.#linkInfo(view, name);
+        if (l && this.#writePort(e.port, l)) report.changes.push(`port ${e.port} (${name})`);
+      }
+    } finally {
+      v?.close();
+    }
 
     // 1. VIPs that go: out of the vips map first (no new packets), then free their real slots.
     for (const [key, st] of [...this.#state]) {
@@ -341,6 +673,8 @@ export class XdpDataplane implements Dataplane {
     }
 
     const usedIds = new Set([...this.#state.values()].map((s) => s.id));
+    const usedPorts = new Set<number>();
+    const unresolved = new Map<string, string>();
     for (const [key, svc] of want) {
       let st = this.#state.get(key);
       const meta: S.VipMeta = { id: st?.id ?? -1, mode: S.MODE[svc.mode], flags: (svc.hash === 'src-ip' ? S.VIP_F_SRC_IP_HASH : 0) | (ipFamily(svc.address) === 6 ? S.VIP_F_IPV6 : 0) };
@@ -356,10 +690,13 @@ export class XdpDataplane implements Dataplane {
         this.#zeroStats([S.statsIndex.vip(id)]);
       }
 
-      // 2. Reals: write every new or changed slot in one batch, before the ring points at them.
+      // 2. Reals. A slot the new ring may point at is written before the ring; a slot marked
+      //    down only after the ring stops pointing at it, so no new flow meets a real marked
+      //    down (the program would drop it) or is sent to it.
       const wantReals = new Map(svc.reals.map((r) => [realKey({ address: r.address, port: r.port }), r]));
       const gone = [...st.reals.values()].filter((r) => !wantReals.has(r.key));
-      const writes: Array<[number, S.RealDef]> = [];
+      const before: Array<[number, S.RealDef]> = [];
+      const after: Array<[number, S.RealDef]> = [];
       const inRing: Array<{ id: string; weight: number; slot: number }> = [];
       for (const [rk, r] of wantReals) {
         let rs = st.reals.get(rk);
@@ -373,22 +710,27 @@ export class XdpDataplane implements Dataplane {
           st.reals.set(rk, rs);
           if (!isNew) { report.added++; report.changes.push(`+real ${key} ${rk}`); }
         }
-        const { def, usable } = await this.#realDef(svc, r, rs.slot, rs.gen, st.id + 1);
-        if (!usable) report.changes.push(`!real ${key} ${rk}: no MAC (neighbour unresolved); kept out of the ring`);
+        const { def, usable, why } = this.#realDef(svc, r, rs.slot, rs.gen, st.id + 1);
+        if (!usable) {
+          report.changes.push(`!real ${key} ${rk}: ${why}; kept out of the ring`);
+          unresolved.set(r.address, why!);
+        }
+        usedPorts.add(def.txPort);
         if (!rs.def || !sameDef(rs.def, def)) {
-          if (rs.def && !isNew) { report.updated++; report.changes.push(`~real ${key} ${rk} (${r.state})`); }
+          if (rs.def && !isNew) { report.updated++; report.changes.push(`~real ${key} ${rk} (${r.state}${usable ? '' : ', unresolved'})`); }
           rs.def = def;
-          writes.push([rs.slot, def]);
+          ((def.flags & S.REAL_F_DOWN) ? after : before).push([rs.slot, def]);
         }
         // Maglev identity: the address, plus the port only when the real has its own (src/maglev).
         const ringId = realKey({ address: r.address, port: r.port !== svc.port ? r.port : undefined });
         if (r.state === 'up' && r.weight > 0 && usable) inRing.push({ id: ringId, weight: r.weight, slot: rs.slot });
       }
-      if (writes.length) this.#reals.setMany(writes);
+      if (before.length) this.#reals.setMany(before);
 
       // 3. The ring: only the slots that changed, in one batch.
       const changed = this.#writeRing(st.id, inRing);
       if (changed) report.changes.push(`ring ${key}: ${changed} slots`);
+      if (after.length) this.#reals.setMany(after);
 
       // 4. The VIP itself (new, or mode/hash changed), once its ring is ready.
       if (isNew || st.meta.mode !== meta.mode || st.meta.flags !== meta.flags) {
@@ -398,17 +740,32 @@ export class XdpDataplane implements Dataplane {
         st.meta = meta;
       }
 
-      // 5. Reals that went: their flows move (DOWN), the slot is free for reuse (with a new gen).
+      // 5. Reals that went (no longer in the ring): their flows move (DOWN), the slot is free
+      //    for reuse (with a new gen).
       if (gone.length) {
         this.#freeRealSlots(gone);
         for (const g of gone) { st.reals.delete(g.key); report.removed++; report.changes.push(`-real ${key} ${g.key}`); }
       }
     }
 
-    this.#desiredCache = desired.services;
-    if (await this.#writeConfig(desired.services)) report.changes.push('config');
+    this.#lastTable = desired;
+    if (this.#writeConfig(desired.services)) report.changes.push('config');
+    report.changes.push(...this.#releaseEgress(usedPorts));
+    this.#noteUnresolved(unresolved);
     if (report.changes.length) this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed }, `xdp sync: ${report.changes.join('; ')}`);
     return report;
+  }
+
+  /** Reals without a next hop: counted on every sync, warned about when they become so. */
+  #warned = new Map<string, string>();
+  #noteUnresolved(now: Map<string, string>): void {
+    this.#unresolved += now.size;
+    for (const [a, why] of now) {
+      if (this.#warned.get(a) === why) continue;
+      this.#log?.warn({ real: a, route: this.#hops.get(a)?.route ?? null }, `xdp: real ${a}: ${why}; kept out of its rings until that changes`);
+    }
+    for (const a of this.#warned.keys()) if (!now.has(a)) this.#log?.info({ real: a, mac: this.#hops.get(a)?.mac }, `xdp: real ${a}: next hop resolved`);
+    this.#warned = now;
   }
 
   #vipMap(vk: S.VipKey): TypedMap<S.VipKey, S.VipMeta> {
@@ -448,7 +805,7 @@ export class XdpDataplane implements Dataplane {
     reals.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const inputs = JSON.stringify(reals.map((r) => [r.id, r.weight, r.slot]));
     if (this.#ringInputs.get(id) === inputs) return 0;
-    const table = reals.length ? this.#buildTable(reals.map(({ id, weight }) => ({ id, weight })), n) : new Uint32Array(n).fill(S.NO_REAL);
+    const table = reals.length ? buildTable(reals.map(({ id, weight }) => ({ id, weight })), n) : new Uint32Array(n).fill(S.NO_REAL);
     const cur = this.readRing(id);
     const want = new Uint32Array(n);
     let changed = 0;
@@ -471,7 +828,11 @@ export class XdpDataplane implements Dataplane {
     return changed;
   }
 
-  /** Per VIP and per real packets, bytes and new flows (summed over CPUs), and the global counters. */
+  /**
+   * Per VIP and per real packets, bytes and new flows (summed over CPUs), and the global counters
+   * (the program's, plus `lru_miss` and `nexthop_unresolved`: reals found without a next hop, summed
+   * over syncs).
+   */
   async stats(): Promise<StatsSnapshot> {
     const L = this.limits;
     const sums = new Map<number, S.Stat>();
@@ -490,7 +851,13 @@ export class XdpDataplane implements Dataplane {
     let misses = 0;
     for (let id = 0; id < L.maxVips; id++) misses += sums.get(S.statsIndex.vip(id))?.newFlows ?? 0;
     global.lru_miss = misses;
+    global.nexthop_unresolved = this.#unresolved;
     return { vips, global };
+  }
+
+  /** The tx port of each egress interface in use (port 0, the balancer's own, is not listed). */
+  egressPorts(): Record<string, number> {
+    return Object.fromEntries([...this.#egress].map(([n, e]) => [n, e.port]));
   }
 
   /** Number of entries in the flow table (a full scan: for tests and status, not hot paths). */
@@ -506,12 +873,16 @@ export class XdpDataplane implements Dataplane {
    */
   async close(opts: { keepForwarding: boolean }): Promise<void> {
     if (this.#closed) return;
+    // A sync in flight finishes first: its writes must not land on closed fds.
+    await this.#syncing;
     this.#closed = true;
     if (!opts.keepForwarding) {
       try { this.#link?.detach(); } catch { /* already gone */ }
+      for (const e of this.#egress.values()) try { e.link?.detach(); } catch { /* gone */ }
       unpinAll(this.pinDir);
     }
     this.#link?.close();
+    for (const e of this.#egress.values()) e.link?.close();
     // Pinned fds are owned (closed here); a collection's are closed with it.
     for (const m of Object.values(this.#maps)) m.close();
     this.#program.close();
@@ -524,4 +895,3 @@ export class XdpDataplane implements Dataplane {
 export function staticMacs(table: Record<string, string>): (addr: string) => Promise<string | null> {
   return async (a) => table[a] ?? null;
 }
-

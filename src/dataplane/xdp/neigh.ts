@@ -1,64 +1,196 @@
 /**
- * Next-hop MACs from the kernel's neighbour table, in the calling process's network namespace:
- * a real's MAC for DSR/NAT (and IPIP to on-link reals), the default gateway's for IPIP.
+ * What the data plane needs to know about the network, in the calling process's namespace: the
+ * route to a real (egress interface, gateway), a neighbour's MAC, and an interface's index, MAC
+ * and MTU. Through rtnetlink (the `netlink` package) in process; where that cannot load, through
+ * `ip -j`, one process per question.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { canonicalMac, ipFamily } from '../../model/address.js';
+import { bytesToIp, bytesToMac, canonicalMac, ipFamily, ipToBytes } from '../../model/address.js';
 
 const run = promisify(execFile);
+
+export interface Route {
+  /** Egress interface. */
+  dev: string;
+  ifindex: number;
+  /** The gateway the route names; absent when the address is on the link. */
+  gateway?: string;
+}
+
+export interface LinkInfo {
+  name: string;
+  ifindex: number;
+  mac: string;
+  mtu: number;
+}
+
+/** One view of the network; close() when done (it may hold a netlink socket). */
+export interface NetView {
+  route(addr: string): Promise<Route | null>;
+  /** The MAC of a neighbour in the table, in a usable state; null when absent or failed. No probe. */
+  neighbour(addr: string, ifindex?: number): Promise<string | null>;
+  link(name: string): Promise<LinkInfo | null>;
+  close(): void;
+}
+
+/** Neighbour states whose MAC can be used (the kernel re-confirms STALE ones itself on use). */
+const USABLE = ['reachable', 'stale', 'delay', 'probe', 'permanent', 'noarp'];
+
+type RtSocket = import('netlink').RtNetlinkSocket;
+let netlinkModule: Promise<typeof import('netlink') | null> | undefined;
+function loadNetlink(): Promise<typeof import('netlink') | null> {
+  netlinkModule ??= import('netlink').catch(() => null);
+  return netlinkModule;
+}
+
+class NetlinkView implements NetView {
+  #neigh = new Map<number, Promise<Map<string, string>>>();
+  #links = new Map<string, Promise<LinkInfo | null>>();
+  constructor(private readonly rt: RtSocket) {}
+
+  async route(addr: string): Promise<Route | null> {
+    const fam = ipFamily(addr);
+    try {
+      const [r] = await this.rt.getRoute({ family: fam === 6 ? 10 : 2, dstLen: fam === 6 ? 128 : 32 }, { dst: ipToBytes(addr) });
+      const ifindex = r?.attrs.oif;
+      if (!ifindex) return null;
+      const dev = (await this.#linkByIndex(ifindex))?.name;
+      if (!dev) return null;
+      const gw = r.attrs.gateway;
+      return gw ? { dev, ifindex, gateway: bytesToIp(gw) } : { dev, ifindex };
+    } catch {
+      return null; /* unreachable, no route */
+    }
+  }
+
+  /** One dump per family per view: a round of lookups costs one request. */
+  async neighbour(addr: string, ifindex?: number): Promise<string | null> {
+    const fam = ipFamily(addr) === 6 ? 10 : 2;
+    let table = this.#neigh.get(fam);
+    if (!table) {
+      table = this.rt.getNeighbors({ family: fam }).then((ns) => {
+        const m = new Map<string, string>();
+        for (const n of ns) {
+          const st = n.data.state as Record<string, unknown> | undefined;
+          if (!n.attrs.dst || !n.attrs.lladdr || n.attrs.lladdr.length !== 6 || !st || !USABLE.some((s) => st[s])) continue;
+          const mac = bytesToMac(n.attrs.lladdr);
+          const a = bytesToIp(n.attrs.dst);
+          m.set(`${n.data.ifindex}/${a}`, mac);
+          if (!m.has(a)) m.set(a, mac);
+        }
+        return m;
+      }, () => new Map<string, string>());
+      this.#neigh.set(fam, table);
+    }
+    const t = await table;
+    const a = bytesToIp(ipToBytes(addr));
+    return (ifindex ? t.get(`${ifindex}/${a}`) : t.get(a)) ?? null;
+  }
+
+  link(name: string): Promise<LinkInfo | null> {
+    let l = this.#links.get(name);
+    if (!l) {
+      l = this.rt.getLinks().then((ls) => {
+        const m = ls.find((x) => x.attrs.ifname === name);
+        return m ? info(m) : null;
+      }, () => null);
+      this.#links.set(name, l);
+    }
+    return l;
+  }
+
+  async #linkByIndex(ifindex: number): Promise<LinkInfo | null> {
+    try {
+      const [m] = await this.rt.getLink({ index: ifindex });
+      return m ? info(m) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  close(): void {
+    this.rt.socket.close();
+  }
+}
+
+function info(m: import('netlink').rt.LinkMessage): LinkInfo | null {
+  const a = m.attrs;
+  if (!a.ifname || m.data.index === undefined) return null;
+  const mac = a.address && a.address.length === 6 ? bytesToMac(a.address) : '00:00:00:00:00:00';
+  return { name: a.ifname, ifindex: m.data.index, mac, mtu: a.mtu ?? 0 };
+}
 
 async function ipJson(args: string[]): Promise<any[]> {
   const { stdout } = await run('ip', ['-j', ...args]);
   return stdout.trim() ? JSON.parse(stdout) : [];
 }
 
-const USABLE = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
-
-async function lookup(addr: string): Promise<string | null> {
-  const fam = ipFamily(addr) === 6 ? '-6' : '-4';
-  for (const n of await ipJson([fam, 'neigh', 'show', 'to', addr])) {
-    const states: string[] = n.state ?? [];
-    if (n.lladdr && states.some((s) => USABLE.has(s))) return canonicalMac(n.lladdr);
+class IpCommandView implements NetView {
+  async route(addr: string): Promise<Route | null> {
+    try {
+      const [r] = await ipJson(['route', 'get', addr]);
+      if (!r?.dev) return null;
+      const l = await this.link(r.dev);
+      if (!l) return null;
+      return r.gateway ? { dev: r.dev, ifindex: l.ifindex, gateway: r.gateway } : { dev: r.dev, ifindex: l.ifindex };
+    } catch {
+      return null;
+    }
   }
-  return null;
+
+  async neighbour(addr: string, ifindex?: number): Promise<string | null> {
+    const fam = ipFamily(addr) === 6 ? '-6' : '-4';
+    const rows = await ipJson([fam, 'neigh', 'show', 'to', addr]).catch(() => []);
+    const names = ifindex ? await ipJson(['link', 'show']).catch(() => []) : [];
+    const dev = names.find((l) => l.ifindex === ifindex)?.ifname;
+    for (const n of rows) {
+      const states: string[] = (n.state ?? []).map((s: string) => s.toLowerCase());
+      if (dev && n.dev !== dev) continue;
+      if (n.lladdr && states.some((s) => USABLE.includes(s))) return canonicalMac(n.lladdr) ?? null;
+    }
+    return null;
+  }
+
+  async link(name: string): Promise<LinkInfo | null> {
+    const [l] = await ipJson(['link', 'show', 'dev', name]).catch(() => []);
+    return l ? { name: l.ifname, ifindex: l.ifindex, mac: (l.address && canonicalMac(l.address)) || '00:00:00:00:00:00', mtu: l.mtu ?? 0 } : null;
+  }
+
+  close(): void {}
 }
 
-/** The MAC of an on-link address; pings it once to populate the table when absent. */
+/** A view of the network of this process's namespace. */
+export async function openNetView(): Promise<NetView> {
+  const nl = await loadNetlink();
+  if (nl) {
+    try {
+      return new NetlinkView(nl.createRtNetlink());
+    } catch { /* no netlink socket: use ip */ }
+  }
+  return new IpCommandView();
+}
+
+/** Make the kernel resolve an on-link address (one ping; the answer does not matter). */
+export async function probe(addr: string, timeoutMs = 1000): Promise<void> {
+  const fam = ipFamily(addr) === 6 ? '-6' : '-4';
+  await run('ping', [fam, '-n', '-q', '-c', '1', '-W', String(Math.max(1, Math.ceil(timeoutMs / 1000))), addr]).catch(() => undefined);
+}
+
+/** The MAC of an on-link address from the neighbour table; pings it once when absent. */
 export async function resolveMac(addr: string, timeoutMs = 1000): Promise<string | null> {
-  const known = await lookup(addr);
-  if (known) return known;
-  const fam = ipFamily(addr) === 6 ? '-6' : '-4';
-  await run('ping', [fam, '-c', '1', '-W', String(Math.max(1, Math.ceil(timeoutMs / 1000))), addr]).catch(() => undefined);
-  return lookup(addr);
-}
-
-/** Whether `addr` is reached without a gateway (same link). */
-export async function isOnLink(addr: string): Promise<boolean> {
+  const v = await openNetView();
   try {
-    const r = await ipJson(['route', 'get', addr]);
-    return r.length > 0 && !r[0].gateway;
-  } catch {
-    return false;
+    const known = await v.neighbour(addr);
+    if (known) return known;
+  } finally {
+    v.close();
   }
-}
-
-/** The default route's gateway and its MAC, or null. */
-export async function defaultGatewayMac(family: 4 | 6 = 4): Promise<string | null> {
-  const routes = await ipJson([family === 6 ? '-6' : '-4', 'route', 'show', 'default']).catch(() => []);
-  const gw = routes.find((r) => r.gateway)?.gateway as string | undefined;
-  return gw ? resolveMac(gw) : null;
-}
-
-/** The first global address of an interface for a family, or null. */
-export async function interfaceAddress(ifname: string, family: 4 | 6): Promise<string | null> {
-  const links = await ipJson([family === 6 ? '-6' : '-4', 'addr', 'show', 'dev', ifname]).catch(() => []);
-  for (const l of links) for (const a of l.addr_info ?? []) if (a.scope === 'global') return a.local;
-  return null;
-}
-
-/** The MAC of an interface. */
-export async function interfaceMac(ifname: string): Promise<string | null> {
-  const links = await ipJson(['link', 'show', 'dev', ifname]).catch(() => []);
-  return links[0]?.address ? canonicalMac(links[0].address) : null;
+  await probe(addr, timeoutMs);
+  const again = await openNetView();
+  try {
+    return await again.neighbour(addr);
+  } finally {
+    again.close();
+  }
 }

@@ -30,6 +30,9 @@ export const GLOBAL_COUNTERS = [
   'icmp_fwd',
   'nat_reply',
   'frag_fwd',
+  'icmp_too_big',
+  'drop_too_big',
+  'drop_real_down',
 ] as const;
 export type GlobalCounter = (typeof GLOBAL_COUNTERS)[number];
 
@@ -92,9 +95,17 @@ export const config = struct({
   _pad: pad(1),
   encapSrc4: bytes(4),
   encapSrc6: bytes(16),
-  _pad2: pad(12),
+  /** Network order: the bits of the source that carry the flow hash. */
+  encapMask4: bytes(4),
+  /** Network order, the last word of the IPv6 source. */
+  encapMask6: bytes(4),
+  _pad2: pad(4),
 });
-export type ConfigVal = { gwMac: Buffer; flags: number; encapSrc4: Buffer; encapSrc6: Buffer };
+export type ConfigVal = { gwMac: Buffer; flags: number; encapSrc4: Buffer; encapSrc6: Buffer; encapMask4: Buffer; encapMask6: Buffer };
+
+/** ports value (struct port_info): per tx port, the interface's ifindex, MAC and MTU. */
+export const portInfo = struct({ ifindex: u32, mac: bytes(6), mtu: u16 });
+export type PortInfo = { ifindex: number; mac: Buffer; mtu: number };
 
 export const u32key: Codec<number> = u32;
 
@@ -111,7 +122,11 @@ export const MAP_CODECS: Record<string, { key: Codec<any>; value: Codec<any> }> 
   stats: { key: u32, value: stat },
   config: { key: u32, value: config },
   tx_ports: { key: u32, value: u32 },
+  ports: { key: u32, value: portInfo },
 };
+
+/** Interfaces the balancer can send on (bpf/consts.h MAX_TX_PORTS): port 0 is its own. */
+export const MAX_TX_PORTS = 64;
 export { u16 };
 
 export function family(addr: string): 4 | 6 {
