@@ -129,7 +129,7 @@ class Args {
     }
     return v.As<Napi::Object>();
   }
-  // nullptr-free: `set` is false when the field is absent (undefined or null).
+  // *set says whether the field was given at all (undefined and null mean "leave libbpf's default").
   std::string OptStr(Napi::Object o, const char *key, bool *set) {
     Napi::Value v = Field(o, key);
     *set = ok_ && !v.IsUndefined() && !v.IsNull();
