@@ -8,8 +8,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { unpinAll } from '../../src/bpf/pin.js';
+import { native } from '../../src/bpf/native.js';
 import { XdpAction } from '../../src/bpf/program.js';
 import { XdpDataplane, staticMacs } from '../../src/dataplane/xdp/index.js';
+import * as S from '../../src/dataplane/xdp/structs.js';
 import { DEFAULT_DATAPLANE, type DataplaneSpec, type Service, type ServiceTable } from '../../src/model/types.js';
 import { frame } from './packet.js';
 
@@ -228,4 +230,144 @@ test('an ipip real off the link needs no MAC: packets go to the gateway', async 
   } finally {
     await d.close({ keepForwarding: false });
   }
+});
+
+describe('next hops', () => {
+  test('a dsr real whose MAC becomes resolvable joins the ring on the next sync of the same table, and refreshNeighbours reports it', async () => {
+    const known: Record<string, string> = { ...MACS };
+    delete known['10.1.0.3'];
+    const d = await open({ resolveMac: async (a) => known[a] ?? null });
+    try {
+      await d.sync(table(svc()));
+      assert.equal(new Set(d.readRing(0)).size, 2);
+      known['10.1.0.3'] = MACS['10.1.0.3'];
+      const r = await d.sync(table(svc()));
+      assert.ok(r.changes.some((c) => c.startsWith('ring ')), r.changes.join('; '));
+      assert.equal(new Set(d.readRing(0)).size, 3, 'three reals own the ring');
+      const seen = new Set<string>();
+      for (let i = 0; i < 60; i++) seen.add(realOf(send(d, `192.168.20.${i + 1}`, 20).data)!);
+      assert.ok(seen.has('10.1.0.3'));
+      assert.equal(await d.refreshNeighbours(), false, 'nothing left to change');
+    } finally {
+      await d.close({ keepForwarding: false });
+    }
+  });
+
+  test('refreshNeighbours picks up a real\'s new MAC (sync trusts a resolved one for neighbourTtlMs); flows follow it', async () => {
+    const known: Record<string, string> = { ...MACS };
+    const d = await open({ resolveMac: async (a) => known[a] ?? null });
+    try {
+      await d.sync(table(svc()));
+      const flows = Array.from({ length: 40 }, (_, i) => ({ src: `192.168.21.${i + 1}`, sport: 2100 + i }));
+      const first = flows.map((f) => macOf(send(d, f.src, f.sport).data));
+      assert.ok(first.includes(MACS['10.1.0.1']));
+      known['10.1.0.1'] = '02:00:00:00:01:99';
+      assert.deepEqual((await d.sync(table(svc()))).changes, [], 'within the TTL a sync does not look again');
+      assert.equal(await d.refreshNeighbours(), true);
+      flows.forEach((f, i) => assert.equal(macOf(send(d, f.src, f.sport).data), first[i] === MACS['10.1.0.1'] ? '02:00:00:00:01:99' : first[i], `flow ${i}`));
+    } finally {
+      await d.close({ keepForwarding: false });
+    }
+  });
+
+  test('a lookup that fails keeps the last good MAC: no real leaves the ring, nothing is counted unresolved', async () => {
+    let fail = false;
+    const d = await open({ resolveMac: async (a) => (fail ? null : MACS[a] ?? null) });
+    try {
+      await d.sync(table(svc()));
+      const ring = d.readRing(0);
+      fail = true;
+      assert.equal(await d.refreshNeighbours(), false);
+      assert.deepEqual(d.readRing(0), ring);
+      for (let i = 0; i < 30; i++) assert.ok(realOf(send(d, `192.168.22.${i + 1}`, 22).data), 'forwarded to a known MAC');
+      assert.equal((await d.stats()).global.nexthop_unresolved, 0);
+    } finally {
+      await d.close({ keepForwarding: false });
+    }
+  });
+
+  test('ipip: each real\'s next hop is the gateway of its own route (per family); an unresolved gateway keeps the real out, warned and counted, until it resolves', async () => {
+    const gwMacs: Record<string, string> = { '10.0.0.254': '02:00:00:00:fe:04' };
+    const warns: string[] = [];
+    const logger = { info: () => undefined, warn: (_o: unknown, m?: string) => void warns.push(m ?? '') };
+    const d = await open({
+      spec: { ...SPEC, gatewayMac: undefined },
+      logger,
+      route: async (a) => ({ dev: '', ifindex: 0, gateway: a.includes(':') ? 'fe80::1' : '10.0.0.254' }),
+      resolveMac: async (a) => gwMacs[a] ?? null,
+    });
+    try {
+      const v6 = svc({ address: '2001:db8::100', mode: 'ipip', reals: [{ address: '2001:db8:1::1', port: 80, weight: 1, state: 'up' }] });
+      const r = await d.sync(table(svc({ mode: 'ipip' }), v6));
+      assert.equal(macOf(send(d, '192.168.23.1', 23).data), '02:00:00:00:fe:04', 'IPv4 reals: the IPv4 gateway');
+      assert.ok(r.changes.some((c) => c.startsWith('!real [2001:db8::100]:80/tcp [2001:db8:1::1]:80: no MAC for its gateway fe80::1')), r.changes.join('; '));
+      assert.equal(send(d, '2001:db8:c::1', 23, '2001:db8::100').action, XdpAction.DROP, 'no real with a next hop: the ring is empty');
+      assert.ok(warns.some((w) => w.includes('2001:db8:1::1')), warns.join('\n'));
+      assert.ok((await d.stats()).global.nexthop_unresolved >= 1);
+      gwMacs['fe80::1'] = '02:00:00:00:fe:06';
+      assert.equal(await d.refreshNeighbours(), true);
+      const out = send(d, '2001:db8:c::1', 23, '2001:db8::100');
+      assert.equal(out.action, XdpAction.TX);
+      assert.equal(macOf(out.data), '02:00:00:00:fe:06', 'IPv6 reals: the IPv6 gateway');
+    } finally {
+      await d.close({ keepForwarding: false });
+    }
+  });
+
+  test('a dsr real reached through a gateway is not on the link: kept out of the ring', async () => {
+    const d = await open({ route: async (a) => (a === '10.1.0.3' ? { dev: '', ifindex: 0, gateway: '10.0.0.254' } : { dev: '', ifindex: 0 }) });
+    try {
+      const r = await d.sync(table(svc()));
+      assert.ok(r.changes.some((c) => c.includes('10.1.0.3:80: not on a link of the balancer (route via 10.0.0.254)')), r.changes.join('; '));
+      for (let i = 0; i < 60; i++) assert.notEqual(realOf(send(d, `192.168.24.${i + 1}`, 24).data), '10.1.0.3');
+    } finally {
+      await d.close({ keepForwarding: false });
+    }
+  });
+});
+
+describe('write order', () => {
+  /**
+   * Runs new flows through the program at every map write of a sync (just before the write): a
+   * flow must never be sent to a real whose slot is marked down, nor meet a ring that points at one.
+   */
+  async function checkWhileSyncing(d: XdpDataplane, next: ServiceTable, tag: number): Promise<number> {
+    const n = native();
+    const orig = n.mapUpdateBatch;
+    const reals = d.map('reals').typed(S.u32key, S.realDef);
+    let checks = 0;
+    let bad: string | undefined;
+    n.mapUpdateBatch = (...args: Parameters<typeof orig>) => {
+      const downMacs = new Set(reals.entries().filter(([, def]) => def.flags & S.REAL_F_DOWN).map(([, def]) => macOf(Buffer.concat([def.mac, Buffer.alloc(8)]))));
+      for (let i = 0; i < 60 && !bad; i++) {
+        const out = d.program.testRun(frame({ src: `10.${tag}.${checks & 0xff}.${i + 1}`, dst: '10.0.0.100', proto: 'tcp', sport: 999, dport: 80, flags: 0x02 }, LB));
+        if (out.action === XdpAction.TX && downMacs.has(macOf(out.data))) bad = `a new flow went to ${macOf(out.data)}, marked down`;
+        if (out.action === XdpAction.DROP) bad = 'a new flow met a ring slot of a real marked down';
+      }
+      checks++;
+      return orig.apply(n, args);
+    };
+    try {
+      await d.sync(next);
+    } finally {
+      n.mapUpdateBatch = orig;
+    }
+    assert.equal(bad, undefined);
+    return checks;
+  }
+
+  test('a real going down leaves the ring before it is marked down; a removed one too', async () => {
+    const d = await open();
+    try {
+      await d.sync(table(svc()));
+      const down = svc({ reals: svc().reals.map((r) => (r.address === '10.1.0.2' ? { ...r, state: 'down' as const } : r)) });
+      assert.ok(await checkWhileSyncing(d, table(down), 1) >= 2, 'ring and reals written');
+      assert.equal((await d.stats()).global.drop_real_down, 0);
+      await d.sync(table(svc()));
+      assert.ok(await checkWhileSyncing(d, table(svc({ reals: svc().reals.filter((r) => r.address !== '10.1.0.1') })), 2) >= 2);
+      assert.equal((await d.stats()).global.drop_real_down, 0);
+    } finally {
+      await d.close({ keepForwarding: false });
+    }
+  });
 });
