@@ -525,7 +525,7 @@ export class XdpDataplane implements Dataplane {
     });
   }
 
-  /** The egress port of an interface, attaching the balancer to it on first use. */
+  /** The egress port of an interface, attaching the balancer to it on first use (sync then writes its devmap entry and port info). */
   #egressPort(route: Route): number {
     if (!this.interface || !route.dev || route.dev === this.interface) return 0;
     const e = this.#egress.get(route.dev);
@@ -595,7 +595,7 @@ export class XdpDataplane implements Dataplane {
     }
     const usable = !why && !!mac;
     const down = r.state === 'down' || !usable;
-    const txPort = route && usable ? this.#egressPort(route) : 0;
+    const txPort = route && usable ? this.#egress.get(route.dev)?.port ?? 0 : 0;
     return {
       def: {
         addr: S.addr16(r.address),
@@ -645,6 +645,7 @@ export class XdpDataplane implements Dataplane {
     const L = this.limits;
 
     // 0. What is known of the way to each real: looked up before any map is written.
+    const usedPorts = new Set<number>([0]);
     let v: NetView | undefined;
     const view = async () => (v ??= await openNetView());
     try {
@@ -653,6 +654,12 @@ export class XdpDataplane implements Dataplane {
       const needMac = new Set(reals.filter((r) => !r.mac).map((r) => r.address));
       await this.#resolveHops(needMac, routeOnly, force, view);
       if (await this.#writeOwnPort(view)) report.changes.push('port 0');
+      // Egress interfaces, with their devmap entry, MAC and MTU, before a real points at them.
+      for (const a of new Set(reals.map((r) => r.address))) {
+        const h = this.#hops.get(a);
+        const route = h?.route ?? h?.good?.route;
+        if (route) usedPorts.add(this.#egressPort(route));
+      }
       for (const [name, e] of this.#egress) {
         const l = await this.#linkInfo(view, name);
         if (l && this.#writePort(e.port, l)) report.changes.push(`port ${e.port} (${name})`);
@@ -673,7 +680,6 @@ export class XdpDataplane implements Dataplane {
     }
 
     const usedIds = new Set([...this.#state.values()].map((s) => s.id));
-    const usedPorts = new Set<number>();
     const unresolved = new Map<string, string>();
     for (const [key, svc] of want) {
       let st = this.#state.get(key);
@@ -715,7 +721,6 @@ export class XdpDataplane implements Dataplane {
           report.changes.push(`!real ${key} ${rk}: ${why}; kept out of the ring`);
           unresolved.set(r.address, why!);
         }
-        usedPorts.add(def.txPort);
         if (!rs.def || !sameDef(rs.def, def)) {
           if (rs.def && !isNew) { report.updated++; report.changes.push(`~real ${key} ${rk} (${r.state}${usable ? '' : ', unresolved'})`); }
           rs.def = def;
