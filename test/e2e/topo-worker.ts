@@ -11,12 +11,14 @@ import { compileBpf } from '../../src/bpf/build.js';
 import { Collection } from '../../src/bpf/collection.js';
 import type { Link } from '../../src/bpf/program.js';
 import { XdpDataplane } from '../../src/dataplane/xdp/index.js';
+import { bytesToMac, ipToBytes } from '../../src/model/address.js';
 
 type Msg = { id: number; op: string; [k: string]: any };
-const held: Array<{ sock: Socket; name: string; buf: string }> = [];
+const held: Array<{ sock: Socket; name: string; buf: string; error?: string }> = [];
 const keep: unknown[] = [];
 const links: Link[] = [];
 let dp: XdpDataplane | undefined;
+let counter: { col: Collection; link: Link } | undefined;
 
 async function serve(m: Msg): Promise<string> {
   for (const port of m.tcpPorts as number[]) {
@@ -26,6 +28,17 @@ async function serve(m: Msg): Promise<string> {
       s.on('data', (d) => s.write(`${m.name}:${d.toString()}`));
     });
     await new Promise<void>((res, rej) => srv.listen({ port, host: '::', backlog: 1024 }, res).once('error', rej));
+    keep.push(srv);
+  }
+  // Sinks: count what the client sends until it ends its side, then say how much arrived.
+  for (const port of (m.sinkPorts ?? []) as number[]) {
+    const srv = createServer((s) => {
+      let n = 0;
+      s.on('error', () => undefined);
+      s.on('data', (d) => { n += d.length; });
+      s.on('end', () => s.end(`${m.name} ${n}\n`));
+    });
+    await new Promise<void>((res, rej) => srv.listen({ port, host: '::', backlog: 64 }, res).once('error', rej));
     keep.push(srv);
   }
   for (const port of m.udpPorts as number[]) {
@@ -83,11 +96,41 @@ async function burst(m: Msg, once: (h: string, p: number, t: number) => Promise<
   return t;
 }
 
+/** Send `bytes` to a sink and end: which real took them, how many it counted, how long it took. */
+function upload(m: Msg): Promise<{ name: string; received: number; ms: number }> {
+  return new Promise((res, rej) => {
+    const t0 = Date.now();
+    const s = connect({ host: m.host, port: m.port });
+    let buf = '';
+    const t = setTimeout(() => { s.destroy(); rej(new Error(`upload of ${m.bytes} bytes to ${m.host}:${m.port}: no answer in ${m.timeoutMs ?? 20000} ms`)); }, m.timeoutMs ?? 20000);
+    s.on('connect', () => {
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      let left = m.bytes as number;
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, chunk.length);
+          left -= n;
+          if (!s.write(chunk.subarray(0, n))) { s.once('drain', pump); return; }
+        }
+        s.end();
+      };
+      pump();
+    });
+    s.on('data', (d) => { buf += d.toString(); });
+    s.on('end', () => {
+      clearTimeout(t);
+      const [name, n] = buf.trim().split(' ');
+      res({ name, received: Number(n), ms: Date.now() - t0 });
+    });
+    s.on('error', (e) => { clearTimeout(t); rej(e); });
+  });
+}
+
 async function hold(m: Msg): Promise<string[]> {
   const names: string[] = [];
   for (let i = 0; i < m.count; i++) {
     const s = connect({ host: m.host, port: m.port });
-    const h = { sock: s, name: '', buf: '' };
+    const h: (typeof held)[number] = { sock: s, name: '', buf: '' };
     await new Promise<void>((res, rej) => {
       const t = setTimeout(() => rej(new Error('timeout')), 2000);
       s.on('data', (d) => {
@@ -96,24 +139,30 @@ async function hold(m: Msg): Promise<string[]> {
       });
       s.on('error', (e) => { clearTimeout(t); rej(e); });
     });
-    s.on('error', () => undefined);
+    s.on('error', (e: NodeJS.ErrnoException) => { h.error = e.code ?? e.message; });
     held.push(h);
     names.push(h.name);
   }
   return names;
 }
 
-/** Send "ping" on every held connection: which still answer, from which real. */
-async function pingHeld(m: Msg): Promise<Array<{ name: string; answer: string | null }>> {
-  return Promise.all(held.map((h) => new Promise<{ name: string; answer: string | null }>((res) => {
+/**
+ * Send "ping" on every held connection: which still answer, from which real; `error` is the
+ * socket's error by the end of the wait (ECONNRESET: the connection was reset).
+ */
+type Ping = { name: string; answer: string | null; error: string | null };
+async function pingHeld(m: Msg): Promise<Ping[]> {
+  return Promise.all(held.map((h) => new Promise<Ping>((res) => {
     h.buf = '';
-    const t = setTimeout(() => res({ name: h.name, answer: null }), m.timeoutMs ?? 1500);
+    const done = (answer: string | null) => res({ name: h.name, answer, error: h.error ?? null });
+    const t = setTimeout(() => done(null), m.timeoutMs ?? 1500);
     const on = (d: Buffer) => {
       h.buf += d.toString();
-      if (h.buf.includes('ping')) { clearTimeout(t); h.sock.off('data', on); res({ name: h.name, answer: h.buf.split(':')[0] }); }
+      if (h.buf.includes('ping')) { clearTimeout(t); h.sock.off('data', on); done(h.buf.split(':')[0]); }
     };
     h.sock.on('data', on);
-    if (h.sock.destroyed) { clearTimeout(t); res({ name: h.name, answer: null }); return; }
+    if (h.sock.destroyed) { clearTimeout(t); done(null); return; }
+    h.sock.once('close', () => { clearTimeout(t); setImmediate(() => done(null)); });
     h.sock.write('ping');
   })));
 }
@@ -124,6 +173,7 @@ async function handle(m: Msg): Promise<unknown> {
     case 'tcpBurst': return burst(m, tcpOnce);
     case 'udpBurst': return burst(m, udpOnce);
     case 'hold': return hold(m);
+    case 'upload': return upload(m);
     case 'pingHeld': return pingHeld(m);
     case 'closeHeld': for (const h of held.splice(0)) h.sock.destroy(); return 'closed';
     case 'attach': {
@@ -145,6 +195,25 @@ async function handle(m: Msg): Promise<unknown> {
       return 'attached';
     }
     case 'detachAll': for (const l of links.splice(0)) { l.detach(); l.close(); } return 'detached';
+    case 'attachCounter': {
+      // bpf/ref.bpf.c xdp_count_src on `ifname`: frames from `addr`, by source MAC.
+      const col = Collection.load(await compileBpf({ source: 'ref' }));
+      const v = Buffer.alloc(20);
+      const v6 = m.addr.includes(':');
+      ipToBytes(m.addr).copy(v);
+      v.writeUInt32LE(v6 ? 1 : 0, 16);
+      col.map('count_addr').update(Buffer.alloc(4), v);
+      counter = { col, link: col.program('xdp_count_src').attachXdp(m.ifname, 'native') };
+      return 'attached';
+    }
+    case 'readCounter': {
+      const out: Record<string, number> = {};
+      for (const [k, v] of counter?.col.map('src_counts').lookupAll() ?? []) out[bytesToMac(k.subarray(0, 6))] = Number(v.readBigUInt64LE(0));
+      return out;
+    }
+    case 'detachCounter': counter?.link.detach(); counter?.link.close(); counter?.col.close(); counter = undefined; return 'detached';
+    case 'dpEgress': return dp!.egressPorts();
+    case 'dpRefresh': return dp!.refreshNeighbours();
     case 'dpOpen':
       dp = await XdpDataplane.open({ spec: m.spec, interface: m.interface, pinDir: m.pinDir, defines: m.defines });
       return { adopted: dp.adopted, upgraded: dp.upgraded, programId: dp.program.id };

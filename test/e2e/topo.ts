@@ -150,3 +150,138 @@ export class Topo {
     for (const h of [...HOSTS, 'sw'] as const) delNs(this.ns[h]);
   }
 }
+
+/**
+ * Two arms: the balancer between a client side and a real side, with a router on both sides,
+ * made and removed by the test with a per-run suffix:
+ *
+ *   ns client (10.98.1.2, fd98:1::2) ──┐                        ┌── eth1 ns lb (10.98.2.1, fd98:2::1)
+ *   ns lb eth0 (10.98.1.1, fd98:1::1) ─┤─ br1 ─ (ns sw) ─ br2 ──┼── ns real1 (10.98.2.11, fd98:2::11)
+ *   ns router eth0 (10.98.1.254)      ─┘                        ├── ns real2 (10.98.2.12, fd98:2::12)
+ *                                                               └── eth1 ns router (10.98.2.254)
+ *
+ * The client routes the VIPs (10.98.100.0/24, fd98:100::/64) via the lb and the real subnet via
+ * the router. The reals hold the VIPs on lo; routeRealsVia() points their default route at the
+ * router (dsr, ipip: replies bypass the balancer) or at the lb's eth1 (nat). The lb does not
+ * forward in its kernel, so only its XDP program moves packets between its arms. Every bridge
+ * port of the lb runs an XDP pass program (frames it sends with XDP_TX or XDP_REDIRECT reach its
+ * peers only then); checksum offload is off on every veth.
+ */
+export const ARM_HOSTS = ['client', 'lb', 'router', 'real1', 'real2'] as const;
+export type ArmHost = (typeof ARM_HOSTS)[number];
+export const ARM_REALS = ['real1', 'real2'] as const;
+export const ARM4 = {
+  client: '10.98.1.2', lb0: '10.98.1.1', router0: '10.98.1.254',
+  lb1: '10.98.2.1', router1: '10.98.2.254', real1: '10.98.2.11', real2: '10.98.2.12',
+} as const;
+export const ARM6 = {
+  client: 'fd98:1::2', lb0: 'fd98:1::1', router0: 'fd98:1::fe',
+  lb1: 'fd98:2::1', router1: 'fd98:2::fe', real1: 'fd98:2::11', real2: 'fd98:2::12',
+} as const;
+export const ARM_MAC = {
+  client: '02:98:00:00:01:02', lb0: '02:98:00:00:01:01', router0: '02:98:00:00:01:fe',
+  lb1: '02:98:00:00:02:01', router1: '02:98:00:00:02:fe', real1: '02:98:00:00:02:11', real2: '02:98:00:00:02:12',
+} as const;
+export const ARM_VIP4 = '10.98.100.1';
+export const ARM_VIP6 = 'fd98:100::1';
+
+export class TwoArmTopo {
+  readonly id: string;
+  readonly ns: Record<ArmHost | 'sw', string>;
+  #workers = new Map<ArmHost | 'sw', Worker>();
+
+  private constructor(id: string) {
+    this.id = id;
+    this.ns = Object.fromEntries([...ARM_HOSTS, 'sw'].map((h) => [h, `sy-${h}-${id}`])) as Record<ArmHost | 'sw', string>;
+  }
+
+  static async up(): Promise<TwoArmTopo> {
+    const t = new TwoArmTopo(runId());
+    try {
+      t.#build();
+      for (const h of [...ARM_HOSTS, 'sw'] as const) t.#workers.set(h, new Worker(t.ns[h]));
+      for (const arm of [1, 2] as const) await t.call('sw', 'attach', { source: 'ref', program: 'xdp_pass', ifname: t.port(arm, 'lb') });
+      return t;
+    } catch (e) {
+      await t.down();
+      throw e;
+    }
+  }
+
+  /** The bridge-side veth of a host's link to arm 1 (client side) or 2 (real side), in ns sw. */
+  port(arm: 1 | 2, h: ArmHost): string {
+    return `${arm === 1 ? 'a' : 'b'}-${h.slice(0, 3)}${h.slice(-1)}-${this.id}`;
+  }
+
+  #link(arm: 1 | 2, h: ArmHost, dev: string, mac: string, a4: string, a6: string): void {
+    const sw = this.ns.sw;
+    const n = this.ns[h];
+    sh('ip', ['link', 'add', this.port(arm, h), 'netns', sw, 'type', 'veth', 'peer', 'name', dev, 'netns', n]);
+    inNs(n, 'ip', ['link', 'set', dev, 'address', mac]);
+    inNs(n, 'sysctl', ['-qw', `net.ipv6.conf.${dev}.accept_dad=0`]);
+    inNs(n, 'ip', ['addr', 'add', `${a4}/24`, 'dev', dev]);
+    inNs(n, 'ip', ['addr', 'add', `${a6}/64`, 'dev', dev, 'nodad']);
+    inNs(n, 'ip', ['link', 'set', dev, 'up']);
+    inNs(n, 'ethtool', ['-K', dev, 'tx', 'off']);
+    inNs(sw, 'ip', ['link', 'set', this.port(arm, h), 'master', `br${arm}`]);
+    inNs(sw, 'ethtool', ['-K', this.port(arm, h), 'tx', 'off']);
+    inNs(sw, 'ip', ['link', 'set', this.port(arm, h), 'up']);
+  }
+
+  #build(): void {
+    const sw = addNs(this.ns.sw);
+    inNs(sw, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
+    for (const br of ['br1', 'br2']) {
+      inNs(sw, 'ip', ['link', 'add', br, 'type', 'bridge']);
+      inNs(sw, 'ip', ['link', 'set', br, 'up']);
+    }
+    for (const h of ARM_HOSTS) {
+      const n = addNs(this.ns[h]);
+      inNs(n, 'sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
+    }
+    this.#link(1, 'client', 'eth0', ARM_MAC.client, ARM4.client, ARM6.client);
+    this.#link(1, 'lb', 'eth0', ARM_MAC.lb0, ARM4.lb0, ARM6.lb0);
+    this.#link(1, 'router', 'eth0', ARM_MAC.router0, ARM4.router0, ARM6.router0);
+    this.#link(2, 'lb', 'eth1', ARM_MAC.lb1, ARM4.lb1, ARM6.lb1);
+    this.#link(2, 'router', 'eth1', ARM_MAC.router1, ARM4.router1, ARM6.router1);
+    for (const h of ARM_REALS) this.#link(2, h, 'eth0', ARM_MAC[h], ARM4[h], ARM6[h]);
+    const c = this.ns.client;
+    inNs(c, 'ip', ['route', 'add', '10.98.100.0/24', 'via', ARM4.lb0]);
+    inNs(c, 'ip', ['-6', 'route', 'add', 'fd98:100::/64', 'via', ARM6.lb0]);
+    inNs(c, 'ip', ['route', 'add', '10.98.2.0/24', 'via', ARM4.router0]);
+    inNs(c, 'ip', ['-6', 'route', 'add', 'fd98:2::/64', 'via', ARM6.router0]);
+    inNs(this.ns.router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+    inNs(this.ns.lb, 'sysctl', ['-qw', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0']);
+    for (const h of ARM_REALS) {
+      const n = this.ns[h];
+      inNs(n, 'ip', ['addr', 'add', `${ARM_VIP4}/32`, 'dev', 'lo']);
+      inNs(n, 'ip', ['addr', 'add', `${ARM_VIP6}/128`, 'dev', 'lo']);
+      inNs(n, 'sysctl', ['-qw', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.rp_filter=0']);
+    }
+    this.routeRealsVia('router');
+  }
+
+  /** The reals' default route: via the router (replies bypass the balancer) or the lb's eth1 (NAT). */
+  routeRealsVia(via: 'router' | 'lb'): void {
+    for (const h of ARM_REALS) {
+      this.exec(h, 'ip', ['route', 'replace', 'default', 'via', via === 'lb' ? ARM4.lb1 : ARM4.router1]);
+      this.exec(h, 'ip', ['-6', 'route', 'replace', 'default', 'via', via === 'lb' ? ARM6.lb1 : ARM6.router1]);
+    }
+  }
+
+  call<T = any>(h: ArmHost | 'sw', op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const w = this.#workers.get(h);
+    if (!w) throw new Error(`no worker in ${h}`);
+    return w.call<T>(op, args);
+  }
+
+  exec(h: ArmHost | 'sw', cmd: string, args: string[]): string {
+    return inNs(this.ns[h], cmd, args);
+  }
+
+  async down(): Promise<void> {
+    await Promise.all([...this.#workers.values()].map((w) => w.stop().catch(() => undefined)));
+    this.#workers.clear();
+    for (const h of [...ARM_HOSTS, 'sw'] as const) delNs(this.ns[h]);
+  }
+}
