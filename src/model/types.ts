@@ -59,9 +59,12 @@ export interface DataplaneSpec {
   maxVips: number;
   maxReals: number;
   flowTableSize: number;
-  /** ipip mode: MAC of the next hop for encapsulated packets; default: resolved from the default route. */
+  /** ipip mode: MAC of the next hop for reals off the link; default: the gateway of the route to each real, resolved per real. */
   gatewayMac?: string;
-  /** ipip mode: outer source addresses; default: the interface's first addresses. */
+  /**
+   * ipip mode: outer source, an address or a prefix (`10.0.0.0/24`) whose host bits (at most 32)
+   * carry the flow hash; default 198.18.0.0/24 and fd00:5151::/120.
+   */
   encapSource4?: string;
   encapSource6?: string;
 }

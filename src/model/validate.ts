@@ -181,13 +181,18 @@ function checkDataplane(c: Checker, v: unknown, path: string): DataplaneSpec {
   }
   const gw = c.mac(o.gatewayMac, join(path, 'gatewayMac'));
   if (gw) d.gatewayMac = gw;
-  if (o.encapSource4 !== undefined) {
-    d.encapSource4 = c.ip(o.encapSource4, join(path, 'encapSource4'));
-    if (ipFamily(d.encapSource4) !== 4) c.fail(join(path, 'encapSource4'), 'must be an IPv4 address');
-  }
-  if (o.encapSource6 !== undefined) {
-    d.encapSource6 = c.ip(o.encapSource6, join(path, 'encapSource6'));
-    if (ipFamily(d.encapSource6) !== 6) c.fail(join(path, 'encapSource6'), 'must be an IPv6 address');
+  // ipip outer sources: one address, or a prefix whose host bits (at most 32) carry the flow hash.
+  for (const [k, fam, min] of [['encapSource4', 4, 8], ['encapSource6', 6, 96]] as const) {
+    if (o[k] === undefined) continue;
+    const [a, len, extra] = typeof o[k] === 'string' ? (o[k] as string).split('/') : [];
+    const addr = a === undefined ? null : canonicalIp(a);
+    const bits = fam === 4 ? 32 : 128;
+    const n = len === undefined ? bits : /^\d+$/.test(len) ? Number(len) : NaN;
+    if (!addr || ipFamily(addr) !== fam || extra !== undefined || !(n >= min && n <= bits)) {
+      c.fail(join(path, k), fam === 4 ? 'must be an IPv4 address or prefix /8../32 (10.0.0.0/24: the last 8 bits vary with the flow)' : 'must be an IPv6 address or prefix /96../128 (fd00::/120: the last 8 bits vary with the flow)');
+    } else {
+      d[k] = len === undefined ? addr : `${addr}/${n}`;
+    }
   }
   return d;
 }

@@ -14,6 +14,7 @@ import { XdpDataplane, staticMacs } from '../../src/dataplane/xdp/index.js';
 import * as S from '../../src/dataplane/xdp/structs.js';
 import { DEFAULT_DATAPLANE, type DataplaneSpec, type Service, type ServiceTable } from '../../src/model/types.js';
 import { frame } from './packet.js';
+import { bytesToIp } from '../../src/model/address.js';
 
 const PIN = `/sys/fs/bpf/sluice-test-${randomBytes(3).toString('hex')}`;
 const SPEC: DataplaneSpec = { ...DEFAULT_DATAPLANE, kind: 'xdp', maxVips: 4, maxReals: 32, ringSize: 251, flowTableSize: 4096, gatewayMac: '02:00:00:00:00:fe' };
@@ -370,4 +371,25 @@ describe('write order', () => {
       await d.close({ keepForwarding: false });
     }
   });
+});
+
+test('encapSource4/6 given as prefixes in a config file: validated, and only their host bits vary in the outer sources', async () => {
+  const { validateConfig } = await import('../../src/model/validate.js');
+  assert.throws(() => validateConfig({ dataplane: { encapSource4: '10.0.0.0/4' }, vips: [] }), /encapSource4: must be an IPv4 address or prefix/);
+  assert.throws(() => validateConfig({ dataplane: { encapSource6: 'fd00::/64' }, vips: [] }), /encapSource6: must be an IPv6 address or prefix/);
+  const spec = validateConfig({ dataplane: { encapSource4: '10.44.0.0/28', encapSource6: 'fd44::/124' }, vips: [] }).dataplane;
+  const d = await open({ spec: { ...SPEC, encapSource4: spec.encapSource4, encapSource6: spec.encapSource6 }, isOnLink: async () => false });
+  try {
+    const v6 = svc({ address: '2001:db8::100', mode: 'ipip', reals: [{ address: '2001:db8:1::1', port: 80, weight: 1, state: 'up' }] });
+    await d.sync(table(svc({ mode: 'ipip' }), v6));
+    const s4 = new Set<string>(), s6 = new Set<string>();
+    for (let i = 0; i < 80; i++) {
+      s4.add(bytesToIp(send(d, `192.168.30.${i + 1}`, 3000 + i).data.subarray(14 + 12, 14 + 16)));
+      s6.add(bytesToIp(send(d, `2001:db8:c::${i + 1}`, 3000 + i, '2001:db8::100').data.subarray(14 + 8, 14 + 24)));
+    }
+    assert.ok([...s4].every((a) => /^10\.44\.0\.([0-9]|1[0-5])$/.test(a)) && s4.size > 8, [...s4].join(' '));
+    assert.ok([...s6].every((a) => /^fd44::[0-9a-f]?$/.test(a)) && s6.size > 8, [...s6].join(' '));
+  } finally {
+    await d.close({ keepForwarding: false });
+  }
 });
