@@ -295,6 +295,30 @@ describe('XDP balancer with two arms (clients on eth0, reals behind eth1)', () =
     }
   });
 
+  test('a restart adopts the egress attachment: NAT across the arms forwards with no agent and after it is back', async () => {
+    arms.routeRealsVia('lb');
+    try {
+      const table = { services: armServices('nat', 4) };
+      await arms.call('lb', 'dpSync', { table });
+      const names = await arms.call<string[]>('client', 'hold', { host: ARM_VIP4, port: 80, count: 12 });
+      assert.deepEqual([...new Set(names)].sort(), [...ARM_REALS]);
+      await arms.call('lb', 'dpClose', { keepForwarding: true });
+      assert.equal(xdpOn('eth1')?.prog?.name, 'balancer', 'still attached to eth1 with no agent');
+      let pings = await arms.call<Ping[]>('client', 'pingHeld', {});
+      assert.deepEqual(pings.map((p) => p.answer), names, 'held connections answer with no agent');
+      const reopened = await arms.call<{ adopted: boolean }>('lb', 'dpOpen', { spec: SPEC, interface: 'eth0', pinDir: armPin });
+      assert.equal(reopened.adopted, true);
+      assert.deepEqual(await arms.call('lb', 'dpEgress'), { eth1: 1 });
+      const report = await arms.call('lb', 'dpSync', { table });
+      assert.deepEqual([report.added, report.updated, report.removed], [0, 0, 0], report.changes.join('; '));
+      pings = await arms.call<Ping[]>('client', 'pingHeld', {});
+      assert.deepEqual(pings.map((p) => p.answer), names, 'and after the restart');
+    } finally {
+      await arms.call('client', 'closeHeld');
+      arms.routeRealsVia('router');
+    }
+  });
+
   test('closing the data plane detaches it from the egress interface too', async () => {
     await arms.call('lb', 'dpClose', { keepForwarding: false });
     assert.equal(xdpOn('eth1'), undefined);
