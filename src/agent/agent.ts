@@ -75,8 +75,14 @@ export class Agent {
     await a.#serial(() => a.#sync('start'));
     const every = o.resyncMs ?? DEFAULT_RESYNC_MS;
     if (every > 0) {
+      let ticks = 0;
       a.#resync = setInterval(() => {
-        void a.#serial(() => a.#sync('periodic')).catch((e) => a.#log.warn({ err: e }, 'periodic sync failed'));
+        // Every third tick also re-reads routes and MACs that the data plane trusts for a while.
+        const full = ++ticks % 3 === 0 && a.#dp.refreshNeighbours !== undefined;
+        void a.#serial(async () => {
+          if (!full) return a.#sync('periodic');
+          if (await a.#dp.refreshNeighbours!()) a.#log.info('data plane synced: next hops changed');
+        }).catch((e) => a.#log.warn({ err: e }, 'periodic sync failed'));
       }, every);
       a.#resync.unref();
     }

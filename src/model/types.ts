@@ -124,6 +124,8 @@ export interface StatsSnapshot {
 export interface Dataplane {
   readonly kind: 'xdp' | 'ipvs';
   sync(desired: ServiceTable): Promise<SyncReport>;
+  /** Re-read what the last sync learned from the host (routes, MACs, MTUs); true when the data plane changed. */
+  refreshNeighbours?(): Promise<boolean>;
   stats(): Promise<StatsSnapshot>;
   close(opts: { keepForwarding: boolean }): Promise<void>;
 }
