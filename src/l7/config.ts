@@ -25,6 +25,10 @@ export interface RouteSpec {
 export interface EndpointSpec { host: string; port: number; weight: number }
 export type HashOn = { header: string } | { cookie: string } | { clientIp: true };
 export interface PoolHealth { path: string; intervalMs: number; timeoutMs: number; rise: number; fall: number; host?: string }
+/** HAProxy's `retry-on` words that sluice knows; status codes are written as numbers. */
+export const RETRY_ON = ['conn-failure', 'empty-response', 'response-timeout'] as const;
+export const RETRY_STATUSES = [500, 502, 503, 504] as const;
+export const DEFAULT_RETRY_ON = ['conn-failure', 'empty-response', '502', '503'];
 export interface PoolSpec {
   name: string;
   balance: Balance;
@@ -33,11 +37,13 @@ export interface PoolSpec {
   endpoints: EndpointSpec[];
   health?: PoolHealth;
   retries: number;
+  /** When a retry is allowed: RETRY_ON words and status codes as strings ('502'). */
+  retryOn: string[];
   timeoutMs: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   maxConnections: number;
-  ejection: { consecutiveFailures: number; baseMs: number; maxMs: number };
+  ejection: { consecutiveFailures: number; baseMs: number; maxMs: number; maxPercent: number };
 }
 export interface L7Config {
   workers?: number;
@@ -45,8 +51,8 @@ export interface L7Config {
   routes: RouteSpec[];
   pools: Record<string, PoolSpec>;
   trustedProxies: string[];
-  timeouts: { headersMs: number; requestMs: number; keepAliveMs: number; drainMs: number };
-  limits: { maxHeaderBytes: number; maxHeaders: number; maxBodyBytes: number };
+  timeouts: { headersMs: number; requestMs: number; keepAliveMs: number; drainMs: number; sendMs: number };
+  limits: { maxHeaderBytes: number; maxHeaders: number; maxBodyBytes: number; maxConcurrentStreams: number };
   retryBudget: { ratio: number; minRetries: number };
   metrics?: { address: string; port: number };
   accessLog: boolean;
@@ -54,8 +60,9 @@ export interface L7Config {
   via: string;
 }
 
-export const DEFAULT_TIMEOUTS = { headersMs: 10_000, requestMs: 60_000, keepAliveMs: 5_000, drainMs: 30_000 };
-export const DEFAULT_LIMITS = { maxHeaderBytes: 16_384, maxHeaders: 100, maxBodyBytes: 10 * 1024 * 1024 };
+export const DEFAULT_TIMEOUTS = { headersMs: 10_000, requestMs: 60_000, keepAliveMs: 5_000, drainMs: 30_000, sendMs: 60_000 };
+export const DEFAULT_LIMITS = { maxHeaderBytes: 16_384, maxHeaders: 100, maxBodyBytes: 10 * 1024 * 1024, maxConcurrentStreams: 100 };
+export const DEFAULT_EJECTION = { consecutiveFailures: 5, baseMs: 5_000, maxMs: 300_000, maxPercent: 50 };
 export const DEFAULT_HEALTH_CHECK = { path: '/healthz', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2 };
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -193,8 +200,12 @@ function checkRoute(c: Checker, v: unknown, path: string, i: number): RouteSpec 
   const m = c.object(o.match, `${path}.match`);
   c.known(m, `${path}.match`, ['host', 'pathPrefix', 'pathRegex', 'method', 'headers']);
   const match: RouteSpec['match'] = { headers: [] };
-  const host = c.str(m.host, `${path}.match.host`, /^(\*\.)?[a-z0-9.-]+(:\d+)?$/i, 'a host name or *.domain');
-  if (host !== undefined) match.host = host.toLowerCase();
+  // The router compares host names with the port stripped, so a port here could never match.
+  if (typeof m.host === 'string' && /:\d*$/.test(m.host)) c.fail(`${path}.match.host`, 'must be a host name or *.domain without a port (requests are matched on the name alone)');
+  else {
+    const host = c.str(m.host, `${path}.match.host`, /^(\*\.)?[a-z0-9.-]+$/i, 'a host name or *.domain');
+    if (host !== undefined) match.host = host.toLowerCase();
+  }
   const prefix = c.str(m.pathPrefix, `${path}.match.pathPrefix`, /^\/\S*$/, 'a path starting with /');
   if (prefix !== undefined) match.pathPrefix = prefix;
   const regex = checkRegex(c, m.pathRegex, `${path}.match.pathRegex`);
@@ -213,6 +224,18 @@ function checkRoute(c: Checker, v: unknown, path: string, i: number): RouteSpec 
   return { name, match, pool: typeof o.pool === 'string' ? o.pool : '' };
 }
 
+function checkRetryOn(c: Checker, v: unknown, path: string): string[] {
+  if (v === undefined) return [...DEFAULT_RETRY_ON];
+  const list = typeof v === 'string' || typeof v === 'number' ? [v] : c.list(v, path);
+  const out: string[] = [];
+  list.forEach((x, i) => {
+    const s = String(x);
+    if ((RETRY_ON as readonly string[]).includes(s) || (RETRY_STATUSES as readonly number[]).includes(Number(s))) { if (!out.includes(s)) out.push(s); }
+    else c.fail(`${path}${Array.isArray(v) ? `[${i}]` : ''}`, `must be one of ${[...RETRY_ON, ...RETRY_STATUSES].join(', ')}`);
+  });
+  return out;
+}
+
 function checkEndpoint(c: Checker, v: unknown, path: string): EndpointSpec | undefined {
   if (typeof v === 'string') {
     const hp = parseHostPort(v);
@@ -228,7 +251,7 @@ function checkEndpoint(c: Checker, v: unknown, path: string): EndpointSpec | und
 
 function checkPool(c: Checker, name: string, v: unknown, path: string): PoolSpec {
   const o = c.object(v, path);
-  c.known(o, path, ['balance', 'hashOn', 'sticky', 'endpoints', 'health', 'retries', 'timeout', 'connectTimeout', 'idleTimeout', 'maxConnections', 'ejection']);
+  c.known(o, path, ['balance', 'hashOn', 'sticky', 'endpoints', 'health', 'retries', 'retryOn', 'timeout', 'connectTimeout', 'idleTimeout', 'maxConnections', 'ejection']);
   const p: PoolSpec = {
     name,
     balance: BALANCES.includes(o.balance as Balance) || o.balance === undefined ? (o.balance as Balance) ?? 'round-robin'
@@ -236,11 +259,12 @@ function checkPool(c: Checker, name: string, v: unknown, path: string): PoolSpec
     hashOn: { clientIp: true },
     endpoints: [],
     retries: c.int(o.retries, `${path}.retries`, 0, 10, 1),
+    retryOn: checkRetryOn(c, o.retryOn, `${path}.retryOn`),
     timeoutMs: c.duration(o.timeout, `${path}.timeout`, 30_000),
     connectTimeoutMs: c.duration(o.connectTimeout, `${path}.connectTimeout`, 2_000),
     idleTimeoutMs: c.duration(o.idleTimeout, `${path}.idleTimeout`, 4_000),
     maxConnections: c.int(o.maxConnections, `${path}.maxConnections`, 1, 100_000, 512),
-    ejection: { consecutiveFailures: 5, baseMs: 5_000, maxMs: 300_000 },
+    ejection: { ...DEFAULT_EJECTION },
   };
   if (o.hashOn !== undefined) {
     const h = c.object(o.hashOn, `${path}.hashOn`);
@@ -285,11 +309,12 @@ function checkPool(c: Checker, name: string, v: unknown, path: string): PoolSpec
   }
   if (o.ejection !== undefined) {
     const e = c.object(o.ejection, `${path}.ejection`);
-    c.known(e, `${path}.ejection`, ['consecutiveFailures', 'baseTime', 'maxTime']);
+    c.known(e, `${path}.ejection`, ['consecutiveFailures', 'baseTime', 'maxTime', 'maxPercent']);
     p.ejection = {
-      consecutiveFailures: c.int(e.consecutiveFailures, `${path}.ejection.consecutiveFailures`, 0, 1000, 5),
-      baseMs: c.duration(e.baseTime, `${path}.ejection.baseTime`, 5_000),
-      maxMs: c.duration(e.maxTime, `${path}.ejection.maxTime`, 300_000),
+      consecutiveFailures: c.int(e.consecutiveFailures, `${path}.ejection.consecutiveFailures`, 0, 1000, DEFAULT_EJECTION.consecutiveFailures),
+      baseMs: c.duration(e.baseTime, `${path}.ejection.baseTime`, DEFAULT_EJECTION.baseMs),
+      maxMs: c.duration(e.maxTime, `${path}.ejection.maxTime`, DEFAULT_EJECTION.maxMs),
+      maxPercent: c.int(e.maxPercent, `${path}.ejection.maxPercent`, 0, 100, DEFAULT_EJECTION.maxPercent),
     };
   }
   return p;
@@ -321,9 +346,9 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
   if (routes.length === 0) c.fail(`${path}.routes`, 'needs at least one route');
   routes.forEach((r, i) => { if (r.pool && !pools[r.pool]) c.fail(`${path}.routes[${i}].pool`, `no pool named ${r.pool}`); });
   const t = c.object(o.timeouts, `${path}.timeouts`);
-  c.known(t, `${path}.timeouts`, ['headers', 'request', 'keepAlive', 'drain']);
+  c.known(t, `${path}.timeouts`, ['headers', 'request', 'keepAlive', 'drain', 'send']);
   const l = c.object(o.limits, `${path}.limits`);
-  c.known(l, `${path}.limits`, ['maxHeaderSize', 'maxHeaders', 'maxBodySize']);
+  c.known(l, `${path}.limits`, ['maxHeaderSize', 'maxHeaders', 'maxBodySize', 'maxConcurrentStreams']);
   const rb = c.object(o.retryBudget, `${path}.retryBudget`);
   c.known(rb, `${path}.retryBudget`, ['ratio', 'minRetries']);
   const cfg: L7Config = {
@@ -336,11 +361,13 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
       requestMs: c.duration(t.request, `${path}.timeouts.request`, DEFAULT_TIMEOUTS.requestMs),
       keepAliveMs: c.duration(t.keepAlive, `${path}.timeouts.keepAlive`, DEFAULT_TIMEOUTS.keepAliveMs),
       drainMs: c.duration(t.drain, `${path}.timeouts.drain`, DEFAULT_TIMEOUTS.drainMs),
+      sendMs: c.duration(t.send, `${path}.timeouts.send`, DEFAULT_TIMEOUTS.sendMs),
     },
     limits: {
       maxHeaderBytes: c.size(l.maxHeaderSize, `${path}.limits.maxHeaderSize`, DEFAULT_LIMITS.maxHeaderBytes),
       maxHeaders: c.int(l.maxHeaders, `${path}.limits.maxHeaders`, 1, 10_000, DEFAULT_LIMITS.maxHeaders),
       maxBodyBytes: c.size(l.maxBodySize, `${path}.limits.maxBodySize`, DEFAULT_LIMITS.maxBodyBytes),
+      maxConcurrentStreams: c.int(l.maxConcurrentStreams, `${path}.limits.maxConcurrentStreams`, 1, 10_000, DEFAULT_LIMITS.maxConcurrentStreams),
     },
     retryBudget: {
       ratio: c.num(rb.ratio, `${path}.retryBudget.ratio`, 0, 1, 0.2),

@@ -31,8 +31,8 @@ describe('l7 config', () => {
   it('fills a default for every field left out', () => {
     const c = validateL7(minimal);
     assert.deepEqual(c.listeners, [{ address: '0.0.0.0', port: 80 }]);
-    assert.deepEqual(c.timeouts, { headersMs: 10_000, requestMs: 60_000, keepAliveMs: 5_000, drainMs: 30_000 });
-    assert.deepEqual(c.limits, { maxHeaderBytes: 16_384, maxHeaders: 100, maxBodyBytes: 10 * 1024 * 1024 });
+    assert.deepEqual(c.timeouts, { headersMs: 10_000, requestMs: 60_000, keepAliveMs: 5_000, drainMs: 30_000, sendMs: 60_000 });
+    assert.deepEqual(c.limits, { maxHeaderBytes: 16_384, maxHeaders: 100, maxBodyBytes: 10 * 1024 * 1024, maxConcurrentStreams: 100 });
     assert.deepEqual(c.retryBudget, { ratio: 0.2, minRetries: 10 });
     assert.equal(c.accessLog, true);
     assert.equal(c.requestIdHeader, 'x-request-id');
@@ -42,10 +42,11 @@ describe('l7 config', () => {
     const p = c.pools.web;
     assert.equal(p.balance, 'round-robin');
     assert.equal(p.retries, 1);
+    assert.deepEqual(p.retryOn, ['conn-failure', 'empty-response', '502', '503']);
     assert.equal(p.timeoutMs, 30_000);
     assert.equal(p.connectTimeoutMs, 2_000);
     assert.equal(p.idleTimeoutMs, 4_000);
-    assert.deepEqual(p.ejection, { consecutiveFailures: 5, baseMs: 5_000, maxMs: 300_000 });
+    assert.deepEqual(p.ejection, { consecutiveFailures: 5, baseMs: 5_000, maxMs: 300_000, maxPercent: 50 });
     assert.deepEqual(p.endpoints, [{ host: '10.0.0.1', port: 8080, weight: 1 }]);
     assert.equal(p.health, undefined);
   });
@@ -106,6 +107,25 @@ describe('l7 config', () => {
   it('reads the metrics address', () => {
     assert.deepEqual(validateL7({ ...minimal, metrics: '127.0.0.1:9102' }).metrics, { address: '127.0.0.1', port: 9102 });
     assert.deepEqual(issues({ ...minimal, metrics: 'localhost' }), ['l7.metrics: must be ADDRESS:PORT like 127.0.0.1:9102']);
+  });
+
+  it('refuses a route host with a port, naming its path (hosts are matched without one)', () => {
+    assert.deepEqual(issues({ ...minimal, routes: [{ match: { host: 'api.example.com:8443' }, pool: 'web' }] }),
+      ['l7.routes[0].match.host: must be a host name or *.domain without a port (requests are matched on the name alone)']);
+  });
+
+  it('reads retryOn as conditions and status codes, and refuses others by path', () => {
+    const c = validateL7({ ...minimal, pools: { web: { endpoints: ['10.0.0.1:80'], retryOn: ['conn-failure', 'response-timeout', 504] } } });
+    assert.deepEqual(c.pools.web.retryOn, ['conn-failure', 'response-timeout', '504']);
+    assert.deepEqual(validateL7({ ...minimal, pools: { web: { endpoints: ['10.0.0.1:80'], retryOn: [] } } }).pools.web.retryOn, []);
+    assert.deepEqual(issues({ ...minimal, pools: { web: { endpoints: ['10.0.0.1:80'], retryOn: ['conn-failure', 404] } } }),
+      ['l7.pools.web.retryOn[1]: must be one of conn-failure, empty-response, response-timeout, 500, 502, 503, 504']);
+  });
+
+  it('reads ejection.maxPercent, 0..100', () => {
+    assert.equal(validateL7({ ...minimal, pools: { web: { endpoints: ['10.0.0.1:80'], ejection: { maxPercent: 100 } } } }).pools.web.ejection.maxPercent, 100);
+    assert.deepEqual(issues({ ...minimal, pools: { web: { endpoints: ['10.0.0.1:80'], ejection: { maxPercent: 101 } } } }),
+      ['l7.pools.web.ejection.maxPercent: must be an integer 0..100']);
   });
 
   it('refuses a document that is not a mapping', () => {
