@@ -44,13 +44,23 @@ function quoteIfNeeded(v: string): string {
   return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
 }
 
+export interface BuiltHead {
+  head: string;
+  requestId: string;
+  /** Host header lines the client sent: more than one makes the request invalid (RFC 9112 §3.2). */
+  hosts: number;
+}
+
 /** Returns the upstream request head and the request id it carries. */
-export function requestHead(i: RequestHeadInput, newId: () => string): { head: string; requestId: string } {
+export function requestHead(i: RequestHeadInput, newId: () => string): BuiltHead {
   const raw = i.rawHeaders;
   const drop = connectionTokens(raw);
+  const h2 = i.httpVersion === '2.0';
   let head = `${i.method} ${i.url} HTTP/1.1\r\n`;
   let host = i.authority;
+  let hosts = 0;
   let xff: string | undefined, xfp: string | undefined, xfh: string | undefined, fwd: string | undefined, via: string | undefined, rid: string | undefined;
+  let cookie: string | undefined;
   for (let n = 0; n < raw.length; n += 2) {
     const name = raw[n];
     if (name.charCodeAt(0) === 58) continue; // h2 pseudo-headers
@@ -58,7 +68,9 @@ export function requestHead(i: RequestHeadInput, newId: () => string): { head: s
     const lower = name.toLowerCase();
     if (HOP.has(lower) || lower === 'content-length') continue;
     switch (lower) {
-      case 'host': host ??= value; break;
+      case 'host': host ??= value; hosts++; break;
+      // HTTP/2 splits Cookie into crumbs (RFC 9113 §8.2.3); an HTTP/1.1 upstream expects one line.
+      case 'cookie': if (h2) { cookie = cookie === undefined ? value : `${cookie}; ${value}`; continue; } break;
       case 'x-forwarded-for': if (i.trusted) xff = xff ? `${xff}, ${value}` : value; continue;
       case 'x-forwarded-proto': if (i.trusted) xfp ??= value; continue;
       case 'x-forwarded-host': if (i.trusted) xfh ??= value; continue;
@@ -72,6 +84,7 @@ export function requestHead(i: RequestHeadInput, newId: () => string): { head: s
     head += `${name}: ${value}\r\n`;
   }
   if (i.authority !== undefined) head += `host: ${i.authority}\r\n`;
+  if (cookie !== undefined) head += `cookie: ${cookie}\r\n`;
   const client = i.clientIp;
   const proto = (i.trusted && xfp) || i.proto;
   const fhost = (i.trusted && xfh) || host;
@@ -79,14 +92,22 @@ export function requestHead(i: RequestHeadInput, newId: () => string): { head: s
   if (fhost) head += `x-forwarded-host: ${fhost}\r\n`;
   const forElem = `for=${client.includes(':') ? `"[${client}]"` : client};proto=${i.proto}${host ? `;host=${quoteIfNeeded(host)}` : ''}`;
   head += `forwarded: ${fwd ? `${fwd}, ${forElem}` : forElem}\r\n`;
-  const hop = `${i.httpVersion === '2.0' ? '2' : i.httpVersion} ${i.via}`;
+  const hop = `${h2 ? '2' : i.httpVersion} ${i.via}`;
   head += `via: ${via ? `${via}, ${hop}` : hop}\r\n`;
   const requestId = rid ?? newId();
   head += `${i.requestIdHeader}: ${requestId}\r\n`;
   if (i.upgrade !== undefined) head += `connection: upgrade\r\nupgrade: ${i.upgrade}\r\n`;
   else if (i.body === 'length') head += `content-length: ${i.contentLength}\r\n`;
   else if (i.body === 'chunked') head += 'transfer-encoding: chunked\r\n';
-  return { head: head + '\r\n', requestId };
+  return { head: head + '\r\n', requestId, hosts };
+}
+
+/** Request headers other than HTTP/2 pseudo-headers (`:method`, `:path`, ...), which limits.maxHeaders does not count. */
+export function headerCount(raw: string[], h2: boolean): number {
+  if (!h2) return raw.length >> 1;
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].charCodeAt(0) !== 58) n++;
+  return n;
 }
 
 /** Upstream response headers for the client, as a flat [name, value, ...] list, hop-by-hop removed and Via extended. */

@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
-import { requestHead, responseHeaders } from './headers.js';
+import { headerCount, requestHead, responseHeaders } from './headers.js';
+import { originForm, pathOf, routingPath } from './path.js';
 import type { Pick, Pool } from './pool.js';
 import type { CompiledRoute } from './router.js';
 import { normalizeHost } from './router.js';
@@ -23,15 +24,6 @@ export type Res = ServerResponse | Http2ServerResponse;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** A stale keep-alive connection is not the endpoint's fault: such retries don't count against `retries`. */
 const MAX_STALE_RETRIES = 3;
-
-/** `http://host/p?q` (absolute form, as sent to proxies) → `/p?q`: upstreams expect origin form. */
-function originForm(url: string): string {
-  if (url.startsWith('/') || url === '*') return url;
-  const scheme = url.indexOf('://');
-  if (scheme < 0) return '/';
-  const slash = url.indexOf('/', scheme + 3);
-  return slash < 0 ? '/' : url.slice(slash);
-}
 
 export function shortReply(res: Res, status: number, requestIdHeader: string, requestId: string, extra?: Record<string, string>): void {
   const body = `${status} ${STATUS_CODES[status] ?? ''}\n`;
@@ -77,11 +69,11 @@ export class ProxyRequest implements Exchange {
   }
 
   start(): void {
-    const { req, res, rt } = this;
+    const { req, rt } = this;
     const limits = rt.config.limits;
-    res.once('close', this.onClientClose);
+    this.res.once('close', this.onClientClose);
     const h2 = req.httpVersionMajor === 2;
-    if (req.rawHeaders.length / 2 > limits.maxHeaders) return this.refuse(431);
+    if (headerCount(req.rawHeaders, h2) > limits.maxHeaders) return this.refuse(431);
     const cl = req.headers['content-length'];
     const te = req.headers['transfer-encoding'];
     if (cl !== undefined) {
@@ -91,20 +83,21 @@ export class ProxyRequest implements Exchange {
       this.hasBody = true;
       this.chunked = true;
     }
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    this.path = q < 0 ? url : url.slice(0, q);
+    const target = originForm(req.url ?? '/');
+    this.path = pathOf(target);
     const authority = h2 ? (req as Http2ServerRequest).authority : undefined;
     this.host = normalizeHost(authority ?? req.headers.host);
-    this.route = rt.router.match({ method: this.method, host: this.host, path: this.path, headers: req.headers });
     const trusted = rt.trusted.has(this.clientIp);
     const built = requestHead({
-      method: this.method, url: originForm(url), rawHeaders: req.rawHeaders, authority, clientIp: this.clientIp,
+      method: this.method, url: target, rawHeaders: req.rawHeaders, authority, clientIp: this.clientIp,
       trusted, proto: this.proto, httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via,
       body: !this.hasBody ? 'none' : this.chunked ? 'chunked' : 'length', contentLength: cl,
     }, randomUUID);
     this.head = built.head;
     this.requestId = built.requestId;
+    // Node keeps the first of two Host lines; an upstream might take the other (RFC 9112 §3.2: 400).
+    if (built.hosts > 1) return this.refuse(400);
+    this.route = rt.router.match({ method: this.method, host: this.host, path: routingPath(this.path), headers: req.headers });
     if (!this.route) return this.refuse(404);
     this.attempt();
   }
@@ -114,7 +107,7 @@ export class ProxyRequest implements Exchange {
     this.responded = true;
     if (!this.requestId) this.requestId = randomUUID();
     // A refused request's body is not read: close rather than leave it in the connection.
-    const extra = this.ctx.draining || this.hasBody || status === 431 || status === 413 ? { connection: 'close' } : undefined;
+    const extra = this.ctx.draining || this.hasBody || status === 400 || status === 431 || status === 413 ? { connection: 'close' } : undefined;
     shortReply(this.res, status, this.rt.config.requestIdHeader, this.requestId, this.req.httpVersionMajor === 2 ? undefined : extra);
     if (this.hasBody && this.req.httpVersionMajor !== 2) this.req.resume();
   }

@@ -17,7 +17,7 @@ export interface Backend {
   server: Server;
   hits: number;
   /** Requests seen, most recent last. */
-  seen: Array<{ method: string; url: string; headers: IncomingHttpHeaders; body: string }>;
+  seen: Array<{ method: string; url: string; headers: IncomingHttpHeaders; raw: string[]; body: string }>;
   close(): Promise<void>;
 }
 
@@ -35,7 +35,7 @@ export async function backend(name: string, handler?: Handler): Promise<Backend>
     req.on('end', () => {
       b.hits++;
       const body = Buffer.concat(chunks).toString();
-      b.seen.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+      b.seen.push({ method: req.method!, url: req.url!, headers: req.headers, raw: req.rawHeaders, body });
       if (handler) return handler(req, res, body);
       const text = `${name} ${req.url}`;
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text), 'x-backend': name });

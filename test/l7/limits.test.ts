@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backend, get, proxy, raw, simple, statusOf, type Backend, type Proxy } from './helpers.js';
+import { backend, get, proxy, raw, simple, sleep, statusOf, type Backend, type Proxy } from './helpers.js';
 
 describe('bad and oversized requests get the right 4xx and never reach a pool', () => {
   let b: Backend, p: Proxy;
@@ -33,6 +33,14 @@ describe('bad and oversized requests get the right 4xx and never reach a pool', 
   it('refuses a malformed request line with 400', async () => {
     assert.equal(statusOf(await raw(p.port, 'GET /a b c\r\n\r\n')), 400);
     assert.equal(statusOf(await raw(p.port, '\x16\x03\x01garbage\r\n\r\n')), 400);
+  });
+
+  it('refuses a request with two Host headers with 400 and never forwards it', async () => {
+    const n = hitsBefore();
+    const r = await raw(p.port, 'GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n');
+    assert.equal(statusOf(r), 400);
+    assert.match(r, /\r\nconnection: close\r\n/i);
+    assert.equal(b.hits, n);
   });
 
   it('refuses HTTP/1.1 without Host with 400', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { backend, get, proxy, type Backend, type Proxy } from './helpers.js';
+import { backend, get, proxy, raw, type Backend, type Proxy } from './helpers.js';
 
 describe('routing: first matching route wins', () => {
   let api: Backend, web: Backend, wild: Backend, canary: Backend, regex: Backend, writes: Backend, p: Proxy;
@@ -72,5 +72,33 @@ describe('routing: a default route', () => {
       assert.equal((await get(p.url + '/a/x')).headers['x-backend'], 'a');
       assert.equal((await get(p.url + '/elsewhere')).headers['x-backend'], 'default');
     } finally { await p.close(); await a.close(); await d.close(); }
+  });
+});
+
+describe('routing: dot segments', () => {
+  let v1: Backend, admin: Backend, p: Proxy;
+  before(async () => {
+    [v1, admin] = await Promise.all([backend('v1'), backend('admin')]);
+    p = await proxy({
+      routes: [{ match: { pathPrefix: '/v1/' }, pool: 'v1' }, { match: { pathPrefix: '/admin' }, pool: 'admin' }],
+      pools: { v1: { endpoints: [v1.address] }, admin: { endpoints: [admin.address] } },
+    });
+  });
+  after(async () => { await p.close(); await v1.close(); await admin.close(); });
+
+  it('matches routes on the path with dot segments removed, so /v1/../admin is not a /v1/ request', async () => {
+    const r = await raw(p.port, 'GET /v1/../admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.match(r, /\r\nx-backend: admin\r\n/i);
+    assert.equal(v1.hits, 0);
+  });
+
+  it('reads %2e%2e as .. when routing', async () => {
+    const r = await raw(p.port, 'GET /v1/%2e%2e/admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.match(r, /\r\nx-backend: admin\r\n/i);
+  });
+
+  it('forwards the path as the client sent it', async () => {
+    await raw(p.port, 'GET /v1/./x/../users?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.equal(v1.seen.at(-1)!.url, '/v1/./x/../users?q=1');
   });
 });

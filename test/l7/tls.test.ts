@@ -82,6 +82,42 @@ describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
     } finally { client.close(); }
   });
 
+  it('joins HTTP/2 cookie crumbs into one Cookie header upstream', async () => {
+    const client = h2connect(`https://127.0.0.1:${p.port}`, { servername: 'b.test', rejectUnauthorized: false });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const req = client.request({ ':path': '/crumbs', ':authority': 'b.test', cookie: ['a=1', 'b=2', 'c=3'] });
+        req.on('response', () => undefined);
+        req.resume();
+        req.on('end', () => resolve());
+        req.on('error', reject);
+        req.end();
+      });
+      const seen = b.seen.at(-1)!;
+      const lines = seen.raw.filter((_, i) => i % 2 === 0 && seen.raw[i].toLowerCase() === 'cookie');
+      assert.equal(lines.length, 1);
+      assert.equal(seen.headers.cookie, 'a=1; b=2; c=3');
+    } finally { client.close(); }
+  });
+
+  it('does not count HTTP/2 pseudo-headers against limits.maxHeaders', async () => {
+    const small = await proxy({ routes: [{ pool: 'a' }], pools: { a: { endpoints: [a.address] } }, limits: { maxHeaders: 6 } },
+      { tls: { certs: [{ ...certs.files['a.test'], serverNames: ['a.test'] }] } });
+    const client = h2connect(`https://127.0.0.1:${small.port}`, { servername: 'a.test', rejectUnauthorized: false });
+    try {
+      const status = (headers: Record<string, string>) => new Promise<number>((resolve, reject) => {
+        const req = client.request({ ':path': '/', ':authority': 'a.test', ...headers });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.resume();
+        req.on('error', reject);
+        req.end();
+      });
+      const six = Object.fromEntries([0, 1, 2, 3, 4, 5].map((i) => [`x-h${i}`, 'v']));
+      assert.equal(await status(six), 200); // six headers plus four pseudo-headers
+      assert.equal(await status({ ...six, 'x-h6': 'v' }), 431);
+    } finally { client.close(); await small.close(); }
+  });
+
   it('still serves HTTP/1.1 over TLS to clients without h2', async () => {
     const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       request({ host: '127.0.0.1', port: p.port, path: '/one', servername: 'a.test', headers: { host: 'a.test' }, rejectUnauthorized: false, agent: false }, (res) => {

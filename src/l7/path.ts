@@ -1,0 +1,50 @@
+/**
+ * The path routes are matched on: the request target in origin form, without its query, with
+ * dot segments removed (RFC 3986 §5.2.4) so `/v1/../admin` is matched as the `/admin` an
+ * upstream will serve. `.` spelled `%2e` counts as a dot (it is unreserved, RFC 3986 §6.2.2.2);
+ * nothing else is decoded, so `%2f` stays inside its segment. The upstream still gets the
+ * target exactly as the client sent it.
+ */
+
+/** `http://host/p?q` (absolute form, as sent to proxies) → `/p?q`: upstreams expect origin form. */
+export function originForm(url: string): string {
+  if (url.startsWith('/') || url === '*') return url;
+  const scheme = url.indexOf('://');
+  if (scheme < 0) return '/';
+  const slash = url.indexOf('/', scheme + 3);
+  return slash < 0 ? '/' : url.slice(slash);
+}
+
+/** The path of an origin-form target: no query string. */
+export function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
+/** `/a/./b/../c` → `/a/c`. Takes a path without its query (pathOf). */
+export function routingPath(path: string): string {
+  // Every dot segment starts right after a slash: most paths are settled by these two scans.
+  if (path.indexOf('/.') < 0 && path.indexOf('/%') < 0) return path;
+  return removeDotSegments(path);
+}
+
+/** '.' or '..' for a dot segment (plain or %2e-encoded), else undefined. */
+function dots(seg: string): '.' | '..' | undefined {
+  if (seg.length === 0 || seg.length > 6) return undefined;
+  const s = seg.length > 2 ? seg.replace(/%2e/gi, '.') : seg;
+  return s === '.' ? '.' : s === '..' ? '..' : undefined;
+}
+
+export function removeDotSegments(path: string): string {
+  const segs = path.split('/');
+  const out: string[] = [];
+  const last = segs.length - 1;
+  for (let i = 1; i <= last; i++) {
+    const d = dots(segs[i]);
+    if (d === undefined) { out.push(segs[i]); continue; }
+    if (d === '..') out.pop();
+    // `/a/..` and `/a/.` name the directory: keep the trailing slash.
+    if (i === last) out.push('');
+  }
+  return `/${out.join('/')}`;
+}
