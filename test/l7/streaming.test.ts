@@ -67,6 +67,31 @@ describe('streaming bodies', () => {
     } finally { await p.close(); up.closeAllConnections(); up.close(); }
   });
 
+  it('carries a large chunked request body intact while the upstream reads it slowly', async () => {
+    const { createServer } = await import('node:http');
+    // The upstream reads in sips, so the proxy's writes to it hit backpressure mid-chunk.
+    const up = createServer((req, res) => {
+      const h = createHash('sha256');
+      req.on('data', (d: Buffer) => { h.update(d); req.pause(); setTimeout(() => req.resume(), 1); });
+      req.on('end', () => res.end(h.digest('hex')));
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(up.address() as { port: number }).port}`], {}, { limits: { maxBodySize: '16mb' } }));
+    try {
+      const data = Buffer.alloc(8 * 1024 * 1024);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i * 2654435761 >>> 0, i);
+      const digest = await new Promise<string>((resolve, reject) => {
+        const req = request(p.url + '/', { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+          let t = ''; res.on('data', (d) => { t += d; }); res.on('end', () => resolve(t));
+        });
+        req.on('error', reject);
+        for (let off = 0; off < data.length; off += 256 * 1024) req.write(data.subarray(off, off + 256 * 1024));
+        req.end();
+      });
+      assert.equal(digest, createHash('sha256').update(data).digest('hex'));
+    } finally { await p.close(); up.closeAllConnections(); up.close(); }
+  });
+
   it('reuses upstream connections across requests (keep-alive)', async () => {
     const ports = new Set<number>();
     const b = await backend('b', (req, res) => { ports.add(req.socket.remotePort!); res.end('x'); });
