@@ -1,5 +1,5 @@
 /** Real servers on loopback for the L7 tests: backends that say who they are, a worker in-process, and raw clients. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -118,6 +118,27 @@ export function freePort(): Promise<number> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A loopback port where connecting hangs, for connect timeouts: a child process listens with a
+ * backlog of 1 and then blocks its event loop, so nothing is ever accepted; once the accept
+ * queue is full the kernel drops new SYNs and connect() waits.
+ */
+export async function unaccepting(): Promise<{ port: number; close(): void }> {
+  const script = `const s = require('node:net').createServer();
+s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+  process.stdout.write(s.address().port + '\\n');
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+});`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (c) => reject(new Error(`listener exited (${c})`)));
+  });
+  const fillers = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => {}));
+  await sleep(300);
+  return { port, close: () => { for (const f of fillers) f.destroy(); child.kill('SIGKILL'); } };
+}
 
 /** A self-signed certificate for each name, made with the openssl CLI in a temp dir. */
 export function makeCerts(names: string[]): { dir: string; files: Record<string, { cert: string; key: string }>; cleanup(): void } {

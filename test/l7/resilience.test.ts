@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { connect } from 'node:net';
 import { describe, it } from 'node:test';
-import { backend, freePort, get, proxy, simple, sleep } from './helpers.js';
+import { backend, freePort, get, proxy, raw, simple, sleep, statusOf, unaccepting, type Proxy } from './helpers.js';
+
+const endpointOf = (p: Proxy, i = 0) => p.worker.runtime.pools.get('app')!.endpoints[i];
+const ejections = (p: Proxy) => p.logs.lines.filter((l) => l.msg === 'endpoint ejected after consecutive failures');
 
 describe('retries', () => {
   it('retries an idempotent request on another endpoint when one refuses connections', async () => {
@@ -146,6 +151,38 @@ describe('timeouts and upstream failures', () => {
       assert.equal(r.body, '504 Gateway Timeout\n');
       assert.ok(Date.now() - t < 1000);
     } finally { await p.close(); await slow.close(); }
+  });
+
+  it('gives up connecting after connectTimeout when the endpoint does not accept: 502', async () => {
+    const hole = await unaccepting();
+    const p = await proxy(simple([`127.0.0.1:${hole.port}`], { connectTimeout: '300ms', retries: 0 }));
+    try {
+      const t = Date.now();
+      const r = await get(p.url + '/');
+      const took = Date.now() - t;
+      assert.equal(r.status, 502);
+      assert.ok(took >= 250 && took < 2000, `took ${took}ms`);
+      await sleep(50);
+      assert.equal(p.logs.access().at(-1)!.error, 'ECONNECT');
+    } finally { await p.close(); hole.close(); }
+  });
+
+  it('closes a pooled upstream connection once it has been idle for idleTimeout', async () => {
+    const b = await backend('b');
+    const opened: number[] = [];
+    let closedAt = 0;
+    b.server.on('connection', (sock) => { opened.push(Date.now()); sock.on('close', () => { closedAt ||= Date.now(); }); });
+    const p = await proxy(simple([b.address], { idleTimeout: '300ms' }));
+    try {
+      await get(p.url + '/');
+      const answered = Date.now();
+      for (let i = 0; i < 60 && !closedAt; i++) await sleep(50);
+      assert.ok(closedAt, 'the idle upstream connection was never closed');
+      const idle = closedAt - answered;
+      assert.ok(idle >= 250 && idle < 1500, `closed after ${idle}ms idle`);
+      assert.equal((await get(p.url + '/')).status, 200);
+      assert.equal(opened.length, 2);
+    } finally { await p.close(); await b.close(); }
   });
 
   it('answers 502 when nothing listens at the only endpoint', async () => {
