@@ -33,6 +33,9 @@ export function shortReply(res: Res, status: number, requestIdHeader: string, re
   res.end(body);
 }
 
+/** What an attempt says about its endpoint: the client's doings (a body over the limit, leaving) say nothing. */
+type Outcome = 'ok' | 'failed' | 'neutral';
+
 export class ProxyRequest implements Exchange {
   private readonly rt: Runtime;
   private readonly t0 = performance.now();
@@ -61,6 +64,10 @@ export class ProxyRequest implements Exchange {
   private responded = false;
   private upstreamError: string | undefined;
   private held: Buffer | undefined;
+  /** The client is not taking response bytes: the upstream is paused until it does. */
+  private stalled = false;
+  private sendTimer: NodeJS.Timeout | undefined;
+  private sendTimedOut = false;
 
   constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https') {
     this.rt = ctx.runtime;
@@ -143,7 +150,7 @@ export class ProxyRequest implements Exchange {
       if (seen > max) {
         req.removeAllListeners('data');
         conn.abort();
-        this.releaseEndpoint(false);
+        this.releaseEndpoint('neutral');
         this.conn = undefined;
         return this.refuse(413);
       }
@@ -217,21 +224,37 @@ export class ProxyRequest implements Exchange {
   }
 
   private write(chunk: Buffer): void {
-    if (!(this.res as ServerResponse).write(chunk)) {
-      const conn = this.conn!;
-      conn.pause();
-      this.res.once('drain', () => conn.resume());
-    }
+    if ((this.res as ServerResponse).write(chunk) || this.stalled) return;
+    // The client reads slower than the upstream sends: stop reading the upstream until it catches
+    // up (the upstream's timer stops too), but give up on a client that takes nothing for timeouts.send.
+    this.stalled = true;
+    this.conn?.pause(this);
+    this.res.once('drain', this.onClientDrain);
+    // One timer per request, restarted at each stall (a cleared timer cannot be refreshed, so it is left to run out).
+    if (this.sendTimer) this.sendTimer.refresh();
+    else this.sendTimer = setTimeout(this.onSendTimeout, this.rt.config.timeouts.sendMs);
   }
+
+  private readonly onClientDrain = (): void => {
+    this.stalled = false;
+    this.conn?.resume(this);
+  };
+
+  private readonly onSendTimeout = (): void => {
+    if (!this.stalled) return; // it ran out after the client caught up
+    this.sendTimedOut = true;
+    this.upstreamError ??= 'ESENDTIMEOUT';
+    this.res.destroy();
+  };
 
   onEnd(): void {
     this.conn = undefined;
     if (this.discard) {
       this.discard = false;
-      this.releaseEndpoint(false);
+      this.releaseEndpoint('failed');
       return this.retry();
     }
-    this.releaseEndpoint(this.status < 502 || this.status > 504);
+    this.releaseEndpoint(this.status < 502 || this.status > 504 ? 'ok' : 'failed');
     this.responded = true;
     const last = this.held;
     this.held = undefined;
@@ -244,19 +267,20 @@ export class ProxyRequest implements Exchange {
     this.upstreamError = err.code;
     const ep = this.pick!.ep;
     if (!err.stale) this.ctx.metrics.upstreamResult(ep, pool.name, ep.key, err.code);
-    if (this.finished) { this.releaseEndpoint(true); return; }
-    this.releaseEndpoint(err.stale || err.code === 'EQUEUE' || err.code === 'ECLOSED');
+    if (this.finished) { this.releaseEndpoint('neutral'); return; }
+    // A stale keep-alive race, or a wait in our own queue, says nothing about the endpoint.
+    this.releaseEndpoint(err.stale || err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 'neutral' : 'failed');
     if (this.headSent) { this.res.destroy(); return; } // a truncated response must look truncated
     if (err.stale && !this.bodyStarted && this.staleRetries < MAX_STALE_RETRIES) { this.staleRetries++; return this.attempt(); }
     if (this.discard || (!err.gotBytes && this.mayRetry())) { this.discard = false; return this.retry(); }
     this.refuse(err.code === 'ETIMEDOUT' ? 504 : err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 503 : 502);
   }
 
-  private releaseEndpoint(ok: boolean): void {
+  private releaseEndpoint(outcome: Outcome): void {
     const ep = this.pick!.ep;
     ep.active--;
-    if (ok) this.route!.pool.success(ep);
-    else this.route!.pool.failure(ep);
+    if (outcome === 'ok') this.route!.pool.success(ep);
+    else if (outcome === 'failed') this.route!.pool.failure(ep);
   }
 
   private mayRetry(): boolean {
@@ -277,7 +301,8 @@ export class ProxyRequest implements Exchange {
 
   private readonly onClientClose = (): void => {
     this.finished = true;
-    const completed = this.responded;
+    clearTimeout(this.sendTimer);
+    const completed = this.responded && !this.sendTimedOut;
     if (!completed && this.conn) {
       // The client went away mid-exchange: the upstream connection is in an unknown state.
       this.conn.abort();

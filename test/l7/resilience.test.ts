@@ -223,3 +223,88 @@ describe('timeouts and upstream failures', () => {
     } finally { await p.close(); await b.close(); }
   });
 });
+
+describe('client behaviour is not upstream failure', () => {
+  it('does not count request bodies over maxBodySize against the endpoint', async () => {
+    const b = await backend('b');
+    const p = await proxy(simple([b.address], { ejection: { consecutiveFailures: 2, maxPercent: 100 } }, { limits: { maxBodySize: 1000 } }));
+    try {
+      const body = `${(2000).toString(16)}\r\n${'y'.repeat(2000)}\r\n0\r\n\r\n`;
+      for (let i = 0; i < 5; i++) assert.equal(statusOf(await raw(p.port, `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${body}`)), 413);
+      assert.equal(ejections(p).length, 0);
+      assert.equal(endpointOf(p).consecutiveFailures, 0);
+      assert.equal((await get(p.url + '/')).status, 200);
+    } finally { await p.close(); await b.close(); }
+  });
+
+  it('lets a client read a large response slowly, stalling past the pool timeout, and does not fail the endpoint', async () => {
+    // Far more than socket buffers hold, so the proxy must stop reading the upstream while the client stalls.
+    const size = 24 * 1024 * 1024;
+    const big = Buffer.alloc(size, 'x');
+    const b = await backend('big', (_req, res) => { res.writeHead(200, { 'content-length': size }); res.end(big); });
+    const p = await proxy(simple([b.address], { timeout: '250ms', retries: 0 }));
+    try {
+      const got = await new Promise<number>((resolve, reject) => {
+        request(p.url + '/', { agent: false }, (res) => {
+          let n = 0, stalls = 0;
+          res.on('data', (d: Buffer) => {
+            n += d.length;
+            if (stalls < 3) { stalls++; res.pause(); setTimeout(() => res.resume(), 500); } // three stalls of 2× the timeout
+          });
+          res.on('end', () => resolve(n));
+          res.on('error', reject);
+        }).on('error', reject).end();
+      });
+      assert.equal(got, size);
+      assert.equal(endpointOf(p).consecutiveFailures, 0);
+      await sleep(50);
+      const line = p.logs.access().at(-1)!;
+      assert.equal(line.status, 200);
+      assert.equal(line.error, undefined);
+    } finally { await p.close(); await b.close(); }
+  });
+
+  it('cuts a client that takes no response bytes for timeouts.send, without failing the endpoint', async () => {
+    const size = 24 * 1024 * 1024;
+    const big = Buffer.alloc(size, 'x');
+    const b = await backend('big', (_req, res) => { res.writeHead(200, { 'content-length': size }); res.end(big); });
+    const p = await proxy(simple([b.address], { timeout: '200ms', retries: 0 }, { timeouts: { send: '500ms' } }));
+    try {
+      // Take nothing for 1.5s, then read what there is: a cut connection ends short.
+      const got = await new Promise<number>((resolve) => {
+        request(p.url + '/', { agent: false }, (res) => {
+          let n = 0;
+          res.pause();
+          setTimeout(() => { res.on('data', (d: Buffer) => { n += d.length; }); res.resume(); }, 1500);
+          res.on('end', () => resolve(n));
+          res.on('error', () => resolve(n));
+        }).on('error', () => resolve(-1)).end();
+      });
+      assert.ok(got < size, `got all ${got} bytes`);
+      const line = p.logs.access().at(-1)!;
+      assert.equal(line.status, 499);
+      assert.equal(line.error, 'ESENDTIMEOUT');
+      assert.ok(Number(line.ms) >= 450 && Number(line.ms) < 1400, `cut after ${line.ms}ms`);
+      assert.equal(endpointOf(p).consecutiveFailures, 0);
+    } finally { await p.close(); await b.close(); }
+  });
+
+  it('does not count a client that pauses its upload past the pool timeout against the endpoint', async () => {
+    const b = await backend('echo', (_req, res, body) => res.end(`got ${body}`));
+    const p = await proxy(simple([b.address], { timeout: '200ms', retries: 0 }));
+    try {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const s = connect(p.port, '127.0.0.1');
+        let out = '';
+        s.on('data', (d) => { out += d; });
+        s.on('close', () => resolve(out));
+        s.on('error', reject);
+        s.write('POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n12345');
+        setTimeout(() => s.write('67890'), 600);
+      });
+      assert.equal(statusOf(reply), 200);
+      assert.ok(reply.endsWith('got 1234567890'), reply);
+      assert.equal(endpointOf(p).consecutiveFailures, 0);
+    } finally { await p.close(); await b.close(); }
+  });
+});

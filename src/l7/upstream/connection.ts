@@ -1,6 +1,12 @@
 /**
  * One keep-alive HTTP/1.1 connection to an upstream endpoint, carrying one exchange at a time
  * (no pipelining: a slow response must not hold others hostage).
+ *
+ * The socket's inactivity timer is the upstream `timeout`, and it runs only while sluice is
+ * waiting on the upstream. It is off while the request body is still coming from the client
+ * (unless the upstream has stopped reading it), and while the response is held back because
+ * the client reads slowly: either way the silence is the client's, and must not become an
+ * ETIMEDOUT counted against the endpoint. Between exchanges it is the idle timeout.
  */
 import type { Socket } from 'node:net';
 import { SluiceError } from '../../model/errors.js';
@@ -43,6 +49,15 @@ export class Connection implements ParserSink {
   private requestDone = true;
   private responseKeepAlive = false;
   private dead = false;
+  /** The socket timeout in force, so it is only touched when it changes. */
+  private timerMs = -1;
+  /** The request body is still being written... */
+  private bodyPending = false;
+  /** ...unless the upstream has stopped reading it (its socket buffer is full). */
+  private upstreamFull = false;
+  private responding = false;
+  /** The exchange that paused reading for its client's backpressure. */
+  private heldBy: Exchange | null = null;
 
   constructor(readonly socket: Socket, private readonly owner: ConnectionOwner) {
     socket.on('data', (d: Buffer) => this.onData(d));
@@ -53,8 +68,23 @@ export class Connection implements ParserSink {
       if (this.ex) this.fail('ETIMEDOUT', 'upstream timed out');
       socket.destroy();
     });
-    socket.setTimeout(owner.idleTimeoutMs);
+    this.setTimer(owner.idleTimeoutMs);
   }
+
+  private setTimer(ms: number): void {
+    if (ms !== this.timerMs) { this.timerMs = ms; this.socket.setTimeout(ms); }
+  }
+
+  /** During an exchange: the upstream timeout, or none while the wait is on the client. */
+  private exchangeTimer(): void {
+    const clientsTurn = this.heldBy !== null || (this.bodyPending && !this.upstreamFull && !this.responding);
+    this.setTimer(clientsTurn ? 0 : this.owner.timeoutMs);
+  }
+
+  private readonly onUpstreamDrain = (): void => {
+    this.upstreamFull = false;
+    if (this.ex) this.exchangeTimer();
+  };
 
   get alive(): boolean { return !this.dead && !this.socket.destroyed; }
 
@@ -64,21 +94,46 @@ export class Connection implements ParserSink {
     this.gotBytes = false;
     this.requestDone = !opts.hasBody;
     this.parser.reset(opts.bodyless);
-    if (this.owner.timeoutMs !== this.owner.idleTimeoutMs) this.socket.setTimeout(this.owner.timeoutMs);
+    this.bodyPending = opts.hasBody;
+    this.upstreamFull = false;
+    this.responding = false;
+    this.exchangeTimer();
     this.socket.write(head, 'latin1');
   }
 
+  /** Request body bytes; false when the upstream is not keeping up (wait for the socket's 'drain'). */
   write(chunk: Buffer | string): boolean {
-    return this.socket.write(chunk);
+    const ok = this.socket.write(chunk);
+    if (!ok && !this.upstreamFull) {
+      this.upstreamFull = true;
+      this.socket.once('drain', this.onUpstreamDrain);
+      this.exchangeTimer();
+    }
+    return ok;
   }
 
   endRequest(): void {
     this.requestDone = true;
-    if (!this.ex && this.parser.idle) this.owner.release(this, this.responseKeepAlive);
+    this.bodyPending = false;
+    if (this.ex) this.exchangeTimer();
+    else if (this.parser.idle) this.owner.release(this, this.responseKeepAlive);
   }
 
-  pause(): void { this.socket.pause(); }
-  resume(): void { this.socket.resume(); }
+  /** Stop reading the response while `ex`'s client catches up. */
+  pause(ex: Exchange): void {
+    if (ex !== this.ex || this.heldBy) return;
+    this.heldBy = ex;
+    this.socket.pause();
+    this.exchangeTimer();
+  }
+
+  /** Read again; a no-op unless `ex` is the exchange that paused. */
+  resume(ex: Exchange): void {
+    if (this.heldBy !== ex) return;
+    this.heldBy = null;
+    this.socket.resume();
+    if (this.ex) this.exchangeTimer();
+  }
 
   /** Give up on the current exchange (the client went away): the connection cannot be reused. */
   abort(): void {
@@ -91,14 +146,20 @@ export class Connection implements ParserSink {
     this.socket.destroy();
   }
 
-  onHead(head: ResponseHead): void { this.ex?.onHead(head); }
+  onHead(head: ResponseHead): void {
+    // A response that starts before the request body is done (an early 413, say) is the upstream's to finish.
+    if (this.bodyPending) { this.responding = true; this.exchangeTimer(); }
+    this.ex?.onHead(head);
+  }
   onBody(chunk: Buffer): void { this.ex?.onBody(chunk); }
   onEnd(keepAlive: boolean): void {
     const ex = this.ex;
     this.ex = null;
     this.served++;
     this.responseKeepAlive = keepAlive;
-    if (this.owner.timeoutMs !== this.owner.idleTimeoutMs) this.socket.setTimeout(this.owner.idleTimeoutMs);
+    this.setTimer(this.owner.idleTimeoutMs);
+    // The response can end in the read that made its client push back: never pool a paused socket.
+    if (this.heldBy) { this.heldBy = null; this.socket.resume(); }
     ex?.onEnd();
     // A response that ends before its request body (an early 413, say) leaves the request
     // half-sent: the connection goes back only once the body is out, and only if both agree.
