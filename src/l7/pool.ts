@@ -27,6 +27,8 @@ export interface PoolEvents {
 export class Pool {
   readonly name: string;
   readonly endpoints: Endpoint[];
+  /** `retryOn` as a set: looked up on every failed attempt. */
+  readonly retryOn: ReadonlySet<string>;
   private readonly byId = new Map<string, Endpoint>();
   private balancer!: Balancer;
   private available: Endpoint[] = [];
@@ -36,6 +38,7 @@ export class Pool {
   /** `reuse` carries endpoints over a reload, with their connections and health. */
   constructor(readonly spec: PoolSpec, private readonly events: PoolEvents, reuse?: (key: string) => Endpoint | undefined) {
     this.name = spec.name;
+    this.retryOn = new Set(spec.retryOn);
     this.endpoints = spec.endpoints.map((s) => {
       const key = s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
       const old = reuse?.(key);

@@ -170,7 +170,7 @@ export class ProxyRequest implements Exchange {
     const pick = this.pick!;
     this.tHead = performance.now();
     this.ctx.metrics.upstreamResult(pick.ep, this.route!.pool.name, pick.ep.key, h.status, (this.tHead - this.t0) / 1000);
-    if ((h.status === 502 || h.status === 503) && this.mayRetry()) { this.discard = true; return; }
+    if (h.status >= 500 && h.status <= 504 && this.mayRetry(String(h.status))) { this.discard = true; return; }
     this.status = h.status;
     const headers = responseHeaders(h.headers, this.rt.config.via);
     headers.push(this.rt.config.requestIdHeader, this.requestId);
@@ -272,7 +272,8 @@ export class ProxyRequest implements Exchange {
     this.releaseEndpoint(err.stale || err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 'neutral' : 'failed');
     if (this.headSent) { this.res.destroy(); return; } // a truncated response must look truncated
     if (err.stale && !this.bodyStarted && this.staleRetries < MAX_STALE_RETRIES) { this.staleRetries++; return this.attempt(); }
-    if (this.discard || (!err.gotBytes && this.mayRetry())) { this.discard = false; return this.retry(); }
+    // `discard`: a 502/503 already chosen for a retry failed while its body was being skipped.
+    if (this.discard || (!err.gotBytes && this.mayRetry(retryReason(err.code)))) { this.discard = false; return this.retry(); }
     this.refuse(err.code === 'ETIMEDOUT' ? 504 : err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 503 : 502);
   }
 
@@ -283,9 +284,10 @@ export class ProxyRequest implements Exchange {
     else if (outcome === 'failed') this.route!.pool.failure(ep);
   }
 
-  private mayRetry(): boolean {
+  /** Timeouts are not retried by default: each attempt may take the whole `timeout` (retryOn: response-timeout opts in). */
+  private mayRetry(reason: string): boolean {
     const pool = this.route!.pool;
-    if (this.bodyStarted || !IDEMPOTENT.has(this.method) || this.attempts > pool.spec.retries) return false;
+    if (this.bodyStarted || !IDEMPOTENT.has(this.method) || this.attempts > pool.spec.retries || !pool.retryOn.has(reason)) return false;
     if (!this.holdsBudget) {
       if (!this.ctx.budget.acquire()) return false;
       this.holdsBudget = true;
@@ -324,4 +326,13 @@ export class ProxyRequest implements Exchange {
     }
     this.ctx.requestDone();
   };
+}
+
+/** The `retryOn` word for a failed attempt that got no response byte. */
+function retryReason(code: UpstreamError['code']): string {
+  switch (code) {
+    case 'ECONNECT': case 'EQUEUE': case 'ECLOSED': return 'conn-failure';
+    case 'ETIMEDOUT': return 'response-timeout';
+    default: return 'empty-response';
+  }
 }

@@ -40,6 +40,40 @@ describe('retries', () => {
     } finally { await p.close(); await sick.close(); await live.close(); }
   });
 
+  it('retries a GET answered 502 on another endpoint', async () => {
+    const sick = await backend('sick', (_req, res) => { res.writeHead(502, { 'content-length': 3 }); res.end('bad'); });
+    const live = await backend('live');
+    const p = await proxy(simple([sick.address, live.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
+    try {
+      for (let i = 0; i < 10; i++) assert.equal((await get(p.url + '/')).headers['x-backend'], 'live');
+      assert.ok(sick.hits > 0);
+      assert.ok(p.logs.access().some((l) => l.attempts === 2));
+    } finally { await p.close(); await sick.close(); await live.close(); }
+  });
+
+  it('does not retry a request whose upstream timed out: 504 after one attempt', async () => {
+    const slow = await backend('slow', (_req, res) => { setTimeout(() => res.end('late'), 1500); });
+    const p = await proxy(simple([slow.address], { timeout: '200ms', retries: 2 }));
+    try {
+      const t = Date.now();
+      assert.equal((await get(p.url + '/')).status, 504);
+      assert.ok(Date.now() - t < 550, `took ${Date.now() - t}ms: retried?`);
+      await sleep(100);
+      assert.equal(slow.hits, 1);
+      assert.equal(p.logs.access().at(-1)!.attempts, 1);
+    } finally { await p.close(); await slow.close(); }
+  });
+
+  it('retries a timeout when retryOn includes response-timeout', async () => {
+    const slow = await backend('slow', (_req, res) => { setTimeout(() => res.end('late'), 1500); });
+    const p = await proxy(simple([slow.address], { timeout: '150ms', retries: 2, retryOn: ['conn-failure', 'response-timeout'] }));
+    try {
+      assert.equal((await get(p.url + '/')).status, 504);
+      assert.equal(slow.hits, 3);
+      assert.equal(p.logs.access().at(-1)!.attempts, 3);
+    } finally { await p.close(); await slow.close(); }
+  });
+
   it('passes the 503 on when retries are used up', async () => {
     const sick = await backend('sick', (_req, res) => { res.writeHead(503, { 'content-length': 4 }); res.end('busy'); });
     const p = await proxy(simple([sick.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
