@@ -1,6 +1,7 @@
 /**
  * An upstream pool: its endpoints, the balancer over the ones available now, sticky cookies,
- * and passive ejection (consecutive failures → out for a backoff that doubles per ejection).
+ * and passive ejection (consecutive failures → out for a backoff that doubles per ejection),
+ * capped so that ejection alone never leaves more than `maxPercent` of the pool out.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { LeastRequest, RoundRobin, type Balancer } from './balance/index.js';
@@ -96,7 +97,7 @@ export class Pool {
     ep.consecutiveFailures++;
     if (ej.consecutiveFailures === 0 || ep.consecutiveFailures < ej.consecutiveFailures) return;
     const now = Date.now();
-    if (ep.ejectedUntil > now) return;
+    if (ep.ejectedUntil > now || !this.mayEject(now)) return;
     // The backoff doubles with each ejection in a row and resets once the endpoint has behaved for maxTime.
     if (ep.ejectedUntil > 0 && now - ep.ejectedUntil > ej.maxMs) ep.ejections = 0;
     const ms = Math.min(ej.baseMs * 2 ** ep.ejections, ej.maxMs);
@@ -105,6 +106,21 @@ export class Pool {
     ep.consecutiveFailures = 0;
     this.dirty = true;
     this.events.ejected(this, ep, ms);
+  }
+
+  /**
+   * Envoy's max_ejection_percent: ejecting one more must not leave more than maxPercent of the
+   * endpoints that take traffic unavailable (ejected or failing health checks). Past that, a
+   * failing endpoint keeps its share: a 502 from it beats a 503 from an empty pool.
+   */
+  private mayEject(now: number): boolean {
+    let n = 0, out = 0;
+    for (const e of this.endpoints) {
+      if (e.weight === 0) continue;
+      n++;
+      if (!e.available(now)) out++;
+    }
+    return out + 1 <= Math.floor((n * this.spec.ejection.maxPercent) / 100);
   }
 
   setHealthy(ep: Endpoint, healthy: boolean): void {

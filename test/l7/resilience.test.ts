@@ -139,6 +139,19 @@ describe('passive ejection', () => {
   });
 });
 
+describe('passive ejection: the cap', () => {
+  it('never ejects more than ejection.maxPercent of a pool: the rest keep answering (502, not 503)', async () => {
+    const dead = await Promise.all([1, 2, 3, 4].map(async () => `127.0.0.1:${await freePort()}`));
+    const p = await proxy(simple(dead, { retries: 0, ejection: { consecutiveFailures: 1, baseTime: '10s', maxPercent: 50 } }));
+    try {
+      const statuses = new Set<number>();
+      for (let i = 0; i < 12; i++) statuses.add((await get(p.url + '/')).status);
+      assert.deepEqual([...statuses], [502]);
+      assert.equal(ejections(p).length, 2);
+    } finally { await p.close(); }
+  });
+});
+
 describe('active health checks', () => {
   it('takes an endpoint out after `fall` failed checks and back after `rise` good ones', async () => {
     let healthy = true;
