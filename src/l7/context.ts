@@ -13,5 +13,6 @@ export interface ProxyContext {
   draining: boolean;
   /** Upgraded connections: Node's server forgets them, so drain has to find them here. */
   readonly tunnels: Set<import('node:stream').Duplex>;
+  requestStarted(): void;
   requestDone(): void;
 }

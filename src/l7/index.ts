@@ -1,8 +1,12 @@
 /**
  * `sluice l7`: the primary of the worker pool. It validates the config, forks one worker per
  * core (node:cluster shares the listening sockets), replaces workers that die, reloads the
- * config in every worker on SIGHUP (a config that fails validation changes nothing), drains
- * on SIGTERM/SIGINT, and serves the workers' summed metrics on `l7.metrics`.
+ * config in every worker on SIGHUP, drains on SIGTERM/SIGINT, and serves the workers' summed
+ * metrics on `l7.metrics`.
+ *
+ * A reload is all or nothing: every worker first prepares it (binds new listeners, reads
+ * certificates) while serving the running config; only when all have, they commit. If one
+ * cannot, the others roll back and the running config stays everywhere.
  */
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { createServer, type Server } from 'node:http';
@@ -103,12 +107,13 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     let sent = config;
     w.send({ type: 'start', config: sent } satisfies ToWorker);
     await waitFor(w, (m) => m.type === 'listening', 'opening listeners');
-    // A reload that happened while this worker started must reach it too.
+    // A reload that happened while this worker started must reach it too; if it cannot apply
+    // what every other worker did, it goes, and its replacement starts from the current config.
     while (sent !== config && !stopping) {
       sent = config;
       const p = waitFor(w, (m) => m.type === 'reloaded', 'reloading');
       w.send({ type: 'reload', config: sent } satisfies ToWorker);
-      await p;
+      try { await p; } catch (e) { w.process.kill('SIGKILL'); throw e; }
     }
     listening.add(w);
   };
@@ -122,32 +127,57 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   }
   log.info({ workers: count, listeners: config.listeners.map((l) => `${l.address}:${l.port}${l.tls ? ' tls' : ''}`) }, 'l7 pool started');
 
-  const serveMetrics = async (): Promise<void> => {
-    if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
-    metricsServer = undefined;
-    const m = config.metrics;
-    if (!m) return;
+  const bindMetrics = async (m: NonNullable<L7Config['metrics']>): Promise<Server> => {
     const agg = new AggregatorRegistry();
     const server = createServer((req, res) => {
       agg.clusterMetrics().then((text) => { res.writeHead(200, { 'content-type': agg.contentType }); res.end(text); },
         (e: Error) => { res.writeHead(500); res.end(`${e.message}\n`); });
     });
-    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(m.port, m.address, () => resolve()); });
-    metricsServer = server;
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(m.port, m.address, () => { server.off('error', reject); resolve(); }); });
+    return server;
   };
-  await serveMetrics();
+  if (config.metrics) metricsServer = await bindMetrics(config.metrics);
 
-  const reload = async (): Promise<void> => {
+  /** Send `msg` to each worker and wait for `reply`; settles per worker, never throws. */
+  const ask = (ws: ClusterWorker[], msg: ToWorker, reply: FromWorker['type'], what: string) =>
+    Promise.allSettled(ws.map((w) => { const p = waitFor(w, (m) => m.type === reply, what); w.send(msg); return p; }));
+
+  const apply = async (): Promise<void> => {
     const next = loadL7Config(opts.configPath); // throws, changing nothing, if invalid
+    const targets = [...listening];
+    const prepared = await ask(targets, { type: 'prepare', config: next }, 'prepared', 'preparing a reload');
+    const failures = prepared.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+    let nextMetrics: Server | undefined;
     const metricsChanged = JSON.stringify(next.metrics) !== JSON.stringify(config.metrics);
+    if (!failures.length && metricsChanged && next.metrics) {
+      try { nextMetrics = await bindMetrics(next.metrics); } catch (e) { failures.push(`l7.metrics: ${(e as Error).message}`); }
+    }
+    if (failures.length) {
+      // Workers that failed have undone their part already; the others undo theirs.
+      await ask(targets.filter((_, i) => prepared[i].status === 'fulfilled'), { type: 'abort' }, 'aborted', 'rolling back a reload');
+      throw new SluiceError('ERELOAD', `reload refused, every worker keeps the running config: ${failures.join('; ')}`);
+    }
     config = next;
-    await Promise.all([...listening].map((w) => {
-      const p = waitFor(w, (m) => m.type === 'reloaded', 'reloading');
-      w.send({ type: 'reload', config } satisfies ToWorker);
-      return p;
-    }));
-    if (metricsChanged) await serveMetrics();
+    const committed = await ask(targets, { type: 'commit' }, 'reloaded', 'committing a reload');
+    committed.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      // Rare (a port rebound for a kind change was taken meanwhile): a fresh worker gets the config whole.
+      log.error({ pid: targets[i].process.pid, err: (r.reason as Error).message }, 'worker could not commit the reload; replacing it');
+      targets[i].process.kill('SIGKILL');
+    });
+    if (metricsChanged) {
+      metricsServer?.close();
+      metricsServer?.closeAllConnections();
+      metricsServer = nextMetrics;
+    }
     log.info({ workers: workers.size }, 'config reloaded');
+  };
+  // One reload at a time: a second SIGHUP waits for the first.
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = (): Promise<void> => {
+    const p = reloading.then(apply);
+    reloading = p.catch(() => undefined);
+    return p;
   };
 
   const stop = async (): Promise<void> => {

@@ -12,7 +12,8 @@ import type { Duplex } from 'node:stream';
 import type { L7Config, ListenerSpec } from './config.js';
 import type { ProxyContext } from './context.js';
 import { ProxyRequest } from './proxy.js';
-import { CertStore } from './tls.js';
+import { CertStore, type LoadedCerts } from './tls.js';
+import { peerAddress } from './trust.js';
 import { tunnel } from './tunnel.js';
 
 type AnyServer = HttpServer | Http2SecureServer;
@@ -40,6 +41,8 @@ export class Listener {
     this.timeouts = config.timeouts;
     const proto = spec.tls ? 'https' : 'http';
     const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+      // Counted here, before anything can fail, so a drain waits for every request.
+      ctx.requestStarted();
       const guard = req.httpVersionMajor === 2 ? undefined : this.guards.get(req.socket as Duplex);
       if (guard) {
         clearTimeout(guard);
@@ -81,10 +84,15 @@ export class Listener {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
   }
 
-  /** New certificates, in place: SNI lookups and the default (no-SNI) context both switch. */
-  reloadCerts(spec: ListenerSpec): void {
-    if (!this.certs || !spec.tls) return;
-    this.certs.load(spec.tls.certs);
+  /** Read the certificates of `spec` for this listener (throws if one does not load); nothing changes yet. */
+  prepareCerts(spec: ListenerSpec): LoadedCerts | undefined {
+    return this.certs && spec.tls ? CertStore.read(spec.tls.certs) : undefined;
+  }
+
+  /** Switch to prepared certificates in place: SNI lookups and the default (no-SNI) context both. */
+  useCerts(loaded: LoadedCerts): void {
+    if (!this.certs) return;
+    this.certs.use(loaded);
     (this.server as unknown as { setSecureContext(o: object): void }).setSecureContext(this.certs.defaultPem);
   }
 
@@ -156,6 +164,12 @@ export class Listener {
   }
 }
 
+/** Where a listener is bound: two listeners with the same one cannot both be open. */
+export function bindKey(spec: ListenerSpec): string {
+  return `${spec.address}:${spec.port}`;
+}
+
+/** A listener's identity: where it is bound and how it speaks (plain, TLS, TLS with h2). */
 export function listenerKey(spec: ListenerSpec): string {
   return `${spec.address}:${spec.port}:${spec.tls ? (spec.tls.http2 ? 'h2' : 'tls') : 'plain'}`;
 }

@@ -7,18 +7,24 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { SluiceError } from '../model/errors.js';
 import type { CertSpec } from './config.js';
 
+/** Certificates read and parsed, not yet in use: what a reload prepares before it commits. */
+export interface LoadedCerts {
+  byName: Map<string, SecureContext>;
+  fallback: SecureContext;
+  pems: { cert: Buffer; key: Buffer };
+}
+
 export class CertStore {
   private byName = new Map<string, SecureContext>();
   private fallback!: SecureContext;
   private pems: { cert: Buffer; key: Buffer } = { cert: Buffer.alloc(0), key: Buffer.alloc(0) };
 
-  constructor(certs: CertSpec[]) { this.load(certs); }
+  constructor(certs: CertSpec[]) { this.use(CertStore.read(certs)); }
 
-  /** Read and parse every certificate first, so a bad file leaves the current ones in place. */
-  load(certs: CertSpec[]): void {
+  /** Read and parse every certificate; throws (ETLS) naming the first that does not load. */
+  static read(certs: CertSpec[]): LoadedCerts {
     const byName = new Map<string, SecureContext>();
-    let first: SecureContext | undefined;
-    let firstPem = this.pems;
+    let first: { ctx: SecureContext; cert: Buffer; key: Buffer } | undefined;
     certs.forEach((c, i) => {
       let cert: Buffer, key: Buffer, ctx: SecureContext;
       try {
@@ -28,12 +34,18 @@ export class CertStore {
       } catch (e) {
         throw new SluiceError('ETLS', `tls.certs[${i}]: cannot load ${c.cert} / ${c.key}: ${(e as Error).message}`);
       }
-      if (!first) { first = ctx; firstPem = { cert, key }; }
+      first ??= { ctx, cert, key };
       for (const n of c.serverNames) if (!byName.has(n)) byName.set(n, ctx);
     });
-    this.byName = byName;
-    this.fallback = first!;
-    this.pems = firstPem;
+    if (!first) throw new SluiceError('ETLS', 'tls.certs: no certificate');
+    return { byName, fallback: first.ctx, pems: { cert: first.cert, key: first.key } };
+  }
+
+  /** Switch to certificates read before: cannot fail. */
+  use(loaded: LoadedCerts): void {
+    this.byName = loaded.byName;
+    this.fallback = loaded.fallback;
+    this.pems = loaded.pems;
   }
 
   /** PEMs of the default certificate, for the server's own options. */

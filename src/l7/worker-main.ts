@@ -1,25 +1,34 @@
 /**
- * Entry point of a cluster worker. The primary sends the validated config ('start', 'reload')
- * and asks for a drain ('drain'); the worker answers with what it did.
+ * Entry point of a cluster worker. The primary sends the validated config ('start'), reloads
+ * in two steps ('prepare', then 'commit' or 'abort'; 'reload' does both, for a worker that
+ * started during one) and asks for a drain ('drain'); the worker answers with what it did.
  */
 import { AggregatorRegistry } from 'prom-client';
 import type { L7Config } from './config.js';
 import { workerLoggers } from './logging.js';
-import { Worker } from './worker.js';
+import { Worker, type ReloadPlan } from './worker.js';
 
-export type ToWorker = { type: 'start' | 'reload'; config: L7Config } | { type: 'drain'; graceMs: number };
+export type ToWorker =
+  | { type: 'start' | 'reload' | 'prepare'; config: L7Config }
+  | { type: 'commit' | 'abort' }
+  | { type: 'drain'; graceMs: number };
 export type FromWorker =
   | { type: 'hello' }
   | { type: 'listening'; addresses: Array<{ address: string; port: number; tls: boolean }> }
-  | { type: 'reloaded' }
-  | { type: 'failed'; stage: 'start' | 'reload'; message: string }
+  | { type: 'prepared' | 'reloaded' | 'aborted' }
+  | { type: 'failed'; stage: 'start' | 'reload' | 'prepare' | 'commit'; message: string }
   | { type: 'drained'; forced: boolean };
 
 const loggers = workerLoggers({ level: process.env.SLUICE_LOG_LEVEL ?? 'info' });
 const log = loggers.log;
 let worker: Worker | undefined;
+let plan: ReloadPlan | undefined;
 let draining = false;
 const send = (m: FromWorker) => process.send?.(m);
+
+async function step(stage: 'reload' | 'prepare' | 'commit', ok: FromWorker, f: () => Promise<void>): Promise<void> {
+  try { await f(); send(ok); } catch (e) { send({ type: 'failed', stage, message: (e as Error).message }); }
+}
 
 process.on('message', (m: ToWorker) => {
   void (async () => {
@@ -36,8 +45,17 @@ process.on('message', (m: ToWorker) => {
         process.exit(1);
       }
     } else if (m.type === 'reload') {
-      try { await worker!.reload(m.config); send({ type: 'reloaded' }); }
-      catch (e) { send({ type: 'failed', stage: 'reload', message: (e as Error).message }); }
+      await step('reload', { type: 'reloaded' }, () => worker!.reload(m.config));
+    } else if (m.type === 'prepare') {
+      await step('prepare', { type: 'prepared' }, async () => { plan = await worker!.prepare(m.config); });
+    } else if (m.type === 'commit') {
+      const p = plan;
+      plan = undefined;
+      await step('commit', { type: 'reloaded' }, () => (p ? worker!.commit(p) : Promise.reject(new Error('nothing prepared'))));
+    } else if (m.type === 'abort') {
+      if (plan) worker!.abort(plan);
+      plan = undefined;
+      send({ type: 'aborted' });
     } else if (m.type === 'drain') {
       draining = true;
       log.info({ inflight: worker?.inFlight }, 'draining');

@@ -1,15 +1,21 @@
 /**
  * One L7 worker: its listeners, the current Runtime, metrics and logs. `sluice l7` runs one per
  * core under node:cluster (index.ts); tests run one in-process through startWorker().
+ *
+ * A reload has two steps so that a config which cannot be applied changes nothing: prepare()
+ * does everything that can fail (bind new addresses, read certificates) without touching what
+ * is in use, then commit() swaps it all in, or abort() undoes the preparation.
  */
 import { createServer, type Server } from 'node:http';
 import pino, { type Logger } from 'pino';
+import { SluiceError } from '../model/errors.js';
 import { RetryBudget } from './budget.js';
-import type { L7Config } from './config.js';
+import type { L7Config, ListenerSpec } from './config.js';
 import type { ProxyContext } from './context.js';
-import { Listener, listenerKey } from './listener.js';
+import { bindKey, Listener, listenerKey } from './listener.js';
 import { L7Metrics } from './metrics.js';
 import { Runtime } from './runtime.js';
+import type { LoadedCerts } from './tls.js';
 
 export interface WorkerOptions {
   logger?: Logger;
@@ -20,6 +26,19 @@ export interface WorkerOptions {
 }
 
 export interface BoundListener { address: string; port: number; tls: boolean }
+
+/** A reload made ready: what could fail has been done, and nothing in use has changed. */
+export interface ReloadPlan {
+  readonly config: L7Config;
+  /** Listeners on new addresses, already listening (closed again by abort). */
+  readonly opened: Listener[];
+  /** Listeners that stay, with their new certificates read. */
+  readonly certs: Array<[Listener, LoadedCerts]>;
+  /** Same address, another kind (plain, TLS, h2): the old listener must let go of the port first, at commit. */
+  readonly swapped: Listener[];
+  /** serveMetrics only: the new metrics server, bound; null to close the old one; undefined: no change. */
+  metrics?: Server | null;
+}
 
 export class Worker implements ProxyContext {
   runtime: Runtime;
@@ -33,6 +52,7 @@ export class Worker implements ProxyContext {
   private metricsServer?: Server;
   private idleWaiters: Array<() => void> = [];
   private readonly log: Logger;
+  private preparing: ReloadPlan | undefined;
 
   constructor(private config: L7Config, private readonly opts: WorkerOptions = {}) {
     this.log = opts.logger ?? pino({ name: 'sluice-l7' });
@@ -51,62 +71,106 @@ export class Worker implements ProxyContext {
   get inFlight(): number { return this.inflight; }
 
   async start(): Promise<void> {
-    for (const spec of this.config.listeners) await this.open(spec);
-    if (this.opts.serveMetrics && this.config.metrics) await this.serveMetrics();
-  }
-
-  private async open(spec: L7Config['listeners'][number]): Promise<void> {
-    const l = new Listener(spec, this.config, this);
-    // Count requests here rather than in ProxyRequest so draining sees every one.
-    l.server.prependListener('request', () => this.requestStarted());
-    await l.listen();
-    this.listeners.set(l.key, l);
+    for (const spec of this.config.listeners) {
+      const l = new Listener(spec, this.config, this);
+      await l.listen();
+      this.listeners.set(l.key, l);
+    }
+    if (this.opts.serveMetrics && this.config.metrics) this.metricsServer = await this.bindMetrics(this.config.metrics);
   }
 
   addresses(): BoundListener[] {
     return [...this.listeners.values()].map((l) => ({ address: l.address().address, port: l.address().port, tls: !!l.spec.tls }));
   }
 
-  /** Swap in a new config: new requests use it at once, requests under way finish on the old one. */
+  /** Prepare and commit: new requests use `config` at once, requests under way finish on the old one. */
   async reload(config: L7Config): Promise<void> {
-    // Certificates first: a file that does not load leaves everything as it was.
-    const keep = new Map<string, L7Config['listeners'][number]>();
-    for (const spec of config.listeners) keep.set(listenerKey(spec), spec);
-    for (const [key, spec] of keep) {
-      const l = this.listeners.get(key);
-      l?.reloadCerts(spec);
+    await this.commit(await this.prepare(config));
+  }
+
+  /** Everything a reload can fail at, done aside. Throws (having undone it) if any of it fails. */
+  async prepare(config: L7Config): Promise<ReloadPlan> {
+    if (this.preparing) throw new SluiceError('ERELOAD', 'a reload is already being prepared');
+    const plan: ReloadPlan = { config, opened: [], certs: [], swapped: [] };
+    this.preparing = plan;
+    try {
+      for (const [i, spec] of config.listeners.entries()) {
+        const same = this.listeners.get(listenerKey(spec));
+        try {
+          if (same) { const c = same.prepareCerts(spec); if (c) plan.certs.push([same, c]); continue; }
+          const next = new Listener(spec, config, this); // reads its certificates
+          if (spec.port !== 0 && this.boundAt(spec)) { plan.swapped.push(next); continue; }
+          await next.listen();
+          plan.opened.push(next);
+        } catch (e) {
+          throw new SluiceError('ERELOAD', `l7.listeners[${i}] ${bindKey(spec)}: ${(e as Error).message}`);
+        }
+      }
+      if (this.opts.serveMetrics && JSON.stringify(config.metrics) !== JSON.stringify(this.config.metrics)) {
+        plan.metrics = config.metrics ? await this.bindMetrics(config.metrics) : null;
+      }
+    } catch (e) {
+      this.abort(plan);
+      this.log.warn({ err: (e as Error).message }, 'reload refused; the running config stays');
+      throw e;
     }
+    return plan;
+  }
+
+  /** Undo a preparation: close what it opened. */
+  abort(plan: ReloadPlan): void {
+    if (this.preparing === plan) this.preparing = undefined;
+    for (const l of plan.opened) void l.stopAccepting();
+    plan.metrics?.close();
+  }
+
+  /** Swap a prepared reload in. Only a kind change on a kept address can still fail here (the port is rebound). */
+  async commit(plan: ReloadPlan): Promise<void> {
+    if (this.preparing !== plan) throw new SluiceError('ERELOAD', 'no such prepared reload');
+    this.preparing = undefined;
+    const { config } = plan;
     const old = this.runtime;
     this.runtime = new Runtime(config, this.metrics, this.log, old);
     old.retire(this.runtime);
     this.config = config;
+    for (const [l, loaded] of plan.certs) l.useCerts(loaded);
+    const keep = new Set(config.listeners.map(listenerKey));
     for (const [key, l] of this.listeners) {
       if (keep.has(key)) { l.applyLimits(config); continue; }
       this.listeners.delete(key);
-      void l.stopAccepting();
+      void l.stopAccepting(); // stops listening now; its connections finish their responses
     }
-    for (const [key, spec] of keep) if (!this.listeners.has(key)) await this.open(spec);
-    if (this.opts.serveMetrics && JSON.stringify(config.metrics) !== JSON.stringify(this.metricsAddress)) {
-      await new Promise<void>((r) => (this.metricsServer ? this.metricsServer.close(() => r()) : r()));
-      this.metricsServer = undefined;
-      if (config.metrics) await this.serveMetrics();
+    for (const l of plan.opened) this.listeners.set(l.key, l);
+    if (plan.metrics !== undefined) {
+      this.metricsServer?.close();
+      this.metricsServer?.closeAllConnections();
+      this.metricsServer = plan.metrics ?? undefined;
+    }
+    for (const l of plan.swapped) {
+      try { await l.listen(); } catch (e) {
+        throw new SluiceError('ERELOAD', `${bindKey(l.spec)}: reopening as ${listenerKey(l.spec).split(':').pop()} failed: ${(e as Error).message}`);
+      }
+      this.listeners.set(l.key, l);
     }
     this.log.info({ routes: config.routes.length, pools: Object.keys(config.pools).length }, 'config reloaded');
   }
 
-  private metricsAddress: L7Config['metrics'];
+  private boundAt(spec: ListenerSpec): boolean {
+    for (const l of this.listeners.values()) if (l.spec.port !== 0 && bindKey(l.spec) === bindKey(spec)) return true;
+    return false;
+  }
 
-  private serveMetrics(): Promise<void> {
-    const m = this.config.metrics!;
-    this.metricsAddress = m;
+  private bindMetrics(m: NonNullable<L7Config['metrics']>): Promise<Server> {
     const server = createServer((req, res) => {
       this.metrics.registry.metrics().then((text) => {
         res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
         res.end(text);
       }, () => { res.writeHead(500); res.end(); });
     });
-    this.metricsServer = server;
-    return new Promise((resolve, reject) => { server.once('error', reject); server.listen(m.port, m.address, () => resolve()); });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(m.port, m.address, () => { server.off('error', reject); resolve(server); });
+    });
   }
 
   metricsPort(): number | undefined {
@@ -117,6 +181,7 @@ export class Worker implements ProxyContext {
   /** Stop accepting, let requests in flight finish within `graceMs`, then close everything. */
   async drain(graceMs = this.config.timeouts.drainMs): Promise<{ forced: boolean }> {
     this.draining = true;
+    if (this.preparing) this.abort(this.preparing);
     const closing = [...this.listeners.values()].map((l) => l.stopAccepting());
     // Keep-alive connections that turn idle after their last response must go too.
     const sweep = setInterval(() => { for (const l of this.listeners.values()) l.closeIdle(); }, 50);

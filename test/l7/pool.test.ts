@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -11,10 +13,10 @@ import { backend, freePort, get, sleep, type Backend } from './helpers.js';
 
 const quiet = pino({ level: 'silent' });
 
-function l7Yaml(port: number, endpoint: string, extra = ''): string {
+function l7Yaml(port: number, endpoint: string, extra = '', moreListeners = ''): string {
   return `l7:
   accessLog: false
-  listeners: [ { address: 127.0.0.1, port: ${port} } ]
+  listeners: [ { address: 127.0.0.1, port: ${port} }${moreListeners} ]
   routes: [ { match: { pathPrefix: / }, pool: app } ]
   pools:
     app: { endpoints: [ "${endpoint}" ] }
@@ -91,6 +93,25 @@ describe('the worker pool (sluice l7)', () => {
     await assert.rejects(h.reload(), /l7.pools.app.endpoints\[0\]/);
     assert.equal((await get(`http://127.0.0.1:${port}/still`)).body, 'b /still');
     writeFileSync(file, l7Yaml(port, b.address, `  metrics: 127.0.0.1:${metricsPort}\n  timeouts: { drain: 5s }`));
+  });
+
+  it('refuses a reload whose new listener cannot bind: every worker keeps the running config', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    const taken = (blocker.address() as AddressInfo).port;
+    const free = await freePort();
+    const running = h.config;
+    try {
+      // The new config would also move the pool back to a: no worker may have done that.
+      writeFileSync(file, l7Yaml(port, a.address, `  metrics: 127.0.0.1:${metricsPort}\n  timeouts: { drain: 5s }`, `, { address: 127.0.0.1, port: ${free} }, { address: 127.0.0.1, port: ${taken} }`));
+      await assert.rejects(h.reload(), /reload refused, every worker keeps the running config: .*EADDRINUSE/);
+      assert.equal(h.config, running);
+      for (let i = 0; i < 10; i++) assert.equal((await get(`http://127.0.0.1:${port}/r`)).body, 'b /r');
+      await assert.rejects(get(`http://127.0.0.1:${free}/`, { timeoutMs: 1000 }), 'the listener opened for the refused reload is closed again');
+    } finally {
+      blocker.close();
+      writeFileSync(file, l7Yaml(port, b.address, `  metrics: 127.0.0.1:${metricsPort}\n  timeouts: { drain: 5s }`));
+    }
   });
 
   it('drains on stop: a request in flight completes, then the listener is gone', async () => {
