@@ -26,6 +26,10 @@ function clientErrorStatus(code: string | undefined): number {
   }
 }
 
+function h2Settings(config: L7Config): { maxHeaderListSize: number; maxConcurrentStreams: number } {
+  return { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: config.limits.maxConcurrentStreams };
+}
+
 export class Listener {
   readonly server: AnyServer;
   readonly key: string;
@@ -63,7 +67,11 @@ export class Listener {
       this.certs = new CertStore(spec.tls.certs);
       const tlsOpts = { ...this.certs.defaultPem, SNICallback: this.certs.sniCallback, handshakeTimeout: config.timeouts.headersMs };
       if (spec.tls.http2) {
-        const s = createSecureServer({ ...tlsOpts, ...h1, allowHTTP1: true, maxSessionMemory: 20, settings: { maxHeaderListSize: config.limits.maxHeaderBytes } });
+        const s = createSecureServer({
+          ...tlsOpts, ...h1, allowHTTP1: true, maxSessionMemory: 20, settings: h2Settings(config),
+          // Node refuses (resets) streams past this many header entries: leave limits.maxHeaders to answer 431 first.
+          maxHeaderListPairs: Math.max(128, config.limits.maxHeaders + 8),
+        });
         s.on('session', (sess) => { this.sessions.add(sess); sess.once('close', () => this.sessions.delete(sess)); });
         // HTTP/1.1 connections on an HTTP/2 server are not tracked by Node: keep them for drain.
         s.on('secureConnection', (sock: import('node:tls').TLSSocket) => {
@@ -120,6 +128,8 @@ export class Listener {
     s.headersTimeout = config.timeouts.headersMs;
     s.requestTimeout = config.timeouts.requestMs;
     s.keepAliveTimeout = config.timeouts.keepAliveMs;
+    // New sessions get these; open ones keep what they were told.
+    (this.server as Http2SecureServer).updateSettings?.(h2Settings(config));
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {

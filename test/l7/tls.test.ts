@@ -166,3 +166,26 @@ describe('slow heads on TLS listeners', () => {
     });
   }
 });
+
+describe('HTTP/2 stream limit', () => {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS as a client of a TLS listener with these limits hears it. */
+  async function advertised(limits: Record<string, unknown>): Promise<number | undefined> {
+    const certs = makeCerts(['a.test']);
+    const b = await backend('b');
+    const p = await proxy({ routes: [{ pool: 'b' }], pools: { b: { endpoints: [b.address] } }, limits },
+      { tls: { certs: [{ ...certs.files['a.test'], serverNames: ['a.test'] }] } });
+    const client = h2connect(`https://127.0.0.1:${p.port}`, { servername: 'a.test', rejectUnauthorized: false });
+    try {
+      const settings = await new Promise<import('node:http2').Settings>((resolve) => client.once('remoteSettings', resolve));
+      return settings.maxConcurrentStreams;
+    } finally { client.close(); await p.close(); await b.close(); certs.cleanup(); }
+  }
+
+  it('advertises 100 concurrent streams by default (Node alone would allow 2^32-1)', async () => {
+    assert.equal(await advertised({}), 100);
+  });
+
+  it('advertises a configured limits.maxConcurrentStreams', async () => {
+    assert.equal(await advertised({ maxConcurrentStreams: 7 }), 7);
+  });
+});
