@@ -16,3 +16,9 @@ export interface ProxyContext {
   requestStarted(): void;
   requestDone(): void;
 }
+
+/**
+ * Responses whose connection Node's parser gave up on mid-request (timeouts.request → 408):
+ * the request's own access line reports that status rather than 499.
+ */
+export const refusedByParser = new WeakMap<object, number>();

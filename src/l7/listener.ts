@@ -2,7 +2,7 @@
  * One configured listener: plain HTTP/1.1, HTTPS, or HTTPS with HTTP/2 by ALPN (HTTP/1.1
  * still offered). Limits and timeouts that Node enforces itself are set here; requests that
  * Node's parser refuses (bad or ambiguous framing, oversized heads, slow heads) are answered
- * here with the right 4xx and never reach a pool.
+ * here with the right 4xx, get an access line, and never reach a pool.
  */
 import { createServer as createHttp, STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
@@ -10,7 +10,7 @@ import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, ty
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { L7Config, ListenerSpec } from './config.js';
-import type { ProxyContext } from './context.js';
+import { refusedByParser, type ProxyContext } from './context.js';
 import { ProxyRequest } from './proxy.js';
 import { CertStore, type LoadedCerts } from './tls.js';
 import { peerAddress } from './trust.js';
@@ -110,6 +110,7 @@ export class Listener {
     const t = setTimeout(() => {
       this.guards.delete(sock);
       this.ctx.metrics.clientError(408);
+      this.logRefusal(sock, 408, 'ERR_HTTP_REQUEST_TIMEOUT');
       sock.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 20\r\n\r\n408 Request Timeout\n');
       setTimeout(() => sock.destroy(), 1000).unref();
     }, ms);
@@ -137,8 +138,18 @@ export class Listener {
     const inResponse = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
     if (err.code === 'ECONNRESET' || !socket.writable || inResponse) { socket.destroy(); return; }
     this.ctx.metrics.clientError(status);
+    // A request under way (timeouts.request ran out mid-body) reports this status in its own line.
+    const res = (socket as Duplex & { _httpMessage?: object })._httpMessage;
+    if (res) refusedByParser.set(res, status);
+    else this.logRefusal(socket, status, err.code);
     const text = `${status} ${STATUS_CODES[status]}\n`;
     socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`);
+  }
+
+  /** Requests Node's parser refused have no method or path to show: status, client and Node's reason. */
+  private logRefusal(socket: Duplex, status: number, error: string | undefined): void {
+    if (!this.ctx.runtime.config.accessLog) return;
+    this.ctx.accessLog.info({ status, bytes: 0, route: '-', client: peerAddress((socket as Duplex & { remoteAddress?: string }).remoteAddress), error });
   }
 
   listen(): Promise<AddressInfo> {

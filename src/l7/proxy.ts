@@ -13,7 +13,7 @@ import type { Pick, Pool } from './pool.js';
 import type { CompiledRoute } from './router.js';
 import { normalizeHost } from './router.js';
 import type { Runtime } from './runtime.js';
-import type { ProxyContext } from './context.js';
+import { refusedByParser, type ProxyContext } from './context.js';
 import { peerAddress } from './trust.js';
 import type { Connection, Exchange, UpstreamError } from './upstream/connection.js';
 import { ParseError, type ResponseHead } from './upstream/parser.js';
@@ -312,7 +312,7 @@ export class ProxyRequest implements Exchange {
       this.pick!.ep.active--;
     }
     if (this.holdsBudget) this.ctx.budget.release();
-    const status = completed ? this.status : 499;
+    const status = completed ? this.status : refusedByParser.get(this.res) ?? 499;
     const seconds = (performance.now() - this.t0) / 1000;
     const route = this.route?.spec.name ?? '-';
     this.ctx.metrics.request(this.route, route, this.route?.pool.name ?? '-', status, seconds);

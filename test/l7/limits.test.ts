@@ -99,3 +99,23 @@ describe('bad and oversized requests get the right 4xx and never reach a pool', 
     assert.equal((await get(p.url + '/fine')).status, 200);
   });
 });
+
+describe('timeouts.request', () => {
+  it('answers 408 when the whole request has not arrived within timeouts.request', async () => {
+    const b = await backend('b');
+    const p = await proxy(simple([b.address], {}, { timeouts: { headers: '300ms', request: '700ms' } }));
+    try {
+      const started = Date.now();
+      // A complete head, then half the declared body, then nothing.
+      const r = await raw(p.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345', 5000);
+      assert.equal(statusOf(r), 408);
+      const took = Date.now() - started;
+      assert.ok(took >= 600 && took < 3000, `took ${took}ms`);
+      assert.equal(b.hits, 0);
+      await sleep(50);
+      const line = p.logs.access().at(-1)!;
+      assert.equal(line.status, 408);
+      assert.equal(line.path, '/');
+    } finally { await p.close(); await b.close(); }
+  });
+});

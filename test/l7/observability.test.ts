@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backend, freePort, get, proxy, simple } from './helpers.js';
+import { backend, freePort, get, proxy, raw, simple, statusOf } from './helpers.js';
 
 describe('observability', () => {
   it('writes one access-log line per request with method, host, path, status, bytes, upstream and durations', async () => {
@@ -21,6 +21,20 @@ describe('observability', () => {
       assert.equal(typeof l.ms, 'number');
       assert.equal(typeof l.upstreamMs, 'number');
       assert.match(String(l.id), /^[0-9a-f-]{36}$/);
+    } finally { await p.close(); await b.close(); }
+  });
+
+  it('writes an access line for a request the HTTP parser refuses', async () => {
+    const b = await backend('b');
+    const p = await proxy(simple([b.address]));
+    try {
+      assert.equal(statusOf(await raw(p.port, 'GET /a b c\r\n\r\n')), 400);
+      const lines = p.logs.access();
+      assert.equal(lines.length, 1);
+      assert.equal(lines[0].status, 400);
+      assert.equal(lines[0].client, '127.0.0.1');
+      assert.equal(lines[0].route, '-');
+      assert.match(String(lines[0].error), /^HPE_/);
     } finally { await p.close(); await b.close(); }
   });
 
