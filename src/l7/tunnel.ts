@@ -1,70 +1,106 @@
 /**
  * Upgrade requests (WebSocket): a fresh upstream connection per upgrade, the request head
  * rewritten like any other, the upstream's answer passed through, then bytes both ways until
- * either side closes. Upgraded connections are never pooled.
+ * either side closes. Upgraded connections are never pooled. Each upgrade gets one access line,
+ * written when the tunnel closes.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context.js';
-import { requestHead } from './headers.js';
+import { headerCount, requestHead } from './headers.js';
+import { originForm, pathOf, routingPath } from './path.js';
 import { normalizeHost } from './router.js';
 import { peerAddress } from './trust.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-
-function refuse(client: Duplex, status: number, text: string): void {
-  client.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 5}\r\n\r\n${status} ${text}\n`);
-}
+const REASON: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, early: Buffer, proto: 'http' | 'https'): void {
   const rt = ctx.runtime;
+  const t0 = performance.now();
   const clientIp = peerAddress(req.socket.remoteAddress);
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  const route = rt.router.match({ method: req.method ?? 'GET', host: normalizeHost(req.headers.host), path: q < 0 ? url : url.slice(0, q), headers: req.headers });
-  client.on('error', () => client.destroy());
-  ctx.tunnels.add(client);
-  client.once('close', () => ctx.tunnels.delete(client));
-  if (!route) return refuse(client, 404, 'Not Found');
-  const pick = route.pool.pick({ headers: req.headers, clientIp });
-  if (!pick) return refuse(client, 503, 'Service Unavailable');
-  const { head } = requestHead({
-    method: req.method ?? 'GET', url, rawHeaders: req.rawHeaders, clientIp, trusted: rt.trusted.has(clientIp), proto,
+  const method = req.method ?? 'GET';
+  const target = originForm(req.url ?? '/');
+  const path = pathOf(target);
+  const host = normalizeHost(req.headers.host);
+  const built = requestHead({
+    method, url: target, rawHeaders: req.rawHeaders, clientIp, trusted: rt.trusted.has(clientIp), proto,
     httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via, body: 'none',
     upgrade: String(req.headers.upgrade ?? 'websocket'),
   }, randomUUID);
+  const tooMany = headerCount(req.rawHeaders, false) > rt.config.limits.maxHeaders;
+  const route = tooMany || built.hosts > 1 ? undefined : rt.router.match({ method, host, path: routingPath(path), headers: req.headers });
+  let status = 0;
+  let upstream: string | undefined;
+  let up: Socket | undefined;
+  let error: string | undefined;
+  let clientGone = false;
+  client.on('error', () => client.destroy());
+  ctx.tunnels.add(client);
+  client.once('close', () => {
+    clientGone = true;
+    ctx.tunnels.delete(client);
+    up?.destroy();
+    if (!rt.config.accessLog) return;
+    ctx.accessLog.info({
+      method, host, path, status, bytes: up?.bytesRead ?? 0, route: route?.spec.name ?? '-', upstream, upgrade: req.headers.upgrade,
+      ms: +(performance.now() - t0).toFixed(3), client: clientIp, id: built.requestId, ...(error ? { error } : {}),
+    });
+  });
+  const refuse = (code: number): void => {
+    status = code;
+    const text = `${code} ${REASON[code]}\n`;
+    client.end(`HTTP/1.1 ${code} ${REASON[code]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n${rt.config.requestIdHeader}: ${built.requestId}\r\n\r\n${text}`);
+  };
+  if (tooMany) return refuse(431);
+  if (built.hosts > 1) return refuse(400);
+  if (!route) return refuse(404);
+  const pick = route.pool.pick({ headers: req.headers, clientIp });
+  if (!pick) return refuse(503);
+  upstream = pick.ep.key;
   const spec = route.pool.spec;
-  const up: Socket = connect({ host: pick.ep.spec.host, port: pick.ep.spec.port, noDelay: true });
-  up.setTimeout(spec.connectTimeoutMs);
+  const sock: Socket = connect({ host: pick.ep.spec.host, port: pick.ep.spec.port, noDelay: true });
+  up = sock;
+  sock.setTimeout(spec.connectTimeoutMs);
   let answered = false;
   let pending: Buffer = Buffer.alloc(0);
-  const fail = (status: number, text: string) => {
-    up.destroy();
-    if (!answered) { answered = true; route.pool.failure(pick.ep); refuse(client, status, text); } else client.destroy();
+  const fail = (code: number, why: string) => {
+    sock.destroy();
+    if (clientGone) return; // our own doing: the client left first
+    error ??= why;
+    if (!answered) { answered = true; route.pool.failure(pick.ep); refuse(code); } else client.destroy();
   };
-  client.on('close', () => up.destroy());
-  up.on('timeout', () => fail(504, 'Gateway Timeout'));
-  up.on('error', () => fail(502, 'Bad Gateway'));
-  up.once('connect', () => {
-    up.setTimeout(spec.timeoutMs);
-    up.write(head, 'latin1');
-    if (early.length) up.write(early);
+  // Once tunnelled, the upstream's close ends the client's side after what is queued for it.
+  sock.once('close', () => { if (answered) { if (!clientGone) (client as Socket).destroySoon(); } else fail(502, 'ERESET'); });
+  sock.on('timeout', () => fail(504, 'ETIMEDOUT'));
+  sock.on('error', (e: NodeJS.ErrnoException) => fail(502, e.code ?? 'ERESET'));
+  sock.once('connect', () => {
+    sock.setTimeout(spec.timeoutMs);
+    sock.write(built.head, 'latin1');
+    if (early.length) sock.write(early);
   });
   const onData = (d: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, d]) : d;
     const end = pending.indexOf(CRLFCRLF);
-    if (end < 0) { if (pending.length > 65536) fail(502, 'Bad Gateway'); return; }
+    if (end < 0) { if (pending.length > 65536) fail(502, 'EPARSE'); return; }
     answered = true;
-    up.off('data', onData);
-    up.setTimeout(0);
+    sock.off('data', onData);
+    sock.setTimeout(0);
     route.pool.success(pick.ep);
-    ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, Number(pending.toString('latin1', 9, 12)) || 'EPARSE');
+    status = Number(pending.toString('latin1', 9, 12)) || 0;
+    ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, status || 'EPARSE');
     client.write(pending);
-    up.pipe(client);
-    client.pipe(up);
-    up.on('close', () => client.destroy());
+    sock.pipe(client);
+    client.pipe(sock);
+    // A client that has closed its half has left: the upstream gets its FIN (pipe) and
+    // timeouts.keepAlive to close too, or both go (a half-open tunnel would never end).
+    client.once('end', () => {
+      const t = setTimeout(() => { sock.destroy(); client.destroy(); }, rt.config.timeouts.keepAliveMs);
+      t.unref();
+      client.once('close', () => clearTimeout(t));
+    });
   };
-  up.on('data', onData);
+  sock.on('data', onData);
 }

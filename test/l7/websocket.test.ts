@@ -9,11 +9,13 @@ import { proxy, raw, simple, statusOf } from './helpers.js';
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 /** A minimal RFC 6455 echo server: text frames up to 125 bytes, unmasked replies. */
-async function wsEcho(): Promise<{ port: number; close(): void; upgrades: IncomingMessage[] }> {
+async function wsEcho(): Promise<{ port: number; close(): void; upgrades: IncomingMessage[]; sockets: Duplex[] }> {
   const upgrades: IncomingMessage[] = [];
+  const sockets: Duplex[] = [];
   const s = createServer((_req, res) => { res.writeHead(426); res.end(); });
   s.on('upgrade', (req: IncomingMessage, sock: Duplex) => {
     upgrades.push(req);
+    sockets.push(sock);
     if (req.headers.upgrade !== 'websocket') { sock.end('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'); return; }
     const accept = createHash('sha1').update(String(req.headers['sec-websocket-key']) + GUID).digest('base64');
     sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
@@ -25,7 +27,7 @@ async function wsEcho(): Promise<{ port: number; close(): void; upgrades: Incomi
     });
   });
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  return { port: (s.address() as { port: number }).port, close: () => { s.closeAllConnections(); s.close(); }, upgrades };
+  return { port: (s.address() as { port: number }).port, close: () => { s.closeAllConnections(); s.close(); for (const k of sockets) k.destroy(); }, upgrades, sockets };
 }
 
 function frame(text: string): Buffer {
@@ -67,6 +69,68 @@ describe('WebSocket upgrades', () => {
     try {
       const r = await raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n', 1000);
       assert.equal(statusOf(r), 426);
+    } finally { await p.close(); ws.close(); }
+  });
+
+  it('closes a tunnel within timeouts.keepAlive of its client closing its half, though the upstream keeps its own open', async () => {
+    const ws = await wsEcho(); // a node:http upgrade socket: it does not close when it gets a FIN
+    const p = await proxy(simple([`127.0.0.1:${ws.port}`], {}, { timeouts: { keepAlive: '300ms' } }));
+    const s = connect(p.port, '127.0.0.1');
+    try {
+      await new Promise((r) => s.once('connect', r));
+      s.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${Buffer.from('0123456789abcdef').toString('base64')}\r\n\r\n`);
+      await readSome(s);
+      const closed = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now())));
+      const t = Date.now();
+      s.end();
+      const took = (await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(0), 3000))])) - t;
+      assert.ok(took > 0 && took < 2000, `tunnel ${took > 0 ? `closed after ${took}ms` : 'still open after 3s'}`);
+      for (let i = 0; i < 20 && p.worker.tunnels.size > 0; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(p.worker.tunnels.size, 0);
+    } finally { s.destroy(); await p.close(); ws.close(); }
+  });
+
+  it('writes an access line for an upgrade when its tunnel closes', async () => {
+    const ws = await wsEcho();
+    const p = await proxy(simple([`127.0.0.1:${ws.port}`], {}, { timeouts: { keepAlive: '300ms' } }));
+    const s = connect(p.port, '127.0.0.1');
+    try {
+      await new Promise((r) => s.once('connect', r));
+      s.write(`GET /chat?room=1 HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${Buffer.from('0123456789abcdef').toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      await readSome(s);
+      s.write(frame('hello'));
+      await readSome(s);
+      assert.equal(p.logs.access().length, 0, 'no line while the tunnel is open');
+      s.destroy();
+      for (let i = 0; i < 80 && p.logs.access().length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      const [line] = p.logs.access();
+      assert.equal(line.status, 101);
+      assert.equal(line.method, 'GET');
+      assert.equal(line.host, 'ws.test');
+      assert.equal(line.path, '/chat');
+      assert.equal(line.upgrade, 'websocket');
+      assert.equal(line.upstream, `127.0.0.1:${ws.port}`);
+      assert.ok(Number(line.bytes) > 0);
+      assert.match(String(line.id), /^[0-9a-f-]{36}$/);
+    } finally { s.destroy(); await p.close(); ws.close(); }
+  });
+
+  it('refuses an upgrade with more headers than limits.maxHeaders with 431', async () => {
+    const ws = await wsEcho();
+    const p = await proxy(simple([`127.0.0.1:${ws.port}`], {}, { limits: { maxHeaders: 5 } }));
+    try {
+      const extra = [0, 1, 2, 3].map((i) => `X-H${i}: v\r\n`).join('');
+      assert.equal(statusOf(await raw(p.port, `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${extra}\r\n`)), 431);
+      assert.equal(ws.upgrades.length, 0);
+    } finally { await p.close(); ws.close(); }
+  });
+
+  it('refuses an upgrade with two Host headers with 400', async () => {
+    const ws = await wsEcho();
+    const p = await proxy(simple([`127.0.0.1:${ws.port}`]));
+    try {
+      assert.equal(statusOf(await raw(p.port, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')), 400);
+      assert.equal(ws.upgrades.length, 0);
     } finally { await p.close(); ws.close(); }
   });
 
