@@ -1,6 +1,22 @@
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { backend, get, proxy, type Backend, type Proxy } from './helpers.js';
+
+/** `n` requests one after another on one keep-alive connection (quicker than fresh ones), counted by backend. */
+async function tally(p: Proxy, n: number, headers: (i: number) => Record<string, string> = () => ({})): Promise<Map<string, number>> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const m = new Map<string, number>();
+  try {
+    for (let i = 0; i < n; i++) {
+      const name = await new Promise<string>((resolve, reject) => {
+        request(p.url + '/', { agent, headers: headers(i) }, (res) => { res.resume(); res.on('end', () => resolve(String(res.headers['x-backend']))); }).on('error', reject).end();
+      });
+      m.set(name, (m.get(name) ?? 0) + 1);
+    }
+  } finally { agent.destroy(); }
+  return m;
+}
 
 async function spread(p: Proxy, n: number, headers: (i: number) => Record<string, string> = () => ({})): Promise<Map<string, number>> {
   const m = new Map<string, number>();
@@ -66,6 +82,25 @@ describe('balancers', () => {
       const m = await spread(p, 60);
       assert.equal(m.size, 3);
       for (const n of m.values()) assert.ok(n >= 8, `uneven: ${[...m]}`);
+    } finally { await p.close(); }
+  });
+
+  it('least-request follows weights when endpoints are equally idle', async () => {
+    const p = await proxy({ routes: [{ pool: 'p' }], pools: { p: { balance: 'least-request', endpoints: [{ address: bs[0].address, weight: 3 }, { address: bs[1].address, weight: 1 }] } } });
+    try {
+      // Sequential requests leave both idle, so the first (weighted) candidate wins: expect 3:1.
+      const m = await tally(p, 400);
+      const heavy = m.get('b0') ?? 0;
+      assert.ok(heavy >= 255 && heavy <= 345, `b0 got ${heavy} of 400 (expected ~300)`); // ±5 standard deviations
+    } finally { await p.close(); }
+  });
+
+  it('ring-hash gives endpoints shares of the keys by weight', async () => {
+    const p = await proxy({ routes: [{ pool: 'p' }], pools: { p: { balance: 'ring-hash', hashOn: { header: 'x-user' }, endpoints: [{ address: bs[0].address, weight: 3 }, { address: bs[1].address, weight: 1 }] } } });
+    try {
+      const m = await tally(p, 400, (i) => ({ 'x-user': `user-${i}` }));
+      const heavy = (m.get('b0') ?? 0) / 400;
+      assert.ok(heavy >= 0.6 && heavy <= 0.88, `b0 owns ${heavy} of the keys (expected ~0.75)`);
     } finally { await p.close(); }
   });
 

@@ -1,6 +1,7 @@
 /** The worker pool under node:cluster (runL7): restart, reload under load, bad reloads, drain, summed metrics. */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -127,24 +128,41 @@ describe('the worker pool (sluice l7)', () => {
   });
 });
 
+describe('the default pool size', () => {
+  it('starts one worker per core (os.availableParallelism) when neither the CLI nor the file says', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-cores-'));
+    const file = join(dir, 'sluice.yaml');
+    const a = await backend('a');
+    writeFileSync(file, l7Yaml(await freePort(), a.address));
+    const h = await runL7({ configPath: file, logger: quiet, logLevel: 'warn', signals: false });
+    try {
+      assert.equal(h.workerCount(), availableParallelism());
+    } finally { await h.stop(); await a.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+});
+
+/** `sluice l7` as its own process (it owns SIGHUP/SIGTERM), ready once it has said so. */
+async function spawnL7(file: string, workers: number): Promise<ChildProcess> {
+  const index = fileURLToPath(new URL('../../src/l7/index.js', import.meta.url));
+  const child = spawn(process.execPath, ['--input-type=module', '-e',
+    `const { runL7 } = await import(${JSON.stringify(index)}); const h = await runL7({ configPath: ${JSON.stringify(file)}, workers: ${workers}, logLevel: 'warn' }); console.log('READY'); await h.done; process.exit(0);`],
+  { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('READY')) resolve(); });
+    child.once('exit', (c) => reject(new Error(`exited ${c}`)));
+  });
+  return child;
+}
+
 describe('signals', () => {
   it('reloads on SIGHUP and drains and exits 0 on SIGTERM', async () => {
-    const { spawn } = await import('node:child_process');
-    const { fileURLToPath } = await import('node:url');
     const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-sig-'));
     const file = join(dir, 'sluice.yaml');
     const [a, b] = await Promise.all([backend('a'), backend('b')]);
     const port = await freePort();
     writeFileSync(file, l7Yaml(port, a.address));
-    const index = fileURLToPath(new URL('../../src/l7/index.js', import.meta.url));
-    const child = spawn(process.execPath, ['--input-type=module', '-e',
-      `const { runL7 } = await import(${JSON.stringify(index)}); const h = await runL7({ configPath: ${JSON.stringify(file)}, workers: 1, logLevel: 'warn' }); console.log('READY'); await h.done; process.exit(0);`],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = await spawnL7(file, 1);
     try {
-      await new Promise<void>((resolve, reject) => {
-        child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('READY')) resolve(); });
-        child.once('exit', (c) => reject(new Error(`exited ${c}`)));
-      });
       assert.equal((await get(`http://127.0.0.1:${port}/`)).body, 'a /');
       writeFileSync(file, l7Yaml(port, b.address));
       child.kill('SIGHUP');
@@ -154,5 +172,53 @@ describe('signals', () => {
       const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve); child.kill('SIGTERM'); });
       assert.equal(code, 0);
     } finally { child.kill('SIGKILL'); await a.close(); await b.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  it('reloads on SIGHUP under load without failing a request', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-hup-'));
+    const file = join(dir, 'sluice.yaml');
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    const port = await freePort();
+    writeFileSync(file, l7Yaml(port, a.address));
+    const child = await spawnL7(file, 2);
+    const agent = new Agent({ keepAlive: true, maxSockets: 6 });
+    try {
+      const one = () => new Promise<string>((resolve) => {
+        request(`http://127.0.0.1:${port}/hup`, { agent }, (res) => {
+          let body = ''; res.on('data', (d) => { body += d; }); res.on('end', () => resolve(res.statusCode === 200 ? body : `status ${res.statusCode}`));
+        }).on('error', (e) => resolve(`error ${e.message}`)).end();
+      });
+      const results: string[] = [];
+      const until = Date.now() + 20_000;
+      let sinceB = 0;
+      const client = async () => { while (Date.now() < until && sinceB < 300) { const r = await one(); results.push(r); if (r.startsWith('b /')) sinceB++; } };
+      const load = Promise.all(Array.from({ length: 6 }, client));
+      while (results.length < 150 && Date.now() < until) await sleep(10);
+      writeFileSync(file, l7Yaml(port, b.address));
+      child.kill('SIGHUP');
+      await load;
+      const failed = results.filter((r) => !r.startsWith('a /') && !r.startsWith('b /'));
+      assert.deepEqual(failed, []);
+      assert.ok(sinceB >= 300, `only ${sinceB} requests reached the new pool`);
+    } finally { agent.destroy(); child.kill('SIGKILL'); await a.close(); await b.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  it('on SIGTERM lets a request in flight complete, then exits 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-term-'));
+    const file = join(dir, 'sluice.yaml');
+    const slow = await backend('slow', (_req, res) => setTimeout(() => res.end('finished'), 700));
+    const port = await freePort();
+    writeFileSync(file, l7Yaml(port, slow.address));
+    const child = await spawnL7(file, 1);
+    try {
+      const inflight = get(`http://127.0.0.1:${port}/`);
+      while (slow.hits === 0) await sleep(10); // it has reached the upstream
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const r = await inflight;
+      assert.equal(r.status, 200);
+      assert.equal(r.body, 'finished');
+      assert.equal(await exited, 0);
+    } finally { child.kill('SIGKILL'); await slow.close(); rmSync(dir, { recursive: true, force: true }); }
   });
 });
