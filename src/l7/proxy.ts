@@ -68,6 +68,7 @@ export class ProxyRequest implements Exchange {
   private stalled = false;
   private sendTimer: NodeJS.Timeout | undefined;
   private sendTimedOut = false;
+  private onClientDrain: (() => void) | undefined;
 
   constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https') {
     this.rt = ctx.runtime;
@@ -229,23 +230,19 @@ export class ProxyRequest implements Exchange {
     // up (the upstream's timer stops too), but give up on a client that takes nothing for timeouts.send.
     this.stalled = true;
     this.conn?.pause(this);
-    this.res.once('drain', this.onClientDrain);
+    // Made on the first stall only: most responses never stall, and a closure per request would show.
+    this.res.once('drain', this.onClientDrain ??= () => { this.stalled = false; this.conn?.resume(this); });
     // One timer per request, restarted at each stall (a cleared timer cannot be refreshed, so it is left to run out).
     if (this.sendTimer) this.sendTimer.refresh();
-    else this.sendTimer = setTimeout(this.onSendTimeout, this.rt.config.timeouts.sendMs);
+    else this.sendTimer = setTimeout(() => this.sendTimeout(), this.rt.config.timeouts.sendMs);
   }
 
-  private readonly onClientDrain = (): void => {
-    this.stalled = false;
-    this.conn?.resume(this);
-  };
-
-  private readonly onSendTimeout = (): void => {
+  private sendTimeout(): void {
     if (!this.stalled) return; // it ran out after the client caught up
     this.sendTimedOut = true;
     this.upstreamError ??= 'ESENDTIMEOUT';
     this.res.destroy();
-  };
+  }
 
   onEnd(): void {
     this.conn = undefined;
