@@ -43,11 +43,24 @@ int CapturePrint(enum libbpf_print_level level, const char *fmt, va_list args) {
   return 0;
 }
 
+// The kernel's own errnos that the BPF syscall lets out (include/linux/errno.h), which libc
+// does not name: ENOTSUPP is what an operation a map type lacks returns (batch ops on a devmap).
+const char *KernelErrnoName(int err, const char **text) {
+  switch (err) {
+    case 524: *text = "Operation not supported by this map or program type"; return "ENOTSUPP";
+    case 525: *text = "Buffer or request is too small"; return "ETOOSMALL";
+    case 527: *text = "Type not supported"; return "EBADTYPE";
+    default: return nullptr;
+  }
+}
+
 Napi::Value Throw(Napi::Env env, const std::string &op, int err, const std::string &detail = "") {
   if (err < 0) err = -err;
   if (err == 0) err = EIO;  // a failure without errno must still be a failure
+  const char *text = strerror(err);
   const char *name = strerrorname_np(err);
-  std::string msg = op + ": " + strerror(err) + " (" + (name ? name : "E?") + ")";
+  if (!name) name = KernelErrnoName(err, &text);
+  std::string msg = op + ": " + text + " (" + (name ? name : "E?") + ")";
   if (!detail.empty()) msg += "\n" + detail;
   Napi::Error e = Napi::Error::New(env, msg);
   e.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));

@@ -363,6 +363,13 @@ test('an out-of-range array index is a kernel error with its errno name', () => 
   assert.throws(() => coll.map('arr').update(u32Key(100), Buffer.alloc(8)), { code: 'E2BIG', op: 'bpf_map_update_elem' });
 });
 
+test('an operation a map type lacks is ENOTSUPP by name, though libc does not know that errno', async () => {
+  const balancer = Collection.load(await compileBpf({ source: 'balancer' }));
+  try {
+    assert.throws(() => balancer.map('tx_ports').lookupAll(), { code: 'ENOTSUPP', errno: 524, op: 'bpf_map_lookup_batch', message: /Operation not supported by this map/ });
+  } finally { balancer.close(); }
+});
+
 test('maps and programs pinned under bpffs reopen with the same contents', () => {
   ensureBpffs();
   const dir = pinDir(`/sys/fs/bpf/sluice-test-${runId()}`);
