@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Topo, ADDR } from '../support/topo.js';
 import { AgentProcess } from '../support/agent.js';
-import { TwoTier, VIP, countBy, guardAgent, l7Of, type L7Host, type Req, type Result } from '../support/two-tier.js';
+import { TwoTier, VIP, countBy, l7Of, type L7Host, type Req, type Result } from '../support/two-tier.js';
 
 const SERVICE = `${VIP}:80/tcp`;
 const FALL_MS = 2 * 1000; // health defaults: interval 1s, fall 2
@@ -25,7 +25,7 @@ before(async () => {
   topo = Topo.up();
   tier = new TwoTier(topo);
   await tier.start();
-  agent = guardAgent(new AgentProcess(topo));
+  agent = new AgentProcess(topo);
   await agent.start();
   await agent.ok(['vip', 'add', SERVICE, '--mode', 'dsr', '--health', 'tcp']);
   for (const h of ['real1', 'real2'] as const) await agent.ok(['real', 'add', SERVICE, ADDR[h].v4]);

@@ -9,7 +9,8 @@ const live = new Set<string>();
 process.on('exit', () => { for (const ns of live) try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ } });
 // `node --test` ends a file's process with SIGTERM when a run is cut short, and Node runs no exit
 // handlers on a signal: exit instead, so that every test's cleanup above and elsewhere runs.
-for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => process.exit(128 + (sig === 'SIGTERM' ? 15 : 2)));
+const SIGNO = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => process.exit(128 + SIGNO[sig]));
 
 export function runId(): string {
   return randomBytes(3).toString('hex');

@@ -7,7 +7,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AgentProcess } from './agent.js';
 import { SLUICE } from './cli.js';
 import { addNs, delNs, inNs } from './netns.js';
 import { ADDR, type Topo } from './topo.js';
@@ -20,20 +19,9 @@ const APP_PORT = 8080;
 
 const procs = new Set<ChildProcess>();
 const atExit: Array<() => void> = [];
+// A test process ended early still kills these (support/netns.ts turns SIGTERM, SIGINT and
+// SIGHUP into an exit; support/agent.ts cleans up its agents at exit).
 process.on('exit', () => { for (const p of procs) p.kill('SIGKILL'); for (const f of atExit) f(); });
-// `node --test` SIGTERMs a file's process when the run is cut short: exit, so that the exit
-// handlers (these, Topo's and netns's) still remove what the tests made.
-for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(s, () => process.exit(1));
-
-/** If the test process dies before after(): kill the agent, remove its pins and state. */
-export function guardAgent(agent: AgentProcess): AgentProcess {
-  atExit.push(() => {
-    agent.proc?.kill('SIGKILL');
-    rmSync(agent.pinDir, { recursive: true, force: true });
-    rmSync(agent.dir, { recursive: true, force: true });
-  });
-  return agent;
-}
 
 /** An app server: every request is answered with JSON naming the app and what it saw of the proxy. */
 const APP_SERVER = `
