@@ -49,8 +49,10 @@ function readJson(req: IncomingMessage): Promise<unknown> {
 function vipParam(s: string): string {
   return vipKey(parseVipKey(s));
 }
-function realParam(s: string): string {
-  return realKey(parseRealRef(s));
+/** Canonical real key within its VIP: `10.0.0.11:80` on a port-80 VIP is `10.0.0.11`, as stored. */
+function realParam(s: string, vip: string): string {
+  const r = parseRealRef(s);
+  return realKey(r.port === parseVipKey(vip).port ? { address: r.address } : r);
 }
 
 function describeVips(agent: Agent, c: Config) {
@@ -114,13 +116,13 @@ const routes: Array<{ method: string; path: RegExp; handler: Handler }> = [
     return { ok: true };
   } },
   { method: 'PATCH', path: /^\/v1\/vips\/([^/]+)\/reals\/([^/]+)$/, handler: async (a, [vip, real], body) => {
-    const [vk, rk] = [vipParam(vip), realParam(real)];
+    const vk = vipParam(vip), rk = realParam(real, vk);
     const input = (await body()) as Record<string, unknown>;
     await a.change((c) => setReal(c, vk, rk, input ?? {}));
     return { ok: true };
   } },
   { method: 'DELETE', path: /^\/v1\/vips\/([^/]+)\/reals\/([^/]+)$/, handler: async (a, [vip, real]) => {
-    const [vk, rk] = [vipParam(vip), realParam(real)];
+    const vk = vipParam(vip), rk = realParam(real, vk);
     await a.change((c) => delReal(c, vk, rk));
     return { ok: true };
   } },

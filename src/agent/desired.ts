@@ -29,8 +29,7 @@ function findVip(c: Config, key: string): VipSpec {
 }
 
 function findReal(v: VipSpec, key: string): RealSpec {
-  // `10.0.0.11:80` names the same real as `10.0.0.11` on a port-80 VIP.
-  const r = v.reals.find((x) => realKey(x) === key || (x.port === undefined && realKey({ address: x.address, port: v.port }) === key));
+  const r = v.reals.find((x) => realKey(x) === key);
   if (!r) throw new ConflictError('ENOENT', `VIP ${vipKey(v)} has no real ${key}`);
   return r;
 }

@@ -90,6 +90,12 @@ test('a bad health check is a usage error', () => refused(['vip', 'add', '10.0.0
 test('a duplicate VIP is refused by the agent', () => refused(['vip', 'add', '10.99.100.1:80/tcp'], 1, /VIP 10.99.100.1:80\/tcp already exists/));
 test('a real for a VIP that does not exist is refused', () => refused(['real', 'add', '10.1.1.1:80/tcp', '10.99.0.11'], 1, /no VIP 10.1.1.1:80\/tcp/));
 test('a duplicate real is refused', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.11'], 1, /already has real 10.99.0.11/));
+test('a real named with its VIP\'s port is the real stored without it', async () => {
+  assert.equal((await sluice(['real', 'set', '10.99.100.1:80/tcp', '10.99.0.11:80', '--weight', '3', ...S()])).code, 0);
+  const reals = JSON.parse((await sluice(['real', 'list', '10.99.100.1:80/tcp', '--json', ...S()])).stdout);
+  assert.equal(reals.find((r: any) => r.key === '10.99.0.11').weight, 3);
+  assert.equal((await sluice(['real', 'set', '10.99.100.1:80/tcp', '10.99.0.11', '--weight', '1', ...S()])).code, 0);
+});
 test('a real with its own port outside nat mode is refused', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12:8080'], 1, /own port only in nat mode/));
 test('a weight out of range is a usage error', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--weight', '70000'], 2, /must be an integer 0..65535/));
 test('a malformed MAC is a usage error', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--mac', 'zz'], 2, /--mac "zz" is not a MAC/));
