@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { GenericNetlinkSocket, NetlinkMessage } from 'netlink';
+import { loadNetlink } from '../netlink.js';
 import {
   Cmd, IPVS_GENL_NAME, IPVS_GENL_VERSION, type IpvsDest, type IpvsService, type ServiceId,
   afOfAddress, decodeDestMessage, decodeInfo, decodeServiceMessage, destMessage, serviceMessage,
@@ -32,13 +33,6 @@ function genlHeader(cmd: number): Buffer {
   return Buffer.from([cmd, IPVS_GENL_VERSION, 0, 0]);
 }
 
-type NetlinkModule = typeof import('netlink');
-let netlinkModule: Promise<NetlinkModule> | undefined;
-/** The `netlink` package loads a native prebuild: load it lazily so its absence is a clean error. */
-export function loadNetlink(): Promise<NetlinkModule> {
-  netlinkModule ??= import('netlink');
-  return netlinkModule;
-}
 
 export class IpvsClient {
   private constructor(private readonly sock: GenericNetlinkSocket, readonly familyId: number) {}

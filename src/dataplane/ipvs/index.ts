@@ -14,7 +14,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { realKey, vipKey } from '../../model/keys.js';
 import type { Dataplane, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
-import { IpvsClient, IpvsError, loadNetlink } from './client.js';
+import { IpvsClient, IpvsError } from './client.js';
+import { loadNetlink } from '../netlink.js';
 import { type ActualService, type Op, plan } from './plan.js';
 import { serviceIdKey } from './protocol.js';
 

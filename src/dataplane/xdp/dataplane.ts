@@ -144,7 +144,7 @@ function mapShapes(l: S.Limits): Record<MapName, { key: number; value: number; e
   const shape = (n: MapName, entries: number) => ({ key: S.MAP_CODECS[n].key.size, value: S.MAP_CODECS[n].value.size, entries });
   return {
     vips: shape('vips', l.maxVips), vips6: shape('vips6', l.maxVips), rings: shape('rings', l.maxVips * l.ringSize), reals: shape('reals', l.maxReals),
-    flows: shape('flows', l.flowTableSize), flows6: shape('flows6', l.flowTableSize), nat_back: shape('nat_back', l.flowTableSize), frags: shape('frags', 8192),
+    flows: shape('flows', l.flowTableSize), flows6: shape('flows6', l.flowTableSize), nat_back: shape('nat_back', l.flowTableSize), frags: shape('frags', S.FRAG_TABLE_SIZE),
     stats: shape('stats', S.statsIndex.size(l)), config: shape('config', 1), tx_ports: shape('tx_ports', S.MAX_TX_PORTS), ports: shape('ports', S.MAX_TX_PORTS),
   };
 }
@@ -171,6 +171,8 @@ export class XdpDataplane implements Dataplane {
   #stats: TypedMap<number, S.Stat>;
   #config: TypedMap<number, S.ConfigVal>;
   #ports: TypedMap<number, S.PortInfo>;
+  /** tx port -> ifindex (the devmap XDP_REDIRECT sends through). */
+  #txPorts: TypedMap<number, number>;
   #state = new Map<string, VipState>();
   /** slot -> generation, for every real slot (free ones too). */
   #gens: number[];
@@ -207,6 +209,7 @@ export class XdpDataplane implements Dataplane {
     this.#stats = a.maps.stats.typed(S.u32key, S.stat);
     this.#config = a.maps.config.typed(S.u32key, S.config);
     this.#ports = a.maps.ports.typed(S.u32key, S.portInfo);
+    this.#txPorts = a.maps.tx_ports.typed(S.u32key, S.u32key);
     this.#gens = new Array(a.limits.maxReals).fill(0);
     this.#freeSlots = [];
   }
@@ -385,11 +388,11 @@ export class XdpDataplane implements Dataplane {
     this.#freeSlots.reverse();
     // Egress ports: the devmap says which port is which ifindex, the link pins which interface.
     const byIfindex = new Map<number, number>();
-    const txPorts = this.#maps.tx_ports;
-    for (const k of txPorts.keys()) {
-      const v = txPorts.lookup(k);
-      const port = k.readUInt32LE(0);
-      if (v && port > 0) byIfindex.set(v.readUInt32LE(0), port);
+    // (One lookup a key: a devmap has no batch lookup.)
+    for (const k of this.#maps.tx_ports.keys()) {
+      const port = S.u32key.decode(k, 0);
+      const ifindex = this.#txPorts.get(port);
+      if (ifindex !== undefined && port > 0) byIfindex.set(ifindex, port);
     }
     for (const [name, link] of egressLinks) {
       let ifindex = 0;
@@ -451,15 +454,8 @@ export class XdpDataplane implements Dataplane {
   #writePort(port: number, l: LinkInfo): boolean {
     const want: S.PortInfo = { ifindex: l.ifindex, mac: macToBytes(l.mac), mtu: Math.min(0xffff, l.mtu) };
     const cur = this.#ports.get(port);
-    const dev = this.#maps.tx_ports;
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(port);
-    const curIf = dev.lookup(k)?.readUInt32LE(0);
-    if (curIf !== l.ifindex) {
-      const v = Buffer.alloc(4);
-      v.writeUInt32LE(l.ifindex);
-      dev.update(k, v);
-    }
+    const curIf = this.#txPorts.get(port);
+    if (curIf !== l.ifindex) this.#txPorts.set(port, l.ifindex);
     if (cur && cur.ifindex === want.ifindex && cur.mac.equals(want.mac) && cur.mtu === want.mtu && curIf === l.ifindex) return false;
     this.#ports.set(port, want);
     return true;
@@ -566,9 +562,7 @@ export class XdpDataplane implements Dataplane {
     const out: string[] = [];
     for (const [name, e] of [...this.#egress]) {
       if (used.has(e.port)) continue;
-      const k = Buffer.alloc(4);
-      k.writeUInt32LE(e.port);
-      this.#maps.tx_ports.delete(k);
+      this.#txPorts.delete(e.port);
       this.#ports.set(e.port, { ifindex: 0, mac: Buffer.alloc(6), mtu: 0 });
       this.#dropLink(name, e.link);
       this.#egress.delete(name);

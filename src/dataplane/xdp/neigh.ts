@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { bytesToIp, bytesToMac, canonicalMac, ipFamily, ipToBytes } from '../../model/address.js';
+import { loadNetlink } from '../netlink.js';
 
 const run = promisify(execFile);
 
@@ -38,11 +39,6 @@ export interface NetView {
 const USABLE = ['reachable', 'stale', 'delay', 'probe', 'permanent', 'noarp'];
 
 type RtSocket = import('netlink').RtNetlinkSocket;
-let netlinkModule: Promise<typeof import('netlink') | null> | undefined;
-function loadNetlink(): Promise<typeof import('netlink') | null> {
-  netlinkModule ??= import('netlink').catch(() => null);
-  return netlinkModule;
-}
 
 class NetlinkView implements NetView {
   #neigh = new Map<number, Promise<Map<string, string>>>();
@@ -162,7 +158,7 @@ class IpCommandView implements NetView {
 
 /** A view of the network of this process's namespace. */
 export async function openNetView(): Promise<NetView> {
-  const nl = await loadNetlink();
+  const nl = await loadNetlink().catch(() => null);
   if (nl) {
     try {
       return new NetlinkView(nl.createRtNetlink());
@@ -175,22 +171,4 @@ export async function openNetView(): Promise<NetView> {
 export async function probe(addr: string, timeoutMs = 1000): Promise<void> {
   const fam = ipFamily(addr) === 6 ? '-6' : '-4';
   await run('ping', [fam, '-n', '-q', '-c', '1', '-W', String(Math.max(1, Math.ceil(timeoutMs / 1000))), addr]).catch(() => undefined);
-}
-
-/** The MAC of an on-link address from the neighbour table; pings it once when absent. */
-export async function resolveMac(addr: string, timeoutMs = 1000): Promise<string | null> {
-  const v = await openNetView();
-  try {
-    const known = await v.neighbour(addr);
-    if (known) return known;
-  } finally {
-    v.close();
-  }
-  await probe(addr, timeoutMs);
-  const again = await openNetView();
-  try {
-    return await again.neighbour(addr);
-  } finally {
-    again.close();
-  }
 }

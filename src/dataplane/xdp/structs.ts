@@ -127,6 +127,8 @@ export const MAP_CODECS: Record<string, { key: Codec<any>; value: Codec<any> }> 
 
 /** Interfaces the balancer can send on (bpf/consts.h MAX_TX_PORTS): port 0 is its own. */
 export const MAX_TX_PORTS = 64;
+/** Datagrams whose later fragments are followed (bpf/consts.h FRAG_TABLE_SIZE). */
+export const FRAG_TABLE_SIZE = 8192;
 export { u16 };
 
 export function family(addr: string): 4 | 6 {
