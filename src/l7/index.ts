@@ -9,7 +9,7 @@
  * cannot, the others roll back and the running config stays everywhere.
  */
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
@@ -17,6 +17,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { SluiceError } from '../model/errors.js';
 import type { L7Config } from './config.js';
 import { loadL7Config } from './load.js';
+import { bindMetricsServer } from './metrics.js';
 import type { FromWorker, ToWorker } from './worker-main.js';
 
 export { validateL7 } from './config.js';
@@ -127,14 +128,9 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   }
   log.info({ workers: count, listeners: config.listeners.map((l) => `${l.address}:${l.port}${l.tls ? ' tls' : ''}`) }, 'l7 pool started');
 
-  const bindMetrics = async (m: NonNullable<L7Config['metrics']>): Promise<Server> => {
+  const bindMetrics = (m: NonNullable<L7Config['metrics']>): Promise<Server> => {
     const agg = new AggregatorRegistry();
-    const server = createServer((req, res) => {
-      agg.clusterMetrics().then((text) => { res.writeHead(200, { 'content-type': agg.contentType }); res.end(text); },
-        (e: Error) => { res.writeHead(500); res.end(`${e.message}\n`); });
-    });
-    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(m.port, m.address, () => { server.off('error', reject); resolve(); }); });
-    return server;
+    return bindMetricsServer(m, () => agg.clusterMetrics(), agg.contentType);
   };
   if (config.metrics) metricsServer = await bindMetrics(config.metrics);
 

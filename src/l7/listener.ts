@@ -4,14 +4,14 @@
  * Node's parser refuses (bad or ambiguous framing, oversized heads, slow heads) are answered
  * here with the right 4xx, get an access line, and never reach a pool.
  */
-import { createServer as createHttp, STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttp, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { L7Config, ListenerSpec } from './config.js';
 import { refusedByParser, type ProxyContext } from './context.js';
-import { ProxyRequest } from './proxy.js';
+import { ProxyRequest, rawShortReply } from './proxy.js';
 import { CertStore, type LoadedCerts } from './tls.js';
 import { peerAddress } from './trust.js';
 import { tunnel } from './tunnel.js';
@@ -111,7 +111,7 @@ export class Listener {
       this.guards.delete(sock);
       this.ctx.metrics.clientError(408);
       this.logRefusal(sock, 408, 'ERR_HTTP_REQUEST_TIMEOUT');
-      sock.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 20\r\n\r\n408 Request Timeout\n');
+      sock.end(rawShortReply(408));
       setTimeout(() => sock.destroy(), 1000).unref();
     }, ms);
     t.unref();
@@ -142,8 +142,7 @@ export class Listener {
     const res = (socket as Duplex & { _httpMessage?: object })._httpMessage;
     if (res) refusedByParser.set(res, status);
     else this.logRefusal(socket, status, err.code);
-    const text = `${status} ${STATUS_CODES[status]}\n`;
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`);
+    socket.end(rawShortReply(status));
   }
 
   /** Requests Node's parser refused have no method or path to show: status, client and Node's reason. */

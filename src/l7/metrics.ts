@@ -3,6 +3,7 @@
  * cached: prom-client hashes the label set on every call otherwise, which shows on the hot path.
  * In the worker pool the primary serves the sum over workers (prom-client's AggregatorRegistry).
  */
+import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -60,4 +61,19 @@ export class L7Metrics {
   retry(pool: string): void { this.retries.inc({ pool }); }
   ejected(pool: string, endpoint: string): void { this.ejections.inc({ pool, endpoint }); }
   clientError(status: number): void { this.clientErrors.inc({ code: String(status) }); }
+}
+
+/**
+ * A metrics endpoint at `at`, answering every request with `render()` (Prometheus text), already
+ * listening when it resolves: a worker's own registry, or in the pool the primary's sum.
+ */
+export function bindMetricsServer(at: { address: string; port: number }, render: () => Promise<string>, contentType: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    render().then((text) => { res.writeHead(200, { 'content-type': contentType }); res.end(text); },
+      (e: Error) => { res.writeHead(500); res.end(`${e.message}\n`); });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.address, () => { server.off('error', reject); resolve(server); });
+  });
 }

@@ -25,8 +25,20 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 /** A stale keep-alive connection is not the endpoint's fault: such retries don't count against `retries`. */
 const MAX_STALE_RETRIES = 3;
 
+/** The short body of every reply sluice makes itself: `502 Bad Gateway`. */
+function shortBody(status: number): string {
+  return `${status} ${STATUS_CODES[status] ?? ''}\n`;
+}
+
+/** The same reply as raw bytes, closing the connection: for sockets with no response object (refused heads, upgrades). */
+export function rawShortReply(status: number, extraHeaders: Record<string, string> = {}): string {
+  const body = shortBody(status);
+  const extra = Object.entries(extraHeaders).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+}
+
 export function shortReply(res: Res, status: number, requestIdHeader: string, requestId: string, extra?: Record<string, string>): void {
-  const body = `${status} ${STATUS_CODES[status] ?? ''}\n`;
+  const body = shortBody(status);
   const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [requestIdHeader]: requestId, ...extra };
   if (res.headersSent) { res.destroy(); return; }
   res.writeHead(status, headers);

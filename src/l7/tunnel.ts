@@ -11,11 +11,11 @@ import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context.js';
 import { headerCount, requestHead } from './headers.js';
 import { originForm, pathOf, routingPath } from './path.js';
+import { rawShortReply } from './proxy.js';
 import { normalizeHost } from './router.js';
 import { peerAddress } from './trust.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-const REASON: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, early: Buffer, proto: 'http' | 'https'): void {
   const rt = ctx.runtime;
@@ -51,8 +51,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   });
   const refuse = (code: number): void => {
     status = code;
-    const text = `${code} ${REASON[code]}\n`;
-    client.end(`HTTP/1.1 ${code} ${REASON[code]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n${rt.config.requestIdHeader}: ${built.requestId}\r\n\r\n${text}`);
+    client.end(rawShortReply(code, { [rt.config.requestIdHeader]: built.requestId }));
   };
   if (tooMany) return refuse(431);
   if (built.hosts > 1) return refuse(400);

@@ -6,14 +6,14 @@
  * does everything that can fail (bind new addresses, read certificates) without touching what
  * is in use, then commit() swaps it all in, or abort() undoes the preparation.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import pino, { type Logger } from 'pino';
 import { SluiceError } from '../model/errors.js';
 import { RetryBudget } from './budget.js';
 import type { L7Config, ListenerSpec } from './config.js';
 import type { ProxyContext } from './context.js';
 import { bindKey, Listener, listenerKey } from './listener.js';
-import { L7Metrics } from './metrics.js';
+import { L7Metrics, bindMetricsServer } from './metrics.js';
 import { Runtime } from './runtime.js';
 import type { LoadedCerts } from './tls.js';
 
@@ -161,16 +161,8 @@ export class Worker implements ProxyContext {
   }
 
   private bindMetrics(m: NonNullable<L7Config['metrics']>): Promise<Server> {
-    const server = createServer((req, res) => {
-      this.metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
-        res.end(text);
-      }, () => { res.writeHead(500); res.end(); });
-    });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(m.port, m.address, () => { server.off('error', reject); resolve(server); });
-    });
+    const registry = this.metrics.registry;
+    return bindMetricsServer(m, () => registry.metrics(), registry.contentType);
   }
 
   metricsPort(): number | undefined {
