@@ -63,22 +63,73 @@ class Worker {
   }
 }
 
-export class Topo {
+/**
+ * What both topologies share: one namespace per host plus the switch `sw`, named with a per-run
+ * suffix; a worker in each; veth links from a host to a bridge in `sw`.
+ */
+abstract class WorkerTopo<H extends string> {
   readonly id: string;
-  readonly ns: Record<Host | 'sw', string>;
-  #workers = new Map<Host | 'sw', Worker>();
+  readonly ns: Record<H | 'sw', string>;
+  #workers = new Map<H | 'sw', Worker>();
 
-  private constructor(id: string) {
-    this.id = id;
-    this.ns = Object.fromEntries([...HOSTS, 'sw'].map((h) => [h, `sx-${h}-${id}`])) as Record<Host | 'sw', string>;
+  protected constructor(readonly hosts: readonly H[], prefix: string) {
+    this.id = runId();
+    this.ns = Object.fromEntries([...hosts, 'sw'].map((h) => [h, `${prefix}-${h}-${this.id}`])) as Record<H | 'sw', string>;
+  }
+
+  protected startWorkers(): void {
+    for (const h of [...this.hosts, 'sw' as const]) this.#workers.set(h, new Worker(this.ns[h]));
+  }
+
+  /**
+   * A veth from host `h` (device `dev`, with its MAC and addresses) to `port` on `bridge` in sw;
+   * tx checksum offload off on both ends (rewritten packets would arrive with bad checksums).
+   */
+  protected link(h: H, dev: string, port: string, bridge: string, mac: string, a4: string, a6: string): void {
+    const sw = this.ns.sw;
+    const n = this.ns[h];
+    sh('ip', ['link', 'add', port, 'netns', sw, 'type', 'veth', 'peer', 'name', dev, 'netns', n]);
+    inNs(n, 'ip', ['link', 'set', dev, 'address', mac]);
+    inNs(n, 'sysctl', ['-qw', `net.ipv6.conf.${dev}.accept_dad=0`]);
+    inNs(n, 'ip', ['addr', 'add', `${a4}/24`, 'dev', dev]);
+    inNs(n, 'ip', ['addr', 'add', `${a6}/64`, 'dev', dev, 'nodad']);
+    inNs(n, 'ip', ['link', 'set', dev, 'up']);
+    inNs(n, 'ethtool', ['-K', dev, 'tx', 'off']);
+    inNs(sw, 'ip', ['link', 'set', port, 'master', bridge]);
+    inNs(sw, 'ethtool', ['-K', port, 'tx', 'off']);
+    inNs(sw, 'ip', ['link', 'set', port, 'up']);
+  }
+
+  call<T = any>(h: H | 'sw', op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const w = this.#workers.get(h);
+    if (!w) throw new Error(`no worker in ${h}`);
+    return w.call<T>(op, args);
+  }
+
+  /** Run a command in a host's namespace (network only). */
+  exec(h: H | 'sw', cmd: string, args: string[]): string {
+    return inNs(this.ns[h], cmd, args);
+  }
+
+  /** Stop the workers (the lb's closes its data plane: detach, unpin), remove the namespaces. */
+  async down(): Promise<void> {
+    await Promise.all([...this.#workers.values()].map((w) => w.stop().catch(() => undefined)));
+    this.#workers.clear();
+    for (const h of [...this.hosts, 'sw' as const]) delNs(this.ns[h]);
+  }
+}
+
+export class Topo extends WorkerTopo<Host> {
+  private constructor() {
+    super(HOSTS, 'sx');
   }
 
   /** Create the namespaces, links and addresses; start a worker in each namespace. */
   static async up(): Promise<Topo> {
-    const t = new Topo(runId());
+    const t = new Topo();
     try {
       t.#build();
-      for (const h of [...HOSTS, 'sw'] as const) t.#workers.set(h, new Worker(t.ns[h]));
+      t.startWorkers();
       // The lb's bridge-side peer must run XDP for the lb's XDP_TX frames to be delivered.
       await t.call('sw', 'attach', { source: 'ref', program: 'xdp_pass', ifname: t.peer('lb') });
       return t;
@@ -99,17 +150,8 @@ export class Topo {
     inNs(sw, 'ip', ['link', 'set', 'br0', 'up']);
     inNs(sw, 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
     for (const h of HOSTS) {
-      const n = addNs(this.ns[h]);
-      sh('ip', ['link', 'add', this.peer(h), 'netns', sw, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n]);
-      inNs(n, 'ip', ['link', 'set', 'eth0', 'address', MAC[h]]);
-      inNs(n, 'sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.eth0.accept_dad=0']);
-      inNs(n, 'ip', ['addr', 'add', `${ADDR4[h]}/24`, 'dev', 'eth0']);
-      inNs(n, 'ip', ['addr', 'add', `${ADDR6[h]}/64`, 'dev', 'eth0', 'nodad']);
-      inNs(n, 'ip', ['link', 'set', 'eth0', 'up']);
-      inNs(n, 'ethtool', ['-K', 'eth0', 'tx', 'off']);
-      inNs(sw, 'ip', ['link', 'set', this.peer(h), 'master', 'br0']);
-      inNs(sw, 'ethtool', ['-K', this.peer(h), 'tx', 'off']);
-      inNs(sw, 'ip', ['link', 'set', this.peer(h), 'up']);
+      inNs(addNs(this.ns[h]), 'sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0']);
+      this.link(h, 'eth0', this.peer(h), 'br0', MAC[h], ADDR4[h], ADDR6[h]);
     }
     inNs(this.ns.client, 'ip', ['route', 'add', '10.99.100.0/24', 'via', ADDR4.lb]);
     inNs(this.ns.client, 'ip', ['-6', 'route', 'add', 'fd99:100::/64', 'via', ADDR6.lb]);
@@ -124,30 +166,12 @@ export class Topo {
     }
   }
 
-  call<T = any>(h: Host | 'sw', op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const w = this.#workers.get(h);
-    if (!w) throw new Error(`no worker in ${h}`);
-    return w.call<T>(op, args);
-  }
-
-  /** Run a command in a host's namespace (network only). */
-  exec(h: Host | 'sw', cmd: string, args: string[]): string {
-    return inNs(this.ns[h], cmd, args);
-  }
-
   /** NAT: reals send their replies to the client through the lb. */
   routeRepliesViaLb(on: boolean): void {
     for (const h of REALS) {
       this.exec(h, 'ip', ['route', on ? 'replace' : 'del', `${ADDR4.client}/32`, 'via', ADDR4.lb]);
       this.exec(h, 'ip', ['-6', 'route', on ? 'replace' : 'del', `${ADDR6.client}/128`, 'via', ADDR6.lb]);
     }
-  }
-
-  /** Stop the workers (the lb's closes its data plane: detach, unpin), remove the namespaces. */
-  async down(): Promise<void> {
-    await Promise.all([...this.#workers.values()].map((w) => w.stop().catch(() => undefined)));
-    this.#workers.clear();
-    for (const h of [...HOSTS, 'sw'] as const) delNs(this.ns[h]);
   }
 }
 
@@ -185,21 +209,16 @@ export const ARM_MAC = {
 export const ARM_VIP4 = '10.98.100.1';
 export const ARM_VIP6 = 'fd98:100::1';
 
-export class TwoArmTopo {
-  readonly id: string;
-  readonly ns: Record<ArmHost | 'sw', string>;
-  #workers = new Map<ArmHost | 'sw', Worker>();
-
-  private constructor(id: string) {
-    this.id = id;
-    this.ns = Object.fromEntries([...ARM_HOSTS, 'sw'].map((h) => [h, `sy-${h}-${id}`])) as Record<ArmHost | 'sw', string>;
+export class TwoArmTopo extends WorkerTopo<ArmHost> {
+  private constructor() {
+    super(ARM_HOSTS, 'sy');
   }
 
   static async up(): Promise<TwoArmTopo> {
-    const t = new TwoArmTopo(runId());
+    const t = new TwoArmTopo();
     try {
       t.#build();
-      for (const h of [...ARM_HOSTS, 'sw'] as const) t.#workers.set(h, new Worker(t.ns[h]));
+      t.startWorkers();
       for (const arm of [1, 2] as const) await t.call('sw', 'attach', { source: 'ref', program: 'xdp_pass', ifname: t.port(arm, 'lb') });
       return t;
     } catch (e) {
@@ -214,18 +233,7 @@ export class TwoArmTopo {
   }
 
   #link(arm: 1 | 2, h: ArmHost, dev: string, mac: string, a4: string, a6: string): void {
-    const sw = this.ns.sw;
-    const n = this.ns[h];
-    sh('ip', ['link', 'add', this.port(arm, h), 'netns', sw, 'type', 'veth', 'peer', 'name', dev, 'netns', n]);
-    inNs(n, 'ip', ['link', 'set', dev, 'address', mac]);
-    inNs(n, 'sysctl', ['-qw', `net.ipv6.conf.${dev}.accept_dad=0`]);
-    inNs(n, 'ip', ['addr', 'add', `${a4}/24`, 'dev', dev]);
-    inNs(n, 'ip', ['addr', 'add', `${a6}/64`, 'dev', dev, 'nodad']);
-    inNs(n, 'ip', ['link', 'set', dev, 'up']);
-    inNs(n, 'ethtool', ['-K', dev, 'tx', 'off']);
-    inNs(sw, 'ip', ['link', 'set', this.port(arm, h), 'master', `br${arm}`]);
-    inNs(sw, 'ethtool', ['-K', this.port(arm, h), 'tx', 'off']);
-    inNs(sw, 'ip', ['link', 'set', this.port(arm, h), 'up']);
+    this.link(h, dev, this.port(arm, h), `br${arm}`, mac, a4, a6);
   }
 
   #build(): void {
@@ -269,19 +277,4 @@ export class TwoArmTopo {
     }
   }
 
-  call<T = any>(h: ArmHost | 'sw', op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const w = this.#workers.get(h);
-    if (!w) throw new Error(`no worker in ${h}`);
-    return w.call<T>(op, args);
-  }
-
-  exec(h: ArmHost | 'sw', cmd: string, args: string[]): string {
-    return inNs(this.ns[h], cmd, args);
-  }
-
-  async down(): Promise<void> {
-    await Promise.all([...this.#workers.values()].map((w) => w.stop().catch(() => undefined)));
-    this.#workers.clear();
-    for (const h of [...ARM_HOSTS, 'sw'] as const) delNs(this.ns[h]);
-  }
 }

@@ -218,6 +218,18 @@ describe('XDP balancer with two arms (clients on eth0, reals behind eth1)', () =
     })),
   }));
   const xdpOn = (dev: string) => JSON.parse(arms.exec('lb', 'ip', ['-j', '-d', 'link', 'show', 'dev', dev]))[0].xdp;
+  /** N TCP connections and N UDP datagrams from the client to the VIP; none may fail. Stats around them, and the source MACs of the replies. */
+  const armTraffic = async (fam: 4 | 6) => {
+    const vip = fam === 4 ? ARM_VIP4 : ARM_VIP6;
+    const before = await armStats();
+    const { result: [tcp, udp], macs } = await sourcesSeen(arms, vip, async () => [
+      await arms.call<Tally>('client', 'tcpBurst', { host: vip, port: 80, count: N, concurrency: 16 }),
+      await arms.call<Tally>('client', 'udpBurst', { host: vip, port: 53, count: N, concurrency: 16 }),
+    ]);
+    const after = await armStats();
+    assert.equal(tcp.failures + udp.failures, 0, `failures: ${JSON.stringify({ tcp, udp })}`);
+    return { tcp, udp, macs, before, after };
+  };
 
   before(async () => {
     arms = await TwoArmTopo.up();
@@ -242,14 +254,7 @@ describe('XDP balancer with two arms (clients on eth0, reals behind eth1)', () =
         assert.ok(!report.changes.some((c: string) => c.startsWith('!')), report.changes.join('; '));
         assert.deepEqual(await arms.call('lb', 'dpEgress'), { eth1: 1 }, 'eth1 is tx port 1');
         assert.equal(xdpOn('eth1')?.prog?.name, 'balancer', 'the balancer runs on the egress interface too');
-        const vip = fam === 4 ? ARM_VIP4 : ARM_VIP6;
-        const before = await armStats();
-        const { result: [tcp, udp], macs } = await sourcesSeen(arms, vip, async () => [
-          await arms.call<Tally>('client', 'tcpBurst', { host: vip, port: 80, count: N, concurrency: 16 }),
-          await arms.call<Tally>('client', 'udpBurst', { host: vip, port: 53, count: N, concurrency: 16 }),
-        ]);
-        const after = await armStats();
-        assert.equal(tcp.failures + udp.failures, 0, `failures: ${JSON.stringify({ tcp, udp })}`);
+        const { tcp, udp, macs, before, after } = await armTraffic(fam);
         assert.deepEqual(Object.keys(tcp.byReal).sort(), [...ARM_REALS]);
         assert.deepEqual(Object.keys(udp.peers), [(fam === 4 ? ARM4 : ARM6).client], 'the reals see the client\'s address');
         assert.ok(after.global.nat_reply - before.global.nat_reply >= 2 * N, 'replies rewritten');
@@ -261,14 +266,7 @@ describe('XDP balancer with two arms (clients on eth0, reals behind eth1)', () =
 
     test(`dsr IPv${fam}: requests leave by eth1 with eth1's MAC; replies reach the client through the router, none through the lb`, async () => {
       await arms.call('lb', 'dpSync', { table: { services: armServices('dsr', fam) } });
-      const vip = fam === 4 ? ARM_VIP4 : ARM_VIP6;
-      const before = await armStats();
-      const { result: [tcp, udp], macs } = await sourcesSeen(arms, vip, async () => [
-        await arms.call<Tally>('client', 'tcpBurst', { host: vip, port: 80, count: N, concurrency: 16 }),
-        await arms.call<Tally>('client', 'udpBurst', { host: vip, port: 53, count: N, concurrency: 16 }),
-      ]);
-      const after = await armStats();
-      assert.equal(tcp.failures + udp.failures, 0, `failures: ${JSON.stringify({ tcp, udp })}`);
+      const { udp, macs, before, after } = await armTraffic(fam);
       assert.deepEqual(Object.keys(udp.byReal).sort(), [...ARM_REALS]);
       assert.deepEqual(Object.keys(macs), [ARM_MAC.router0], `replies by source MAC: ${JSON.stringify(macs)}`);
       assert.equal(after.global.nat_reply - before.global.nat_reply, 0);
