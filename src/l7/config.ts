@@ -336,7 +336,9 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
     if (l.port !== 0 && seenL.has(k)) c.fail(`${path}.listeners[${i}]`, `duplicate listener ${k}`);
     seenL.add(k);
   });
-  const pools: Record<string, PoolSpec> = {};
+  // No prototype: a route to `toString` or `constructor` must not find Object's, and a pool
+  // named `__proto__` is a pool like any other (a plain object would take it as its prototype).
+  const pools: Record<string, PoolSpec> = Object.create(null);
   const po = c.object(o.pools, `${path}.pools`);
   for (const [name, pv] of Object.entries(po)) {
     if (!/^[\w.-]{1,64}$/.test(name)) c.fail(`${path}.pools.${name}`, 'pool names are letters, digits, _ . - (1..64)');
@@ -344,7 +346,7 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
   }
   const routes = c.list(o.routes, `${path}.routes`).map((r, i) => checkRoute(c, r, `${path}.routes[${i}]`, i));
   if (routes.length === 0) c.fail(`${path}.routes`, 'needs at least one route');
-  routes.forEach((r, i) => { if (r.pool && !pools[r.pool]) c.fail(`${path}.routes[${i}].pool`, `no pool named ${r.pool}`); });
+  routes.forEach((r, i) => { if (r.pool && !Object.hasOwn(pools, r.pool)) c.fail(`${path}.routes[${i}].pool`, `no pool named ${r.pool}`); });
   const t = c.object(o.timeouts, `${path}.timeouts`);
   c.known(t, `${path}.timeouts`, ['headers', 'request', 'keepAlive', 'drain', 'send']);
   const l = c.object(o.limits, `${path}.limits`);

@@ -128,6 +128,17 @@ describe('l7 config', () => {
       ['l7.pools.web.ejection.maxPercent: must be an integer 0..100']);
   });
 
+  it('refuses a route to a pool that does not exist even when its name is an Object member (toString, constructor)', () => {
+    assert.deepEqual(issues({ ...minimal, routes: [{ pool: 'toString' }, { pool: 'constructor' }] }),
+      ['l7.routes[0].pool: no pool named toString', 'l7.routes[1].pool: no pool named constructor']);
+  });
+
+  it('keeps a pool named __proto__ as a pool like any other', () => {
+    const c = validateL7(JSON.parse('{"listeners":[{"port":80}],"routes":[{"pool":"__proto__"}],"pools":{"__proto__":{"endpoints":["10.0.0.1:8080"]}}}'));
+    assert.deepEqual(Object.keys(c.pools), ['__proto__']);
+    assert.deepEqual(c.pools['__proto__'].endpoints, [{ host: '10.0.0.1', port: 8080, weight: 1 }]);
+  });
+
   it('refuses a document that is not a mapping', () => {
     assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
   });
