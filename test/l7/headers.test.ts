@@ -111,6 +111,23 @@ describe('response framing', () => {
   });
 });
 
+describe('upstream framing', () => {
+  it('relays a response framed both ways with its chunked body, not the Content-Length that contradicts it', async () => {
+    const { createServer } = await import('node:net');
+    const up = createServer((s) => s.once('data', () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n')));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(up.address() as { port: number }).port}`]));
+    try {
+      const text = await raw(p.port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+      const split = text.indexOf('\r\n\r\n');
+      const head = text.slice(0, split);
+      assert.doesNotMatch(head, /content-length/i);
+      assert.match(head, /transfer-encoding: chunked/i);
+      assert.equal(text.slice(split + 4), '5\r\nhello\r\n0\r\n\r\n');
+    } finally { await p.close(); up.close(); }
+  });
+});
+
 describe('IPv6', () => {
   it('listens on ::1, proxies to an IPv6 endpoint and quotes the client in Forwarded', async () => {
     const { createServer } = await import('node:http');

@@ -63,6 +63,11 @@ describe('upstream response parser', () => {
     assert.deepEqual(r.ends, [false]);
   });
 
+  it('drops the Content-Length of a response framed both ways from the head it relays', () => {
+    const r = parse(['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n']);
+    assert.deepEqual(r.head?.headers, ['X-A', '1', 'Transfer-Encoding', 'chunked']);
+  });
+
   it('refuses conflicting Content-Length headers', () => {
     assert.throws(() => parse(['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n']), ParseError);
   });

@@ -202,7 +202,12 @@ export class ResponseParser {
       return;
     }
     // A response framed both ways is a smuggling risk: read it as chunked, then drop the connection.
-    if (te && length >= 0) keepAlive = false;
+    // Transfer-Encoding wins, so its Content-Length is not the body's and must not reach the
+    // client (RFC 9112 §6.3: an intermediary removes it), whose connection would be desynced.
+    if (te && length >= 0) {
+      keepAlive = false;
+      for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].length === 14 && headers[i].toLowerCase() === 'content-length') headers.splice(i, 2);
+    }
     this.keepAlive = keepAlive;
     this.sink.onHead({ status, reason, headers, keepAlive });
     if (this.bodyless || status === 204 || status === 304) { this.state = State.Done; this.finish(more); }
