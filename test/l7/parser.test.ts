@@ -68,6 +68,10 @@ describe('upstream response parser', () => {
     assert.deepEqual(r.head?.headers, ['X-A', '1', 'Transfer-Encoding', 'chunked']);
   });
 
+  it('refuses a 101 Switching Protocols: these connections never ask for an upgrade', () => {
+    assert.throws(() => parse(['HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nhello']), ParseError);
+  });
+
   it('refuses conflicting Content-Length headers', () => {
     assert.throws(() => parse(['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n']), ParseError);
   });

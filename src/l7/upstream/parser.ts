@@ -38,7 +38,6 @@ export class ResponseParser {
   private keepAlive = false;
   private line = '';
   private bodyless = false;
-  private head101 = false;
 
   constructor(private readonly sink: ParserSink) {}
 
@@ -47,17 +46,13 @@ export class ResponseParser {
     this.state = State.Head;
     this.pending = null;
     this.bodyless = bodyless;
-    this.head101 = false;
   }
 
   get idle(): boolean { return this.state === State.Done; }
   /** A close-delimited body ends cleanly at EOF. */
   get endsAtClose(): boolean { return this.state === State.UntilClose; }
-  /** After a 101 the rest of the bytes belong to the tunnel. */
-  get switched(): boolean { return this.head101; }
-
-  /** Feed bytes; returns bytes left over after a 101 (the start of the tunnel), else undefined. Throws ParseError. */
-  execute(data: Buffer): Buffer | undefined {
+  /** Feed bytes. Throws ParseError. */
+  execute(data: Buffer): void {
     let off = 0;
     while (off < data.length) {
       switch (this.state) {
@@ -69,13 +64,12 @@ export class ResponseParser {
           if (end < 0) {
             if (buf.length - start > MAX_HEAD) throw new ParseError('upstream response head too large');
             this.pending = Buffer.from(buf.subarray(start));
-            return undefined;
+            return;
           }
           if (end - start > MAX_HEAD) throw new ParseError('upstream response head too large');
           const rest = buf.subarray(end + 4);
           this.parseHead(buf.toString('latin1', start, end), rest.length > 0);
-          if (this.head101) return rest;
-          if ((this.state as State) === State.Done) return undefined;
+          if ((this.state as State) === State.Done) return;
           // Continue on what follows the head (a body, or the next head after a 1xx).
           data = rest;
           off = 0;
@@ -88,12 +82,12 @@ export class ResponseParser {
           this.remaining -= n;
           if (this.remaining === 0) this.state = State.Done;
           this.sink.onBody(slice);
-          if (this.state === State.Done) { this.finish(off < data.length); return undefined; }
+          if (this.state === State.Done) { this.finish(off < data.length); return; }
           continue;
         }
         case State.UntilClose:
           this.sink.onBody(off === 0 ? data : data.subarray(off));
-          return undefined;
+          return;
         case State.ChunkSize:
         case State.ChunkDataEnd:
         case State.Trailers: {
@@ -107,7 +101,7 @@ export class ResponseParser {
           this.line = '';
           if (line === null) throw new ParseError('bare LF in chunked framing');
           this.chunkLine(line, off < data.length);
-          if ((this.state as State) === State.Done) return undefined;
+          if ((this.state as State) === State.Done) return;
           continue;
         }
         case State.ChunkData: {
@@ -123,7 +117,6 @@ export class ResponseParser {
           throw new ParseError('upstream sent bytes after the response');
       }
     }
-    return undefined;
   }
 
   /** EOF from upstream: completes a close-delimited body; anything else mid-response is an error. */
@@ -197,7 +190,9 @@ export class ResponseParser {
       }
     }
     if (status < 200) {
-      if (status === 101) { this.head101 = true; this.state = State.Done; this.sink.onHead({ status, reason, headers, keepAlive: false }); return; }
+      // These connections never ask for an upgrade (tunnel.ts has its own): a 101 here cannot be
+      // relayed (the client asked for no protocol switch) and leaves the connection in another protocol.
+      if (status === 101) throw new ParseError('upstream switched protocols (101) without an upgrade request');
       this.state = State.Head; // 100 Continue, 103 Early Hints: wait for the final response
       return;
     }
