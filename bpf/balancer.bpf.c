@@ -102,20 +102,17 @@ static __always_inline int ipip_forward(struct xdp_md *ctx, struct packet *p, co
   return transmit(r);
 }
 
-/* A reply from a NAT real (src real:port, dst client): back to the VIP, to the client's hop,
+static __always_inline void frag_key_of(struct frag_key *fk, const struct packet *p) {
+  __builtin_memcpy(fk->src, p->flow.src, 16);
+  __builtin_memcpy(fk->dst, p->flow.dst, 16);
+  fk->id = p->ip_id;
+  fk->proto = p->flow.proto;
+}
+
+/* A NAT reply (or a later fragment of one) rewritten back to the VIP: to the client's hop,
  * through port 0 (clients are reached there; a reply from a real behind another interface is
  * redirected to it, with its MAC as source). */
-static __always_inline int nat_reply(struct xdp_md *ctx, struct packet *p, struct ethhdr *eth, void *data_end) {
-  struct nat_key nk = {};
-  __builtin_memcpy(nk.real, p->flow.src, 16);
-  __builtin_memcpy(nk.client, p->flow.dst, 16);
-  nk.real_port = p->flow.sport;
-  nk.client_port = p->flow.dport;
-  nk.proto = p->flow.proto;
-  struct nat_val *nv = bpf_map_lookup_elem(&nat_back, &nk);
-  if (!nv) return pass(G_PASS_NOT_VIP);
-  nat_rewrite(p, data_end, nv->vip, nv->vip_port, 0);
-  count(G_NAT_REPLY);
+static __always_inline int nat_reply_out(struct xdp_md *ctx, struct ethhdr *eth, const struct nat_val *nv) {
   __u32 k0 = 0;
   struct port_info *pi = bpf_map_lookup_elem(&ports, &k0);
   if (pi && pi->ifindex && pi->ifindex != ctx->ingress_ifindex) {
@@ -128,11 +125,25 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct packet *p, struc
   return XDP_TX;
 }
 
-static __always_inline void frag_key_of(struct frag_key *fk, const struct packet *p) {
-  __builtin_memcpy(fk->src, p->flow.src, 16);
-  __builtin_memcpy(fk->dst, p->flow.dst, 16);
-  fk->id = p->ip_id;
-  fk->proto = p->flow.proto;
+/* A reply from a NAT real (src real:port, dst client): back to the VIP (nat_reply_out). */
+static __always_inline int nat_reply(struct xdp_md *ctx, struct packet *p, struct ethhdr *eth, void *data_end) {
+  struct nat_key nk = {};
+  __builtin_memcpy(nk.real, p->flow.src, 16);
+  __builtin_memcpy(nk.client, p->flow.dst, 16);
+  nk.real_port = p->flow.sport;
+  nk.client_port = p->flow.dport;
+  nk.proto = p->flow.proto;
+  struct nat_val *nv = bpf_map_lookup_elem(&nat_back, &nk);
+  if (!nv) return pass(G_PASS_NOT_VIP);
+  /* A fragmented reply: its later fragments have no ports, so they find the VIP through this. */
+  if (p->frag == 1) {
+    struct frag_key fk = {};
+    frag_key_of(&fk, p);
+    bpf_map_update_elem(&nat_frags, &fk, nv, BPF_ANY);
+  }
+  nat_rewrite(p, data_end, nv->vip, nv->vip_port, 0);
+  count(G_NAT_REPLY);
+  return nat_reply_out(ctx, eth, nv);
 }
 
 /* A later fragment (IPv4 or IPv6): it follows its first fragment's real, if that one passed here. */
@@ -140,7 +151,15 @@ static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, 
   struct frag_key fk = {};
   frag_key_of(&fk, p);
   struct frag_val *fv = bpf_map_lookup_elem(&frags, &fk);
-  if (!fv) return pass(G_PASS_FRAG);
+  if (!fv) {
+    /* Or a later fragment of a NAT reply whose first fragment was rewritten to the VIP. */
+    struct nat_val *nv = bpf_map_lookup_elem(&nat_frags, &fk);
+    if (!nv) return pass(G_PASS_FRAG);
+    nat_rewrite(p, data_end, nv->vip, 0, 0);
+    count(G_FRAG_FWD);
+    count(G_NAT_REPLY);
+    return nat_reply_out(ctx, eth, nv);
+  }
   __u32 ri = fv->real;
   struct real_def *r = bpf_map_lookup_elem(&reals, &ri);
   if (!r || r->gen != fv->gen || (r->flags & REAL_F_DOWN)) return pass(G_PASS_FRAG);

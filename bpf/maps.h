@@ -79,6 +79,16 @@ struct {
   __type(value, struct frag_val);
 } frags SEC(".maps");
 
+/* nat_frags: struct frag_key -> struct nat_val. Written by the program when the first fragment
+ * of a NAT reply (real -> client) is rewritten back to the VIP; read by the reply's later
+ * fragments, which carry no ports for a nat_back lookup. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, FRAG_TABLE_SIZE);
+  __type(key, struct frag_key);
+  __type(value, struct nat_val);
+} nat_frags SEC(".maps");
+
 /* stats: u32 index (see consts.h STATS_*) -> struct stat, per CPU. Written by the program;
  * the agent sums the CPUs (and zeroes a real slot's entry when it reuses the slot). */
 struct {

@@ -126,6 +126,33 @@ describe('NAT', () => {
     });
   }
 
+  for (const fam of FAMILIES) {
+    test(`the later fragments of a NAT reply are rewritten back to the VIP like its first (IPv${fam} UDP)`, () => {
+      const v = comboVip('nat', fam, 'udp');
+      const c = client(fam);
+      const sport = 42000 + clientSeq;
+      assert.equal(b.run(frame({ src: c, dst: v.addr, proto: 'udp', sport, dport: v.port }, toLb)).action, XdpAction.TX);
+      /* The real's kernel fragments a large reply: the first fragment has the UDP header, the later one none. */
+      const payload = Buffer.alloc(64, 9);
+      const whole = udp(v.realAddr, c, { sport: NAT_PORT, dport: sport, payload });
+      const wholeVip = udp(v.addr, c, { sport: v.port, dport: sport, payload });
+      const fromReal = { dst: LB_MAC, src: realMac(v.slot) };
+      const toClient = { dst: CLIENT_MAC, src: LB_MAC };
+      const frag = (src: string, macs: { dst: string; src: string }, part: Buffer, first: boolean) => fam === 4
+        ? eth(macs.dst, macs.src, ETH_P_IP, ipv4({ src, dst: c, proto: PROTO.udp, payload: part, id: 4321, fragOff: first ? 0x2000 : 5 }))
+        : eth(macs.dst, macs.src, ETH_P_IPV6, ipv6({ src, dst: c, nexthdr: PROTO.frag6, payload: Buffer.concat([frag6(PROTO.udp, first ? 0 : 5, first, 4321), part]) }));
+      const replies = b.global('nat_reply');
+      const o1 = b.run(frag(v.realAddr, fromReal, whole.subarray(0, 40), true));
+      assert.equal(o1.action, XdpAction.TX);
+      assert.equal(o1.data.toString('hex'), frag(v.addr, toClient, wholeVip.subarray(0, 40), true).toString('hex'));
+      const o2 = b.run(frag(v.realAddr, fromReal, whole.subarray(40), false));
+      assert.equal(o2.action, XdpAction.TX, 'the later fragment is not passed with the real as its source');
+      assert.equal(o2.data.toString('hex'), frag(v.addr, toClient, wholeVip.subarray(40), false).toString('hex'));
+      if (fam === 4) assert.ok(ipv4ChecksumOk(o2.data, 14), 'IPv4 header checksum of the later fragment');
+      assert.equal(b.global('nat_reply'), replies + 2);
+    });
+  }
+
   test('a src-ip NAT VIP rewrites the replies of every connection of a client, not only the first', () => {
     b.setReal({ slot: 56, addr: '10.5.0.56', port: 8080 });
     b.setVip({ id: 30, addr: '10.9.0.30', port: 80, proto: 'tcp', mode: 'nat', srcIpHash: true, ring: [56] });

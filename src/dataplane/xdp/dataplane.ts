@@ -28,7 +28,7 @@ import { openNetView, probe, type LinkInfo, type NetView, type Route } from './n
 import * as S from './structs.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
-const MAP_NAMES = ['vips', 'vips6', 'rings', 'reals', 'flows', 'flows6', 'nat_back', 'frags', 'stats', 'config', 'tx_ports', 'ports'] as const;
+const MAP_NAMES = ['vips', 'vips6', 'rings', 'reals', 'flows', 'flows6', 'nat_back', 'frags', 'nat_frags', 'stats', 'config', 'tx_ports', 'ports'] as const;
 type MapName = (typeof MAP_NAMES)[number];
 /** Maps whose contents a restart must keep: without them (or with another layout) nothing is adopted. */
 const STATE_MAPS: readonly MapName[] = ['vips', 'vips6', 'rings', 'reals', 'flows', 'flows6', 'nat_back'];
@@ -144,7 +144,7 @@ function mapShapes(l: S.Limits): Record<MapName, { key: number; value: number; e
   const shape = (n: MapName, entries: number) => ({ key: S.MAP_CODECS[n].key.size, value: S.MAP_CODECS[n].value.size, entries });
   return {
     vips: shape('vips', l.maxVips), vips6: shape('vips6', l.maxVips), rings: shape('rings', l.maxVips * l.ringSize), reals: shape('reals', l.maxReals),
-    flows: shape('flows', l.flowTableSize), flows6: shape('flows6', l.flowTableSize), nat_back: shape('nat_back', l.flowTableSize), frags: shape('frags', S.FRAG_TABLE_SIZE),
+    flows: shape('flows', l.flowTableSize), flows6: shape('flows6', l.flowTableSize), nat_back: shape('nat_back', l.flowTableSize), frags: shape('frags', S.FRAG_TABLE_SIZE), nat_frags: shape('nat_frags', S.FRAG_TABLE_SIZE),
     stats: shape('stats', S.statsIndex.size(l)), config: shape('config', 1), tx_ports: shape('tx_ports', S.MAX_TX_PORTS), ports: shape('ports', S.MAX_TX_PORTS),
   };
 }

@@ -119,6 +119,7 @@ export const MAP_CODECS: Record<string, { key: Codec<any>; value: Codec<any> }> 
   flows6: { key: flowKey, value: flowVal },
   nat_back: { key: natKey, value: natVal },
   frags: { key: fragKey, value: fragVal },
+  nat_frags: { key: fragKey, value: natVal },
   stats: { key: u32, value: stat },
   config: { key: u32, value: config },
   tx_ports: { key: u32, value: u32 },
