@@ -6,6 +6,14 @@
  * target exactly as the client sent it.
  */
 
+/**
+ * A fragment is never part of a request target (RFC 9112 §3.2), though Node's parser lets one
+ * through: routes would see `/admin#x` where an upstream that drops it serves `/admin`.
+ */
+export function hasFragment(url: string): boolean {
+  return url.includes('#');
+}
+
 /** `http://host/p?q` (absolute form, as sent to proxies) → `/p?q`: upstreams expect origin form. */
 export function originForm(url: string): string {
   if (url.startsWith('/') || url === '*') return url;

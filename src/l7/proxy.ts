@@ -8,7 +8,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
 import { headerCount, requestHead, responseHeaders } from './headers.js';
-import { originForm, pathOf, routingPath } from './path.js';
+import { hasFragment, originForm, pathOf, routingPath } from './path.js';
 import type { Pick, Pool } from './pool.js';
 import type { CompiledRoute } from './router.js';
 import { normalizeHost } from './router.js';
@@ -116,7 +116,7 @@ export class ProxyRequest implements Exchange {
     this.head = built.head;
     this.requestId = built.requestId;
     // Node keeps the first of two Host lines; an upstream might take the other (RFC 9112 §3.2: 400).
-    if (built.hosts > 1) return this.refuse(400);
+    if (built.hosts > 1 || hasFragment(target)) return this.refuse(400);
     this.route = rt.router.match({ method: this.method, host: this.host, path: routingPath(this.path), headers: req.headers });
     if (!this.route) return this.refuse(404);
     this.attempt();

@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context.js';
 import { headerCount, requestHead } from './headers.js';
-import { originForm, pathOf, routingPath } from './path.js';
+import { hasFragment, originForm, pathOf, routingPath } from './path.js';
 import { rawShortReply } from './proxy.js';
 import { normalizeHost } from './router.js';
 import { peerAddress } from './trust.js';
@@ -31,7 +31,8 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     upgrade: String(req.headers.upgrade ?? 'websocket'),
   }, randomUUID);
   const tooMany = headerCount(req.rawHeaders, false) > rt.config.limits.maxHeaders;
-  const route = tooMany || built.hosts > 1 ? undefined : rt.router.match({ method, host, path: routingPath(path), headers: req.headers });
+  const invalid = built.hosts > 1 || hasFragment(target);
+  const route = tooMany || invalid ? undefined : rt.router.match({ method, host, path: routingPath(path), headers: req.headers });
   let status = 0;
   let upstream: string | undefined;
   let up: Socket | undefined;
@@ -54,7 +55,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     client.end(rawShortReply(code, { [rt.config.requestIdHeader]: built.requestId }));
   };
   if (tooMany) return refuse(431);
-  if (built.hosts > 1) return refuse(400);
+  if (invalid) return refuse(400);
   if (!route) return refuse(404);
   const pick = route.pool.pick({ headers: req.headers, clientIp });
   if (!pick) return refuse(503);

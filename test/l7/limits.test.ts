@@ -43,6 +43,13 @@ describe('bad and oversized requests get the right 4xx and never reach a pool', 
     assert.equal(b.hits, n);
   });
 
+  it('refuses a request target with a #fragment with 400 and never forwards it', async () => {
+    const n = hitsBefore();
+    const r = await raw(p.port, 'GET /admin#x HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(statusOf(r), 400);
+    assert.equal(b.hits, n);
+  });
+
   it('refuses HTTP/1.1 without Host with 400', async () => {
     assert.equal(statusOf(await raw(p.port, 'GET / HTTP/1.1\r\n\r\n')), 400);
   });

@@ -134,6 +134,15 @@ describe('WebSocket upgrades', () => {
     } finally { await p.close(); ws.close(); }
   });
 
+  it('refuses an upgrade whose request target has a #fragment with 400', async () => {
+    const ws = await wsEcho();
+    const p = await proxy(simple([`127.0.0.1:${ws.port}`]));
+    try {
+      assert.equal(statusOf(await raw(p.port, 'GET /chat#x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')), 400);
+      assert.equal(ws.upgrades.length, 0);
+    } finally { await p.close(); ws.close(); }
+  });
+
   it('answers 404 to an upgrade no route matches', async () => {
     const ws = await wsEcho();
     const p = await proxy({ routes: [{ match: { pathPrefix: '/ws' }, pool: 'w' }], pools: { w: { endpoints: [`127.0.0.1:${ws.port}`] } } });
