@@ -90,6 +90,27 @@ export class Listener {
     this.server.on('request', onRequest);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => tunnel(ctx, req, socket, head, proto));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+    // HTTP/1.1 CONNECT comes with the bare socket, HTTP/2's with a response; unheard, Node drops the former silently.
+    this.server.on('connect', (req: IncomingMessage | Http2ServerRequest, sockOrRes: Duplex | Http2ServerResponse) => this.refuseConnect(req, sockOrRes));
+  }
+
+  /** sluice is a reverse proxy, not a forward one: CONNECT gets 405 (as Node answers it on HTTP/2). */
+  private refuseConnect(req: IncomingMessage | Http2ServerRequest, sockOrRes: Duplex | Http2ServerResponse): void {
+    this.ctx.metrics.clientError(405);
+    if (this.ctx.runtime.config.accessLog) {
+      const host = req.httpVersionMajor === 2 ? (req as Http2ServerRequest).authority : req.headers.host;
+      this.ctx.accessLog.info({ method: req.method, host, status: 405, bytes: 0, route: '-', client: peerAddress(req.socket?.remoteAddress), error: 'CONNECT is not supported' });
+    }
+    if (req.httpVersionMajor === 2) {
+      const res = sockOrRes as Http2ServerResponse;
+      res.statusCode = 405;
+      res.end();
+      return;
+    }
+    const sock = sockOrRes as Duplex;
+    sock.on('error', () => sock.destroy());
+    sock.end(rawShortReply(405));
+    setTimeout(() => sock.destroy(), 1000).unref();
   }
 
   /** Read the certificates of `spec` for this listener (throws if one does not load); nothing changes yet. */

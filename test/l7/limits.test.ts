@@ -50,6 +50,13 @@ describe('bad and oversized requests get the right 4xx and never reach a pool', 
     assert.equal(b.hits, n);
   });
 
+  it('answers CONNECT with 405 (sluice is no forward proxy) rather than dropping the connection', async () => {
+    const n = hitsBefore();
+    const r = await raw(p.port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+    assert.equal(statusOf(r), 405);
+    assert.equal(b.hits, n);
+  });
+
   it('refuses HTTP/1.1 without Host with 400', async () => {
     assert.equal(statusOf(await raw(p.port, 'GET / HTTP/1.1\r\n\r\n')), 400);
   });
