@@ -4,6 +4,8 @@
  * ceiling for any Node proxy), a plain http.request + keep-alive Node proxy, the same with an
  * undici Pool (the two stock upstream clients sluice's own is measured against), nginx proxy_pass
  * with upstream keepalive, and one sluice l7 worker with and without its access log.
+ * A raw TCP relay (one upstream connection per client connection, bytes piped, no HTTP) shows
+ * what the same socket reads and writes cost a Node process with no HTTP work at all.
  * Load: wrk -t1 -c50, bounded duration. Targets: sluice ≥ 0.6× hello, ≥ 1.3× plain proxy.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -49,6 +51,14 @@ http.createServer((req, res) => {
   const p = http.request({ host: '127.0.0.1', port: ${up}, method: req.method, path: req.url, headers: req.headers, agent }, (r) => { res.writeHead(r.statusCode, r.headers); r.pipe(res); });
   p.on('error', () => { res.writeHead(502); res.end(); });
   req.pipe(p);
+}).listen(${port}, '127.0.0.1');`;
+
+const TCP_RELAY = (port: number, up: number) => `
+import net from 'node:net';
+net.createServer((c) => {
+  const u = net.connect(${up}, '127.0.0.1');
+  c.pipe(u); u.pipe(c);
+  c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
 }).listen(${port}, '127.0.0.1');`;
 
 const UNDICI_PROXY = (port: number, up: number) => `
@@ -160,6 +170,7 @@ async function main(): Promise<void> {
       ['node hello server (direct, ceiling)', (p) => nodeProc(HELLO(p))],
       ['node http.request proxy (keep-alive)', (p) => nodeProc(PLAIN_PROXY(p, backendPort))],
       ['node + undici Pool proxy', (p) => nodeProc(UNDICI_PROXY(p, backendPort))],
+      ['node raw TCP relay (no HTTP, reference)', (p) => nodeProc(TCP_RELAY(p, backendPort))],
       ['nginx proxy_pass (keepalive 64)', (p) => nginxProc(nginxConf(dir,
         `upstream app { server 127.0.0.1:${backendPort}; keepalive 64; }
          server { listen 127.0.0.1:${p}; keepalive_requests 1000000; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }`))],
@@ -186,6 +197,7 @@ async function main(): Promise<void> {
         `targets: sluice ≥ 0.6× hello (${(sluice / hello).toFixed(2)}× ${sluice / hello >= 0.6 ? 'met' : 'NOT met'}), ≥ 1.3× plain proxy (${(sluice / plain).toFixed(2)}× ${sluice / plain >= 1.3 ? 'met' : 'NOT met'})`,
         'one run on a shared 2-core machine: compare ratios, not absolute numbers',
         'CPU µs/req: CPU time of the server process (and its children) per request: robust to other load on the machine',
+        'raw TCP relay: the same reads and writes as any proxy here, no HTTP: the part of a proxy\'s cost that is socket I/O',
       ],
       data: { durationS: DURATION, rounds: ROUNDS, connections: CONNECTIONS, results: rows, ratios: { sluiceVsHello: sluice / hello, sluiceVsPlain: sluice / plain } },
     };
