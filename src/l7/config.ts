@@ -347,6 +347,14 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
   const routes = c.list(o.routes, `${path}.routes`).map((r, i) => checkRoute(c, r, `${path}.routes[${i}]`, i));
   if (routes.length === 0) c.fail(`${path}.routes`, 'needs at least one route');
   routes.forEach((r, i) => { if (r.pool && !Object.hasOwn(pools, r.pool)) c.fail(`${path}.routes[${i}].pool`, `no pool named ${r.pool}`); });
+  // Names label metrics and log lines: two routes with one name could not be told apart there.
+  const routeNames = new Map<string, number>();
+  routes.forEach((r, i) => {
+    const first = routeNames.get(r.name);
+    if (first === undefined) { routeNames.set(r.name, i); return; }
+    const given = ((o.routes as unknown[])[i] as { name?: unknown } | null)?.name !== undefined; // else the default INDEX-POOL
+    c.fail(`${path}.routes[${i}]${given ? '.name' : ''}`, `duplicate route name ${r.name} (${path}.routes[${first}] has it)`);
+  });
   const t = c.object(o.timeouts, `${path}.timeouts`);
   c.known(t, `${path}.timeouts`, ['headers', 'request', 'keepAlive', 'drain', 'send']);
   const l = c.object(o.limits, `${path}.limits`);

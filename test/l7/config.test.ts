@@ -139,6 +139,11 @@ describe('l7 config', () => {
     assert.deepEqual(c.pools['__proto__'].endpoints, [{ host: '10.0.0.1', port: 8080, weight: 1 }]);
   });
 
+  it('refuses two routes with one name, given or default, naming both', () => {
+    assert.deepEqual(issues({ ...minimal, routes: [{ name: 'a', pool: 'web' }, { name: 'a', pool: 'web' }, { name: '3-web', pool: 'web' }, { pool: 'web' }] }),
+      ['l7.routes[1].name: duplicate route name a (l7.routes[0] has it)', 'l7.routes[3]: duplicate route name 3-web (l7.routes[2] has it)']);
+  });
+
   it('refuses a document that is not a mapping', () => {
     assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
   });
