@@ -204,7 +204,8 @@ function checkRoute(c: Checker, v: unknown, path: string, i: number): RouteSpec 
   if (typeof m.host === 'string' && /:\d*$/.test(m.host)) c.fail(`${path}.match.host`, 'must be a host name or *.domain without a port (requests are matched on the name alone)');
   else {
     const host = c.str(m.host, `${path}.match.host`, /^(\*\.)?[a-z0-9.-]+$/i, 'a host name or *.domain');
-    if (host !== undefined) match.host = host.toLowerCase();
+    // Requests are matched with the FQDN's trailing dot removed (normalizeHost): so is the route's.
+    if (host !== undefined) match.host = host.toLowerCase().replace(/(?<=.)\.$/, '');
   }
   const prefix = c.str(m.pathPrefix, `${path}.match.pathPrefix`, /^\/\S*$/, 'a path starting with /');
   if (prefix !== undefined) match.pathPrefix = prefix;

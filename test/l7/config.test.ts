@@ -144,6 +144,11 @@ describe('l7 config', () => {
       ['l7.routes[1].name: duplicate route name a (l7.routes[0] has it)', 'l7.routes[3]: duplicate route name 3-web (l7.routes[2] has it)']);
   });
 
+  it('reads a route host written with a trailing dot (example.com.) as the name requests are matched on', () => {
+    const c = validateL7({ ...minimal, routes: [{ match: { host: 'Example.COM.' }, pool: 'web' }, { match: { host: '*.example.com.' }, pool: 'web' }] });
+    assert.deepEqual(c.routes.map((r) => r.match.host), ['example.com', '*.example.com']);
+  });
+
   it('refuses a document that is not a mapping', () => {
     assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
   });
