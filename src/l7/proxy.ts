@@ -198,6 +198,8 @@ export class ProxyRequest implements Exchange {
       this.writeHead(res, h, headers);
     } catch (e) {
       (res as ServerResponse).removeHeader?.('content-length');
+      // writeHead took the upstream's reason phrase before it threw: the 502 must not say `502 OK`.
+      if (this.req.httpVersionMajor !== 2) (res as ServerResponse).statusMessage = '';
       throw new ParseError(`upstream response cannot be relayed: ${(e as Error).message}`);
     }
     this.headSent = true;

@@ -262,6 +262,17 @@ describe('timeouts and upstream failures', () => {
     } finally { await p.close(); bad.close(); }
   });
 
+  it('says 502 Bad Gateway, not the reason phrase of an upstream response it could not relay', async () => {
+    const { createServer } = await import('node:net');
+    const bad = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\nX Bad Name: 1\r\nContent-Length: 2\r\n\r\nok')));
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0 }));
+    try {
+      const r = await raw(p.port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+      assert.match(r, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+    } finally { await p.close(); bad.close(); }
+  });
+
   it('answers 502 at once when the upstream switches protocols (101) for a request that asked for no upgrade', async () => {
     const { createServer } = await import('node:net');
     const bad = createServer((s) => s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nhello')));
