@@ -68,6 +68,23 @@ describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
     } finally { client.close(); }
   });
 
+  it('relays to an HTTP/2 client a 204 whose upstream wrongly declared a Content-Length', async () => {
+    const { createServer } = await import('node:net');
+    const up = createServer((s) => s.on('data', () => s.write('HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n')));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const q = await proxy({ routes: [{ pool: 'up' }], pools: { up: { endpoints: [`127.0.0.1:${(up.address() as { port: number }).port}`] } } },
+      { tls: { certs: [{ ...certs.files['a.test'], serverNames: ['a.test'] }] } });
+    const client = h2connect(`https://127.0.0.1:${q.port}`, { rejectUnauthorized: false });
+    try {
+      const res = await new Promise<{ status: number; length: unknown }>((resolve, reject) => {
+        const req = client.request({ ':path': '/' });
+        req.on('response', (h) => { req.resume(); req.on('end', () => resolve({ status: Number(h[':status']), length: h['content-length'] })); });
+        req.on('error', reject);
+      });
+      assert.deepEqual(res, { status: 204, length: undefined });
+    } finally { client.close(); await q.close(); up.close(); }
+  });
+
   it('carries an HTTP/2 request body upstream', async () => {
     const client = h2connect(`https://127.0.0.1:${p.port}`, { servername: 'a.test', rejectUnauthorized: false });
     try {

@@ -201,8 +201,11 @@ export class ResponseParser {
     // client (RFC 9112 §6.3: an intermediary removes it), whose connection would be desynced.
     if (te && length >= 0) {
       keepAlive = false;
-      for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].length === 14 && headers[i].toLowerCase() === 'content-length') headers.splice(i, 2);
+      dropContentLength(headers);
     }
+    // A 204 has no content and must not say otherwise (RFC 9110 §8.6): HTTP/2 clients reset the
+    // stream of a 204 with a non-zero Content-Length.
+    else if (status === 204 && length >= 0) dropContentLength(headers);
     this.keepAlive = keepAlive;
     this.sink.onHead({ status, reason, headers, keepAlive });
     if (this.bodyless || status === 204 || status === 304) { this.state = State.Done; this.finish(more); }
@@ -214,4 +217,8 @@ export class ResponseParser {
       if (length === 0) this.finish(more);
     } else { this.keepAlive = false; this.state = State.UntilClose; }
   }
+}
+
+function dropContentLength(headers: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i].length === 14 && headers[i].toLowerCase() === 'content-length') headers.splice(i, 2);
 }
