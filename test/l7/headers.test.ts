@@ -126,6 +126,18 @@ describe('upstream framing', () => {
       assert.equal(text.slice(split + 4), '5\r\nhello\r\n0\r\n\r\n');
     } finally { await p.close(); up.close(); }
   });
+
+  it('relays a response with a repeated Content-Length to a Node client, which refuses duplicates', async () => {
+    const { createServer } = await import('node:net');
+    const up = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok')));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(up.address() as { port: number }).port}`]));
+    try {
+      const r = await get(p.url + '/');
+      assert.equal(r.status, 200);
+      assert.equal(r.body, 'ok');
+    } finally { await p.close(); up.close(); }
+  });
 });
 
 describe('IPv6', () => {

@@ -72,6 +72,12 @@ describe('upstream response parser', () => {
     assert.throws(() => parse(['HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nhello']), ParseError);
   });
 
+  it('keeps one of several equal Content-Length headers', () => {
+    const r = parse(['HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\ncontent-length: 2\r\n\r\nok']);
+    assert.deepEqual(r.head?.headers, ['Content-Length', '2', 'X-A', '1']);
+    assert.equal(r.body, 'ok');
+  });
+
   it('refuses conflicting Content-Length headers', () => {
     assert.throws(() => parse(['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n']), ParseError);
   });

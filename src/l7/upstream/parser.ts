@@ -179,6 +179,9 @@ export class ResponseParser {
       const lower = name.toLowerCase();
       if (lower === 'content-length') {
         if (!/^\d{1,15}$/.test(value) || (length >= 0 && length !== Number(value))) throw new ParseError('bad upstream Content-Length');
+        // Repeats of one value are one length (RFC 9110 §8.6) and relayed once: Node's and
+        // undici's clients refuse a duplicate Content-Length, and HTTP/2 cannot carry one.
+        if (length >= 0) headers.length -= 2;
         length = Number(value);
       } else if (lower === 'transfer-encoding') {
         te = true;
