@@ -66,6 +66,9 @@ export const DEFAULT_EJECTION = { consecutiveFailures: 5, baseMs: 5_000, maxMs: 
 export const DEFAULT_HEALTH_CHECK = { path: '/healthz', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2 };
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Headers sluice frames, strips or writes itself: a request id under one of these names would clash with them. */
+const MANAGED_HEADERS = ['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate', 'http2-settings', 'cookie', 'set-cookie', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'via'];
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 class Checker {
@@ -388,6 +391,7 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
     requestIdHeader: (c.str(o.requestIdHeader, `${path}.requestIdHeader`, TOKEN, 'a header name') ?? 'x-request-id').toLowerCase(),
     via: c.str(o.via, `${path}.via`, /^[\w.-]{1,64}$/, 'a pseudonym of letters, digits, _ . -') ?? 'sluice',
   };
+  if (MANAGED_HEADERS.includes(cfg.requestIdHeader)) c.fail(`${path}.requestIdHeader`, `must not be a header sluice manages itself (${MANAGED_HEADERS.join(', ')})`);
   if (cfg.timeouts.headersMs > cfg.timeouts.requestMs) c.fail(`${path}.timeouts.headers`, 'must not exceed timeouts.request');
   const workers = o.workers ?? listeners.map((x) => x.workers).filter((x) => x !== undefined).sort((a, b) => b! - a!)[0];
   if (workers !== undefined) cfg.workers = c.int(workers, `${path}.workers`, 1, 256, 1);

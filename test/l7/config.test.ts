@@ -149,6 +149,13 @@ describe('l7 config', () => {
     assert.deepEqual(c.routes.map((r) => r.match.host), ['example.com', '*.example.com']);
   });
 
+  it('refuses a requestIdHeader that names a header sluice manages itself (host, content-length, …)', () => {
+    for (const name of ['Host', 'content-length', 'x-forwarded-for']) {
+      assert.deepEqual(issues({ ...minimal, requestIdHeader: name }).map((i) => i.split(' (')[0]),
+        ['l7.requestIdHeader: must not be a header sluice manages itself']);
+    }
+  });
+
   it('refuses a document that is not a mapping', () => {
     assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
   });
