@@ -3,7 +3,7 @@
  * every issue with its path and fills a default for every field, so the workers never have to.
  * The result is plain data (regexes stay strings) so the primary can send it to workers over IPC.
  */
-import { canonicalIp, ipFamily } from '../model/address.js';
+import { canonicalIp, ipFamily, joinHostPort } from '../model/address.js';
 import { ValidationError, type Issue } from '../model/errors.js';
 import { parseDuration } from '../model/validate.js';
 
@@ -139,6 +139,16 @@ export function parseHostPort(text: string): { host: string; port: number } | nu
   const ip = canonicalIp(m[1]);
   if (ip) return { host: ip, port };
   return HOSTNAME.test(m[1]) && !text.startsWith('[') ? { host: m[1].toLowerCase(), port } : null;
+}
+
+/**
+ * Two binds the kernel refuses together: one port, and the same address or a wildcard that
+ * covers the other (0.0.0.0 every IPv4 address; :: every address, IPv4 too, being dual-stack).
+ */
+function overlaps(a: { address: string; port: number }, b: { address: string; port: number }): boolean {
+  if (a.port === 0 || a.port !== b.port) return false;
+  const covers = (w: string, x: string) => w === x || w === '::' || (w === '0.0.0.0' && ipFamily(x) === 4);
+  return covers(a.address, b.address) || covers(b.address, a.address);
 }
 
 function checkCidr(c: Checker, v: unknown, path: string): string | undefined {
@@ -338,6 +348,10 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
   listeners.forEach((l, i) => {
     const k = `${l.address}:${l.port}`;
     if (l.port !== 0 && seenL.has(k)) c.fail(`${path}.listeners[${i}]`, `duplicate listener ${k}`);
+    else {
+      const j = listeners.findIndex((m, jj) => jj < i && overlaps(m, l));
+      if (j >= 0) c.fail(`${path}.listeners[${i}]`, `${joinHostPort(l.address, l.port)} overlaps ${path}.listeners[${j}] (${joinHostPort(listeners[j].address, l.port)}): both cannot be bound`);
+    }
     seenL.add(k);
   });
   // No prototype: a route to `toString` or `constructor` must not find Object's, and a pool
@@ -398,7 +412,11 @@ export function validateL7(doc: unknown, path = 'l7'): L7Config {
   if (o.metrics !== undefined) {
     const hp = typeof o.metrics === 'string' ? parseHostPort(o.metrics) : null;
     if (!hp || !canonicalIp(hp.host)) c.fail(`${path}.metrics`, 'must be ADDRESS:PORT like 127.0.0.1:9102');
-    else cfg.metrics = { address: hp.host, port: hp.port };
+    else {
+      cfg.metrics = { address: hp.host, port: hp.port };
+      const j = listeners.findIndex((m) => overlaps(m, { address: hp.host, port: hp.port }));
+      if (j >= 0) c.fail(`${path}.metrics`, `${o.metrics} is also where ${path}.listeners[${j}] (${joinHostPort(listeners[j].address, hp.port)}) is bound`);
+    }
   }
   if (c.issues.length) throw new ValidationError(c.issues);
   return cfg;

@@ -156,6 +156,18 @@ describe('l7 config', () => {
     }
   });
 
+  it('refuses listeners on one port whose addresses overlap (0.0.0.0 and an IPv4 address, :: and any), naming both', () => {
+    assert.deepEqual(issues({ ...minimal, listeners: [{ address: '0.0.0.0', port: 80 }, { address: '127.0.0.1', port: 80 }, { address: '::1', port: 80 }, { address: '::', port: 81 }, { address: '10.0.0.1', port: 81 }] }), [
+      'l7.listeners[1]: 127.0.0.1:80 overlaps l7.listeners[0] (0.0.0.0:80): both cannot be bound',
+      'l7.listeners[4]: 10.0.0.1:81 overlaps l7.listeners[3] ([::]:81): both cannot be bound',
+    ]);
+  });
+
+  it('refuses a metrics address where a listener is bound', () => {
+    assert.deepEqual(issues({ ...minimal, listeners: [{ address: '0.0.0.0', port: 9102 }], metrics: '127.0.0.1:9102' }),
+      ['l7.metrics: 127.0.0.1:9102 is also where l7.listeners[0] (0.0.0.0:9102) is bound']);
+  });
+
   it('refuses a document that is not a mapping', () => {
     assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
   });
