@@ -5,7 +5,7 @@
  * SIGKILL) is taken over, which is what a restart after a crash needs.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SluiceError } from '../model/index.js';
 
@@ -43,14 +43,21 @@ function take(path: string, what: string): void {
 export class AgentLock {
   private constructor(private readonly paths: string[]) {}
 
-  static acquire(o: { stateDir: string; pinDir: string }): AgentLock {
-    mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+  /**
+   * `createStateDir: false` (for `--cleanup`, which must not leave a state dir behind where there
+   * was none) skips the state dir's lock when the directory does not exist: no agent uses it.
+   */
+  static acquire(o: { stateDir: string; pinDir: string; createStateDir?: boolean }): AgentLock {
+    const withState = o.createStateDir !== false || existsSync(o.stateDir);
+    if (withState) mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(PIN_LOCK_DIR, { recursive: true, mode: 0o700 });
     const pinLock = join(PIN_LOCK_DIR, `pins-${createHash('sha256').update(o.pinDir).digest('hex').slice(0, 16)}.lock`);
     const held: string[] = [];
     try {
-      take(join(o.stateDir, 'agent.lock'), `the state dir ${o.stateDir}`);
-      held.push(join(o.stateDir, 'agent.lock'));
+      if (withState) {
+        take(join(o.stateDir, 'agent.lock'), `the state dir ${o.stateDir}`);
+        held.push(join(o.stateDir, 'agent.lock'));
+      }
       take(pinLock, `the pin dir ${o.pinDir}`);
       held.push(pinLock);
     } catch (e) {

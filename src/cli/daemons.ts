@@ -28,10 +28,16 @@ export function agentCommand(): Command {
     .action(async (o: AgentOpts) => {
       const logger = pino({ name: 'sluice-agent', level: o.logLevel });
       // Loaded here, not at the top: the CLI's client commands need neither libbpf nor netlink.
-      const [{ runAgent }, { cleanupDataplane }] = await Promise.all([import('../agent/daemon.js'), import('../dataplane/open.js')]);
+      const [{ runAgent }, { cleanupDataplane }, { AgentLock }] = await Promise.all([import('../agent/daemon.js'), import('../dataplane/open.js'), import('../agent/lock.js')]);
       if (o.cleanup) {
-        const done = await cleanupDataplane({ pinDir: o.pinDir, stateDir: o.stateDir, logger });
-        process.stdout.write(`ok: ${done.join('; ') || 'nothing to clean up'}\n`);
+        // Not under a running agent: it would keep answering "ok" while nothing forwards.
+        const lock = AgentLock.acquire({ stateDir: o.stateDir, pinDir: o.pinDir, createStateDir: false });
+        try {
+          const done = await cleanupDataplane({ pinDir: o.pinDir, stateDir: o.stateDir, logger });
+          process.stdout.write(`ok: ${done.join('; ') || 'nothing to clean up'}\n`);
+        } finally {
+          lock.release();
+        }
         return;
       }
       const running = await runAgent({ ...o, logger });

@@ -101,6 +101,15 @@ test('a second agent on the same state dir and pins is refused before it touches
   assert.deepEqual(Object.keys(topo.tally('10.99.100.1', 80, 30)).sort(), ['real1', 'real2']);
 });
 
+test('agent --cleanup is refused while an agent runs on the same pins, and the agent keeps forwarding', async () => {
+  const before = snapshot();
+  const r = await sluice(['agent', '--cleanup', '--state-dir', join(agent.dir, 'elsewhere'), '--pin-dir', agent.pinDir]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, new RegExp(`another agent \\(pid ${agent.proc!.pid}\\) uses the pin dir`));
+  assert.deepEqual(snapshot(), before);
+  assert.deepEqual(Object.keys(topo.tally('10.99.100.1', 80, 30)).sort(), ['real1', 'real2']);
+});
+
 test('after SIGTERM the program keeps forwarding, and an agent with other compiled limits is refused, not moved to IPVS', async () => {
   const before = snapshot();
   await agent.kill('SIGTERM');
