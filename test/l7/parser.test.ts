@@ -78,6 +78,11 @@ describe('upstream response parser', () => {
     assert.equal(r.body, 'ok');
   });
 
+  it('refuses a head ended by bare LFs as soon as it is complete, rather than wait for a CRLFCRLF that never comes', () => {
+    assert.throws(() => parse(['HTTP/1.1 200 OK\nContent-Length: 2\n\nok']), /bare LF/);
+    assert.throws(() => parse(['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\nok']), /bare LF/);
+  });
+
   it('refuses conflicting Content-Length headers', () => {
     assert.throws(() => parse(['HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n']), ParseError);
   });

@@ -273,6 +273,18 @@ describe('timeouts and upstream failures', () => {
     } finally { await p.close(); bad.close(); }
   });
 
+  it('answers 502 at once, not 504 at the pool timeout, when the upstream ends its head with bare LFs', async () => {
+    const { createServer } = await import('node:net');
+    const bad = createServer((s) => s.once('data', () => s.write('HTTP/1.1 200 OK\nContent-Length: 2\n\nok')));
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0, timeout: '3s' }));
+    try {
+      const t0 = Date.now();
+      assert.equal((await get(p.url + '/')).status, 502);
+      assert.ok(Date.now() - t0 < 1000, 'answered before the pool timeout');
+    } finally { await p.close(); bad.close(); }
+  });
+
   it('answers 502 at once when the upstream switches protocols (101) for a request that asked for no upgrade', async () => {
     const { createServer } = await import('node:net');
     const bad = createServer((s) => s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nhello')));

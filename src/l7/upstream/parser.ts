@@ -30,6 +30,7 @@ const enum State { Head, Length, ChunkSize, ChunkData, ChunkDataEnd, Trailers, U
 const MAX_HEAD = 64 * 1024;
 const MAX_CHUNK_LINE = 1024;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+const LFLF = Buffer.from('\n\n');
 
 export class ResponseParser {
   private state = State.Done;
@@ -63,6 +64,8 @@ export class ResponseParser {
           const end = buf.indexOf(CRLFCRLF, start);
           if (end < 0) {
             if (buf.length - start > MAX_HEAD) throw new ParseError('upstream response head too large');
+            // A head ended by bare LFs would never see its CRLFCRLF: refuse it now, not at the pool timeout.
+            if (buf.indexOf(LFLF, start) >= 0) throw new ParseError('bare LF in upstream response head');
             this.pending = Buffer.from(buf.subarray(start));
             return;
           }
