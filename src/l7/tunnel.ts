@@ -14,6 +14,7 @@ import { hasFragment, originForm, pathOf, routingPath } from './path.js';
 import { rawShortReply } from './proxy.js';
 import { normalizeHost } from './router.js';
 import { peerAddress } from './trust.js';
+import { ResponseParser } from './upstream/parser.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
@@ -79,19 +80,35 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   sock.once('connect', () => {
     sock.setTimeout(spec.timeoutMs);
     sock.write(built.head, 'latin1');
-    if (early.length) sock.write(early);
   });
+  // A refused upgrade leaves the upstream speaking HTTP: the client must not get to talk to it
+  // unrouted (a second request on that connection would skip routes and X-Forwarded-For). So
+  // sluice relays the refusal, framed by the response parser, then closes both sides.
+  const relayRefusal = (first: Buffer) => {
+    const done = () => { sock.destroy(); if (!clientGone) (client as Socket).destroySoon(); };
+    const parser = new ResponseParser({ onHead: () => {}, onBody: () => {}, onEnd: done });
+    parser.reset(method === 'HEAD');
+    const feed = (d: Buffer) => {
+      client.write(d);
+      try { parser.execute(d); } catch { done(); }
+    };
+    sock.on('data', feed);
+    feed(first);
+  };
   const onData = (d: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, d]) : d;
     const end = pending.indexOf(CRLFCRLF);
     if (end < 0) { if (pending.length > 65536) fail(502, 'EPARSE'); return; }
     answered = true;
     sock.off('data', onData);
-    sock.setTimeout(0);
     route.pool.success(pick.ep);
     status = Number(pending.toString('latin1', 9, 12)) || 0;
     ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, status || 'EPARSE');
+    if (status !== 101) return relayRefusal(pending);
+    sock.setTimeout(0);
     client.write(pending);
+    // Bytes the client sent right after its head belong to the new protocol: only now do they go.
+    if (early.length) sock.write(early);
     sock.pipe(client);
     client.pipe(sock);
     // A client that has closed its half has left: the upstream gets its FIN (pipe) and

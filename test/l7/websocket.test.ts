@@ -40,6 +40,24 @@ function readSome(s: Socket): Promise<Buffer> {
   return new Promise((resolve, reject) => { s.once('data', resolve); s.once('error', reject); });
 }
 
+/** An upstream that refuses every upgrade with a keep-alive 400 and records whatever else arrives on that connection. */
+async function refusingKeepAlive(): Promise<{ port: number; close(): void; upgrades: number; after: string[] }> {
+  const u = { port: 0, upgrades: 0, after: [] as string[], close: () => {} };
+  const sockets: Duplex[] = [];
+  const s = createServer((_req, res) => { res.end('plain'); });
+  s.on('upgrade', (_req: IncomingMessage, sock: Duplex, head: Buffer) => {
+    u.upgrades++;
+    sockets.push(sock);
+    if (head.length) u.after.push(head.toString('latin1'));
+    sock.on('data', (d: Buffer) => { u.after.push(d.toString('latin1')); sock.write('HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret'); });
+    sock.write('HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno');
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  u.port = (s.address() as { port: number }).port;
+  u.close = () => { s.closeAllConnections(); s.close(); for (const k of sockets) k.destroy(); };
+  return u;
+}
+
 describe('WebSocket upgrades', () => {
   it('tunnels a WebSocket handshake and echoes frames both ways', async () => {
     const ws = await wsEcho();
@@ -141,6 +159,34 @@ describe('WebSocket upgrades', () => {
       assert.equal(statusOf(await raw(p.port, 'GET /chat#x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')), 400);
       assert.equal(ws.upgrades.length, 0);
     } finally { await p.close(); ws.close(); }
+  });
+
+  it('closes the connection after relaying a refused upgrade, so the client cannot talk to that upstream unrouted', async () => {
+    const up = await refusingKeepAlive();
+    const p = await proxy({ routes: [{ match: { pathPrefix: '/ws' }, pool: 'w' }], pools: { w: { endpoints: [`127.0.0.1:${up.port}`] } } });
+    const s = connect(p.port, '127.0.0.1');
+    try {
+      let out = '';
+      s.on('data', (d: Buffer) => { out += d.toString('latin1'); });
+      const closed = new Promise<boolean>((r) => { s.once('close', () => r(true)); setTimeout(() => r(false), 2000); });
+      s.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 200));
+      if (!s.destroyed) s.write('GET /admin HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n');
+      assert.ok(await closed, 'the client connection is closed after the refusal');
+      assert.equal(out, 'HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno');
+      assert.deepEqual(up.after, []);
+    } finally { s.destroy(); await p.close(); up.close(); }
+  });
+
+  it('holds bytes sent right after an upgrade request until the upstream has switched protocols', async () => {
+    const up = await refusingKeepAlive();
+    const p = await proxy({ routes: [{ match: { pathPrefix: '/ws' }, pool: 'w' }], pools: { w: { endpoints: [`127.0.0.1:${up.port}`] } } });
+    try {
+      const r = await raw(p.port, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(statusOf(r), 400);
+      assert.equal(up.upgrades, 1);
+      assert.deepEqual(up.after, []);
+    } finally { await p.close(); up.close(); }
   });
 
   it('answers 404 to an upgrade no route matches', async () => {
