@@ -111,7 +111,8 @@ export class ProxyRequest implements Exchange {
     const built = requestHead({
       method: this.method, url: target, rawHeaders: req.rawHeaders, authority, clientIp: this.clientIp,
       trusted, proto: this.proto, httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via,
-      body: !this.hasBody ? 'none' : this.chunked ? 'chunked' : 'length', contentLength: cl,
+      // A declared empty body keeps its `Content-Length: 0`: some upstreams answer a POST without one 411.
+      body: this.chunked ? 'chunked' : cl !== undefined ? 'length' : 'none', contentLength: cl,
     }, randomUUID);
     this.head = built.head;
     this.requestId = built.requestId;

@@ -57,6 +57,11 @@ describe('forwarding headers', () => {
     assert.equal(r.headers['x-app'], 'end');
   });
 
+  it('keeps the Content-Length: 0 of an empty POST (some upstreams answer a POST without one 411)', async () => {
+    await get(p.url + '/empty', { method: 'POST', headers: { 'content-length': '0' } });
+    assert.equal(last()['content-length'], '0');
+  });
+
   it('adds itself to Via both ways', async () => {
     const r = await get(p.url + '/', { headers: { via: '1.0 edge' } });
     assert.equal(last().via, '1.0 edge, 1.1 sluice');
