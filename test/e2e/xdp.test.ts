@@ -189,6 +189,36 @@ describe('XDP balancer end to end', () => {
     assert.equal(names.size, 1, `reals reached: ${[...names].join(', ')}`);
   });
 
+  test('a real whose MAC changes is sent to its new MAC after refreshes, though nothing but XDP talks to it', async () => {
+    await topo.call('lb', 'dpSync', { table: { services: services('dsr', 4) } });
+    // Short neighbour timers on the lb, so that a probe of a MAC that is gone fails within about a second.
+    const knob = (k: string) => `net.ipv4.neigh.eth0.${k}`;
+    const timers: Record<string, string> = { delay_first_probe_time: '1', retrans_time_ms: '100' };
+    const saved = Object.fromEntries(Object.keys(timers).map((k) => [k, topo.exec('lb', 'sysctl', ['-n', knob(k)]).trim()]));
+    for (const [k, v] of Object.entries(timers)) topo.exec('lb', 'sysctl', ['-qw', `${knob(k)}=${v}`]);
+    const burst = () => topo.call<Tally>('client', 'tcpBurst', { host: VIP4[0], port: 80, count: 60, concurrency: 8, timeoutMs: 500 });
+    try {
+      assert.ok(((await burst()).byReal.real1 ?? 0) > 0, 'real1 reached before its MAC changes');
+      topo.exec('real1', 'ip', ['link', 'set', 'dev', 'eth0', 'address', '02:99:00:00:01:03']);
+      // Where the kernel leaves an entry once its reachable time (15-45 s) is over, when nothing of
+      // its own was sent through it: STALE, with the MAC it had. XDP's frames never move it from there.
+      topo.exec('lb', 'ip', ['neigh', 'replace', ADDR4.real1, 'lladdr', MAC.real1, 'dev', 'eth0', 'nud', 'stale']);
+      let reached = 0;
+      for (let i = 0; i < 6 && !reached; i++) {
+        await new Promise((r) => setTimeout(r, 2000));
+        await topo.call('lb', 'dpRefresh');
+        reached = (await burst()).byReal.real1 ?? 0;
+      }
+      assert.ok(reached > 0, 'real1 is reached at its new MAC within 6 refreshes');
+    } finally {
+      topo.exec('real1', 'ip', ['link', 'set', 'dev', 'eth0', 'address', MAC.real1]);
+      for (const [k, v] of Object.entries(saved)) topo.exec('lb', 'sysctl', ['-qw', `${knob(k)}=${v}`]);
+      // The lb learns the old MAC again: forget the entry, and a refresh probes for it.
+      try { topo.exec('lb', 'ip', ['neigh', 'del', ADDR4.real1, 'dev', 'eth0']); } catch { /* already gone */ }
+      await topo.call('lb', 'dpRefresh');
+    }
+  });
+
   test('generic XDP mode forwards too (dsr, IPv4)', async () => {
     await topo.call('lb', 'dpClose', { keepForwarding: false });
     try {

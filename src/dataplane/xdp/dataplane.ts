@@ -90,6 +90,9 @@ interface VipState {
 }
 
 /** What is known of the way to one real address. */
+/** STALE next hops a refresh probes at most (one ping each); the others wait for later refreshes. */
+const MAX_STALE_PROBES = 64;
+
 interface Hop {
   route: Route | null;
   /** MAC of the next hop (the real on the link, else the route's gateway); null: unresolved. */
@@ -497,6 +500,17 @@ export class XdpDataplane implements Dataplane {
     let macs = await Promise.all(todo.map((a, i) => lookup(a, routes[i]).catch(() => null)));
     if (!injected) {
       const toProbe = todo.map((a, i) => ({ a, i })).filter(({ a, i }) => needMac.has(a) && !macs[i] && routes[i]?.gateway !== '' && (force || now - (this.#hops.get(a)?.probedAt ?? 0) > probeEvery));
+      if (force) {
+        // A refresh also has the kernel re-confirm STALE next hops (it never does for frames XDP
+        // sends), so that a MAC that changed is learnt; the longest unprobed first, a bounded few.
+        const stale: Array<{ a: string; i: number }> = [];
+        for (const [i, a] of todo.entries()) {
+          if (!needMac.has(a) || !macs[i] || routes[i]?.gateway === '') continue;
+          if (await (await view()).stale(nextHop(a, routes[i]), routes[i]?.ifindex || undefined).catch(() => false)) stale.push({ a, i });
+        }
+        stale.sort((x, y) => (this.#hops.get(x.a)?.probedAt ?? 0) - (this.#hops.get(y.a)?.probedAt ?? 0));
+        toProbe.push(...stale.slice(0, MAX_STALE_PROBES));
+      }
       if (toProbe.length) {
         const hops = [...new Set(toProbe.map(({ a, i }) => nextHop(a, routes[i])))];
         await Promise.all(hops.map((h) => probe(h)));

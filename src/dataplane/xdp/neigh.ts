@@ -31,17 +31,23 @@ export interface NetView {
   route(addr: string): Promise<Route | null>;
   /** The MAC of a neighbour in the table, in a usable state; null when absent or failed. No probe. */
   neighbour(addr: string, ifindex?: number): Promise<string | null>;
+  /**
+   * True when the table holds the neighbour as STALE: nothing confirmed its MAC lately. The
+   * kernel re-confirms a STALE entry only when it sends through it itself, which frames that XDP
+   * forwards are not: without a probe a MAC that changed would stay in the table for good.
+   */
+  stale(addr: string, ifindex?: number): Promise<boolean>;
   link(name: string): Promise<LinkInfo | null>;
   close(): void;
 }
 
-/** Neighbour states whose MAC can be used (the kernel re-confirms STALE ones itself on use). */
+/** Neighbour states whose MAC can be used (STALE ones: see NetView.stale). */
 const USABLE = ['reachable', 'stale', 'delay', 'probe', 'permanent', 'noarp'];
 
 type RtSocket = import('netlink').RtNetlinkSocket;
 
 class NetlinkView implements NetView {
-  #neigh = new Map<number, Promise<Map<string, string>>>();
+  #neigh = new Map<number, Promise<{ macs: Map<string, string>; stale: Set<string> }>>();
   #links = new Map<string, Promise<LinkInfo | null>>();
   constructor(private readonly rt: RtSocket) {}
 
@@ -60,28 +66,40 @@ class NetlinkView implements NetView {
     }
   }
 
-  /** One dump per family per view: a round of lookups costs one request. */
   async neighbour(addr: string, ifindex?: number): Promise<string | null> {
+    const t = (await this.#table(addr)).macs;
+    const a = bytesToIp(ipToBytes(addr));
+    return (ifindex ? t.get(`${ifindex}/${a}`) : t.get(a)) ?? null;
+  }
+
+  async stale(addr: string, ifindex?: number): Promise<boolean> {
+    const t = (await this.#table(addr)).stale;
+    const a = bytesToIp(ipToBytes(addr));
+    return t.has(ifindex ? `${ifindex}/${a}` : a);
+  }
+
+  /** One dump per family per view: a round of lookups costs one request. */
+  #table(addr: string): Promise<{ macs: Map<string, string>; stale: Set<string> }> {
     const fam = ipFamily(addr) === 6 ? 10 : 2;
     let table = this.#neigh.get(fam);
     if (!table) {
       table = this.rt.getNeighbors({ family: fam }).then((ns) => {
         const m = new Map<string, string>();
+        const stale = new Set<string>();
         for (const n of ns) {
           const st = n.data.state as Record<string, unknown> | undefined;
           if (!n.attrs.dst || !n.attrs.lladdr || n.attrs.lladdr.length !== 6 || !st || !USABLE.some((s) => st[s])) continue;
           const mac = bytesToMac(n.attrs.lladdr);
           const a = bytesToIp(n.attrs.dst);
           m.set(`${n.data.ifindex}/${a}`, mac);
-          if (!m.has(a)) m.set(a, mac);
+          if (st.stale) stale.add(`${n.data.ifindex}/${a}`);
+          if (!m.has(a)) { m.set(a, mac); if (st.stale) stale.add(a); }
         }
-        return m;
-      }, () => new Map<string, string>());
+        return { macs: m, stale };
+      }, () => ({ macs: new Map<string, string>(), stale: new Set<string>() }));
       this.#neigh.set(fam, table);
     }
-    const t = await table;
-    const a = bytesToIp(ipToBytes(addr));
-    return (ifindex ? t.get(`${ifindex}/${a}`) : t.get(a)) ?? null;
+    return table;
   }
 
   link(name: string): Promise<LinkInfo | null> {
@@ -146,6 +164,15 @@ class IpCommandView implements NetView {
       if (n.lladdr && states.some((s) => USABLE.includes(s))) return canonicalMac(n.lladdr) ?? null;
     }
     return null;
+  }
+
+  async stale(addr: string, ifindex?: number): Promise<boolean> {
+    const fam = ipFamily(addr) === 6 ? '-6' : '-4';
+    const rows = await ipJson([fam, 'neigh', 'show', 'to', addr]).catch(() => []);
+    const names = ifindex ? await ipJson(['link', 'show']).catch(() => []) : [];
+    const dev = names.find((l) => l.ifindex === ifindex)?.ifname;
+    const n = rows.find((r) => r.lladdr && (!dev || r.dev === dev));
+    return !!n && (n.state ?? []).some((s: string) => s.toLowerCase() === 'stale');
   }
 
   async link(name: string): Promise<LinkInfo | null> {
