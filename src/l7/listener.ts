@@ -157,10 +157,12 @@ export class Listener {
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     const status = clientErrorStatus(err.code);
     const inResponse = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
-    if (err.code === 'ECONNRESET' || !socket.writable || inResponse) { socket.destroy(); return; }
+    const res = (socket as Duplex & { _httpMessage?: object })._httpMessage;
+    // A client that closes in the middle of its body has left, not sent a bad request: its request's
+    // own line says 499, and no 400 is counted (nor written to a peer that is gone).
+    if (err.code === 'ECONNRESET' || !socket.writable || inResponse || (res && err.code === 'HPE_INVALID_EOF_STATE')) { socket.destroy(); return; }
     this.ctx.metrics.clientError(status);
     // A request under way (timeouts.request ran out mid-body) reports this status in its own line.
-    const res = (socket as Duplex & { _httpMessage?: object })._httpMessage;
     if (res) refusedByParser.set(res, status);
     else this.logRefusal(socket, status, err.code);
     socket.end(rawShortReply(status));

@@ -371,6 +371,22 @@ describe('client behaviour is not upstream failure', () => {
     } finally { await p.close(); await b.close(); }
   });
 
+  it('logs a client that closes its connection in the middle of its body as 499, not 400', async () => {
+    const b = await backend('echo', (_req, res, body) => res.end(`got ${body}`));
+    const p = await proxy(simple([b.address], { retries: 0 }));
+    try {
+      const s = connect(p.port, '127.0.0.1');
+      s.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc');
+      await sleep(200);
+      s.end();
+      await sleep(200);
+      const line = p.logs.access().at(-1)!;
+      assert.equal(line.path, '/upload');
+      assert.equal(line.status, 499);
+      assert.equal(endpointOf(p).consecutiveFailures, 0);
+    } finally { await p.close(); await b.close(); }
+  });
+
   it('does not count a client that pauses its upload past the pool timeout against the endpoint', async () => {
     const b = await backend('echo', (_req, res, body) => res.end(`got ${body}`));
     const p = await proxy(simple([b.address], { timeout: '400ms', retries: 0 }));
