@@ -182,7 +182,9 @@ function checkListener(c: Checker, v: unknown, path: string): ListenerSpec & { w
       if (cert === undefined) c.fail(`${p}.cert`, 'is required');
       if (key === undefined) c.fail(`${p}.key`, 'is required');
       const names = c.list(co.serverNames, `${p}.serverNames`).map((n, j) =>
-        c.str(n, `${p}.serverNames[${j}]`, /^(\*\.)?[a-z0-9.-]+$/i, 'a host name, or *.domain') ?? '').map((n) => n.toLowerCase());
+        c.str(n, `${p}.serverNames[${j}]`, /^(\*\.)?[a-z0-9.-]+$/i, 'a host name, or *.domain') ?? '')
+        // SNI names come without the FQDN's trailing dot (RFC 6066 §3): so must these, to match.
+        .map((n) => n.toLowerCase().replace(/(?<=.)\.$/, ''));
       return { cert: cert ?? '', key: key ?? '', serverNames: names };
     });
     if (certs.length === 0) c.fail(`${path}.tls.certs`, 'needs at least one certificate (the first is the default)');

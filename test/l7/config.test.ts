@@ -168,6 +168,11 @@ describe('l7 config', () => {
       ['l7.metrics: 127.0.0.1:9102 is also where l7.listeners[0] (0.0.0.0:9102) is bound']);
   });
 
+  it('reads a TLS server name written with a trailing dot as the name SNI sends, without it', () => {
+    const c = validateL7({ ...minimal, listeners: [{ port: 443, tls: { certs: [{ cert: '/a.crt', key: '/a.key', serverNames: ['Example.com.', '*.example.com.'] }] } }] });
+    assert.deepEqual(c.listeners[0].tls?.certs[0].serverNames, ['example.com', '*.example.com']);
+  });
+
   it('refuses a document that is not a mapping', () => {
     assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
   });
