@@ -229,6 +229,7 @@ function checkRoute(c: Checker, v: unknown, path: string, i: number): RouteSpec 
   if (m.method !== undefined) {
     const list = typeof m.method === 'string' ? [m.method] : c.list(m.method, `${path}.match.method`);
     match.methods = list.map((x, j) => (c.str(x, `${path}.match.method${typeof m.method === 'string' ? '' : `[${j}]`}`, TOKEN, 'an HTTP method') ?? '').toUpperCase());
+    if (Array.isArray(m.method) && list.length === 0) c.fail(`${path}.match.method`, 'needs at least one method (an empty list would match no request)');
   }
   const headers = c.object(m.headers, `${path}.match.headers`);
   for (const [name, hv] of Object.entries(headers)) {

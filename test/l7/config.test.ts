@@ -173,6 +173,11 @@ describe('l7 config', () => {
     assert.deepEqual(c.listeners[0].tls?.certs[0].serverNames, ['example.com', '*.example.com']);
   });
 
+  it('refuses an empty method list, which would match no request', () => {
+    assert.deepEqual(issues({ ...minimal, routes: [{ match: { method: [] }, pool: 'web' }] }),
+      ['l7.routes[0].match.method: needs at least one method (an empty list would match no request)']);
+  });
+
   it('refuses a document that is not a mapping', () => {
     assert.deepEqual(issues(['x']), ['l7: must be a mapping with listeners, routes and pools']);
   });
