@@ -110,15 +110,19 @@ export function headerCount(raw: string[], h2: boolean): number {
   return n;
 }
 
-/** Upstream response headers for the client, as a flat [name, value, ...] list, hop-by-hop removed and Via extended. */
-export function responseHeaders(raw: string[], via: string): string[] {
+/**
+ * Upstream response headers for the client, as a flat [name, value, ...] list, hop-by-hop removed
+ * and Via extended. The upstream's own `requestIdHeader` goes: sluice returns its id itself (an
+ * upstream that echoes it would otherwise have the client see it twice, `abc, abc`).
+ */
+export function responseHeaders(raw: string[], via: string, requestIdHeader: string): string[] {
   const drop = connectionTokens(raw);
   const out: string[] = [];
   let seenVia: string | undefined;
   for (let n = 0; n < raw.length; n += 2) {
     const name = raw[n];
     const lower = name.toLowerCase();
-    if (HOP.has(lower) || drop?.has(lower)) continue;
+    if (HOP.has(lower) || drop?.has(lower) || lower === requestIdHeader) continue;
     if (lower === 'via') { seenVia = seenVia ? `${seenVia}, ${raw[n + 1]}` : raw[n + 1]; continue; }
     out.push(name, raw[n + 1]);
   }

@@ -186,7 +186,7 @@ export class ProxyRequest implements Exchange {
     this.ctx.metrics.upstreamResult(pick.ep, this.route!.pool.name, pick.ep.key, h.status, (this.tHead - this.t0) / 1000);
     if (h.status >= 500 && h.status <= 504 && this.mayRetry(String(h.status))) { this.discard = true; return; }
     this.status = h.status;
-    const headers = responseHeaders(h.headers, this.rt.config.via);
+    const headers = responseHeaders(h.headers, this.rt.config.via, this.rt.config.requestIdHeader);
     headers.push(this.rt.config.requestIdHeader, this.requestId);
     if (pick.setCookie) {
       const s = this.route!.pool.spec.sticky!;

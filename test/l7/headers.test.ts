@@ -76,6 +76,14 @@ describe('forwarding headers', () => {
     assert.notEqual((await get(p.url + '/')).headers['x-request-id'], id);
   });
 
+  it('returns the request id once when the upstream echoes it', async () => {
+    const b = await backend('echo-id', (req, res) => { res.writeHead(200, { 'x-request-id': String(req.headers['x-request-id']), 'content-length': 2 }); res.end('ok'); });
+    const p = await proxy(simple([b.address]));
+    try {
+      assert.equal((await get(p.url + '/', { headers: { 'x-request-id': 'abc-123' } })).headers['x-request-id'], 'abc-123');
+    } finally { await p.close(); await b.close(); }
+  });
+
   it('keeps a well-formed request id from the client', async () => {
     const r = await get(p.url + '/', { headers: { 'x-request-id': 'abc-123' } });
     assert.equal(r.headers['x-request-id'], 'abc-123');
