@@ -285,6 +285,21 @@ describe('timeouts and upstream failures', () => {
     } finally { await p.close(); bad.close(); }
   });
 
+  it('answers 504 at the pool timeout when the upstream keeps sending informational responses and never a final one', async () => {
+    const { createServer } = await import('node:net');
+    const bad = createServer((s) => s.once('data', () => {
+      const t = setInterval(() => { if (s.destroyed) clearInterval(t); else s.write('HTTP/1.1 100 Continue\r\n\r\n'); }, 100);
+      s.on('close', () => clearInterval(t));
+    }));
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0, timeout: '500ms' }));
+    try {
+      const t0 = Date.now();
+      assert.equal((await get(p.url + '/', { timeoutMs: 3000 })).status, 504);
+      assert.ok(Date.now() - t0 < 1500, `answered after ${Date.now() - t0}ms`);
+    } finally { await p.close(); bad.close(); }
+  });
+
   it('answers 502 at once when the upstream switches protocols (101) for a request that asked for no upgrade', async () => {
     const { createServer } = await import('node:net');
     const bad = createServer((s) => s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nhello')));

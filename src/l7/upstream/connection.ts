@@ -58,6 +58,10 @@ export class Connection implements ParserSink {
   private responding = false;
   /** The exchange that paused reading for its client's backpressure. */
   private heldBy: Exchange | null = null;
+  /** The final response head has arrived (1xx heads do not count). */
+  private headSeen = false;
+  /** Since when the wait for the final head has been the upstream's (0: it is the client's). */
+  private waitingSince = 0;
 
   constructor(readonly socket: Socket, private readonly owner: ConnectionOwner) {
     socket.on('data', (d: Buffer) => this.onData(d));
@@ -79,6 +83,8 @@ export class Connection implements ParserSink {
   private exchangeTimer(): void {
     const clientsTurn = this.heldBy !== null || (this.bodyPending && !this.upstreamFull && !this.responding);
     this.setTimer(clientsTurn ? 0 : this.owner.timeoutMs);
+    if (clientsTurn) this.waitingSince = 0;
+    else if (this.waitingSince === 0) this.waitingSince = performance.now();
   }
 
   private readonly onUpstreamDrain = (): void => {
@@ -97,6 +103,8 @@ export class Connection implements ParserSink {
     this.bodyPending = opts.hasBody;
     this.upstreamFull = false;
     this.responding = false;
+    this.headSeen = false;
+    this.waitingSince = 0;
     this.exchangeTimer();
     this.socket.write(head, 'latin1');
   }
@@ -147,6 +155,7 @@ export class Connection implements ParserSink {
   }
 
   onHead(head: ResponseHead): void {
+    this.headSeen = true;
     // A response that starts before the request body is done (an early 413, say) is the upstream's to finish.
     if (this.bodyPending) { this.responding = true; this.exchangeTimer(); }
     this.ex?.onHead(head);
@@ -176,6 +185,12 @@ export class Connection implements ParserSink {
     const ex = this.ex;
     try {
       this.parser.execute(d);
+      // Informational (1xx) heads reset the socket's inactivity timer, but answer nothing: an
+      // upstream that sends only those must still be cut at its timeout, not hold the client forever.
+      if (this.ex === ex && !this.headSeen && this.waitingSince && performance.now() - this.waitingSince >= this.owner.timeoutMs) {
+        this.fail('ETIMEDOUT', 'upstream sent no final response within its timeout, only informational ones');
+        return;
+      }
       if (this.ex === ex) ex.flush();
     } catch (e) {
       this.fail('EPARSE', (e as Error).message);
