@@ -8,6 +8,19 @@ export function canonicalIp(text: string): string | null {
   return null;
 }
 
+/**
+ * Why an address can be neither a VIP nor a real, or null: the unspecified address, multicast
+ * and the limited broadcast never name one host (a real "at" 0.0.0.0 would be the balancer).
+ */
+export function nonUnicast(addr: string): string | null {
+  const b = ipToBytes(addr);
+  if (b.every((x) => x === 0)) return 'is the unspecified address';
+  if (b.length === 4 && b[0] >= 224 && b[0] <= 239) return 'is multicast (224.0.0.0/4)';
+  if (b.length === 4 && b.every((x) => x === 255)) return 'is the broadcast address';
+  if (b.length === 16 && b[0] === 0xff) return 'is multicast (ff00::/8)';
+  return null;
+}
+
 export function ipFamily(addr: string): 4 | 6 {
   return addr.includes(':') ? 6 : 4;
 }

@@ -1,7 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   canonicalIp, parseRealRef, parseVipKey, validateConfig, vipKey, parseDuration, ValidationError, ipToBytes, bytesToIp,
+  readConfigDocument,
 } from '../../src/model/index.js';
 
 test('IPv6 addresses are canonicalised per RFC 5952', () => {
@@ -108,4 +112,26 @@ test('a real written with the VIP\'s own port is the same real as without it', (
 test('maxVips × ringSize is bounded, so ring indexes fit the map', () => {
   assert.throws(() => validateConfig({ dataplane: { maxVips: 4096, ringSize: 1_000_003 } }), /dataplane: maxVips × ringSize is 4096012288 ring slots, over the limit of 268435456/);
   assert.doesNotThrow(() => validateConfig({ dataplane: { maxVips: 2048, ringSize: 65537 } }));
+});
+
+test('VIPs and reals must be one host\'s unicast address: unspecified, multicast and broadcast are refused', () => {
+  for (const [addr, why] of [['0.0.0.0', 'unspecified'], ['::', 'unspecified'], ['224.0.0.1', 'multicast'], ['239.1.2.3', 'multicast'], ['ff02::1', 'multicast'], ['255.255.255.255', 'broadcast']]) {
+    assert.throws(() => validateConfig({ vips: [{ address: addr, port: 80 }] }), new RegExp(`vips\\[0\\]\\.address: is .*${why}`), addr);
+  }
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '0.0.0.0' }] }] }), /vips\[0\]\.reals\[0\]\.address: is the unspecified address/);
+  assert.doesNotThrow(() => validateConfig({ vips: [{ address: '223.255.255.254', port: 80, reals: [{ address: '240.0.0.1' }] }, { address: 'fe80::1', port: 80 }] }));
+});
+
+test('an empty config file is refused rather than read as "no VIPs"; `vips: []` says that', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-model-'));
+  try {
+    for (const text of ['', '\n\n', '# every VIP moved to the new box\n', '---\n']) {
+      writeFileSync(join(dir, 'c.yaml'), text);
+      assert.throws(() => readConfigDocument(join(dir, 'c.yaml')), /c\.yaml: is empty \(to remove every VIP, write `vips: \[\]`\)/, JSON.stringify(text));
+    }
+    writeFileSync(join(dir, 'c.yaml'), 'vips: []\n');
+    assert.deepEqual(validateConfig(readConfigDocument(join(dir, 'c.yaml'))).vips, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
