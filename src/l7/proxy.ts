@@ -299,7 +299,8 @@ export class ProxyRequest implements Exchange {
   /** Timeouts are not retried by default: each attempt may take the whole `timeout` (retryOn: response-timeout opts in). */
   private mayRetry(reason: string): boolean {
     const pool = this.route!.pool;
-    if (this.bodyStarted || !IDEMPOTENT.has(this.method) || this.attempts > pool.spec.retries || !pool.retryOn.has(reason)) return false;
+    // Attempts resent after a stale keep-alive race are not retries: they leave `retries` whole.
+    if (this.bodyStarted || !IDEMPOTENT.has(this.method) || this.attempts - this.staleRetries > pool.spec.retries || !pool.retryOn.has(reason)) return false;
     if (!this.holdsBudget) {
       if (!this.ctx.budget.acquire()) return false;
       this.holdsBudget = true;

@@ -85,6 +85,26 @@ describe('retries', () => {
     } finally { await p.close(); await sick.close(); }
   });
 
+  it('still has its retries after resending a request whose pooled connection turned out stale', async () => {
+    // 1st request: 200 on a kept-alive connection; 2nd: that connection is reset unanswered (stale),
+    // the resend on a fresh one gets 503, and the one retry `retries: 1` allows gets the 200.
+    let n = 0;
+    const b = await backend('b', (req, res) => {
+      n++;
+      if (n === 2) { req.socket.destroy(); return; }
+      if (n === 3) { res.writeHead(503, { 'content-length': 4 }); res.end('busy'); return; }
+      res.writeHead(200, { 'content-length': 2 }); res.end('ok');
+    });
+    const p = await proxy(simple([b.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
+    try {
+      assert.equal((await get(p.url + '/')).status, 200);
+      const r = await get(p.url + '/');
+      assert.equal(r.status, 200, `the stale resend used up the retry: ${r.status} ${r.body}`);
+      assert.equal(n, 4);
+      assert.equal(p.logs.access().at(-1)!.attempts, 3);
+    } finally { await p.close(); await b.close(); }
+  });
+
   it('does not retry beyond the retry budget', async () => {
     const live = await backend('live');
     const dead = `127.0.0.1:${await freePort()}`;
