@@ -32,6 +32,8 @@ export class Pool {
   readonly retryOn: ReadonlySet<string>;
   private readonly byId = new Map<string, Endpoint>();
   private balancer!: Balancer;
+  /** Ring-hash pools: for requests with no key (header or cookie absent), which must not all land on one endpoint. */
+  private keyless: Balancer | undefined;
   private available: Endpoint[] = [];
   private dirty = true;
   private nextExpiry = Infinity;
@@ -54,6 +56,7 @@ export class Pool {
     this.nextExpiry = Math.min(Infinity, ...this.endpoints.filter((e) => e.ejectedUntil > now).map((e) => e.ejectedUntil));
     if (this.spec.balance === 'round-robin') this.balancer = new RoundRobin(this.available);
     else if (this.spec.balance === 'least-request') this.balancer = new LeastRequest(this.available);
+    else this.keyless = new RoundRobin(this.available);
     this.dirty = false;
   }
 
@@ -73,7 +76,9 @@ export class Pool {
       const e = id !== undefined ? this.byId.get(id) : undefined;
       if (e && e.available(now)) return { ep: e, setCookie: false };
     }
-    let ep = this.balancer.pick(this.hashKey(input));
+    const key = this.hashKey(input);
+    // No key to hash (HAProxy's `balance hdr()` does the same): round-robin, rather than hash '' onto one endpoint.
+    let ep = this.keyless && !key ? this.keyless.pick(undefined) : this.balancer.pick(key);
     if (ep && avoid?.has(ep)) {
       ep = this.available.find((e) => !avoid.has(e)) ?? ep;
     }

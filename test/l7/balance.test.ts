@@ -120,6 +120,15 @@ describe('balancers', () => {
     } finally { await p.close(); }
   });
 
+  it('ring-hash on a header spreads requests that lack the header instead of sending them all to one endpoint', async () => {
+    const p = await proxy({ routes: [{ pool: 'p' }], pools: { p: { balance: 'ring-hash', hashOn: { header: 'x-user' }, endpoints: bs.map((b) => b.address) } } });
+    try {
+      const m = await tally(p, 30);
+      assert.equal(m.size, 3, `requests without x-user went to ${[...m.keys()]}`);
+      assert.equal((await tally(p, 30, () => ({ 'x-user': '' }))).size, 3, 'an empty x-user is no key either');
+    } finally { await p.close(); }
+  });
+
   it('ring-hash on a cookie keeps a session on one endpoint', async () => {
     const p = await proxy({ routes: [{ pool: 'p' }], pools: { p: { balance: 'ring-hash', hashOn: { cookie: 'sid' }, endpoints: bs.map((b) => b.address) } } });
     try {
