@@ -125,7 +125,8 @@ static __always_inline int nat_reply_out(struct xdp_md *ctx, struct ethhdr *eth,
   return XDP_TX;
 }
 
-/* A reply from a NAT real (src real:port, dst client): back to the VIP (nat_reply_out). */
+/* A reply from a NAT real (src real:port, dst client), or an ICMP error about one of its flows
+ * (the quote's flow, reversed, has the same orientation): back to the VIP (nat_reply_out). */
 static __always_inline int nat_reply(struct xdp_md *ctx, struct packet *p, struct ethhdr *eth, void *data_end) {
   struct nat_key nk = {};
   __builtin_memcpy(nk.real, p->flow.src, 16);
@@ -135,6 +136,12 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct packet *p, struc
   nk.proto = p->flow.proto;
   struct nat_val *nv = bpf_map_lookup_elem(&nat_back, &nk);
   if (!nv) return pass(G_PASS_NOT_VIP);
+  if (p->icmp) {
+    nat_icmp_reply(p, data_end, nv);
+    count(G_ICMP_FWD);
+    count(G_NAT_REPLY);
+    return nat_reply_out(ctx, eth, nv);
+  }
   /* A fragmented reply: its later fragments have no ports, so they find the VIP through this. */
   if (p->frag == 1) {
     struct frag_key fk = {};
@@ -209,10 +216,12 @@ int balancer(struct xdp_md *ctx) {
     if (!cfg) return pass(G_PASS_NOT_VIP);
     if (cfg->flags & CFG_F_WILDCARD) vip = vip_lookup(&p, 0);
     if (!vip) {
-      if ((cfg->flags & CFG_F_NAT) && !p.icmp) return nat_reply(ctx, &p, eth, data_end);
+      if (cfg->flags & CFG_F_NAT) return nat_reply(ctx, &p, eth, data_end);
       return pass(G_PASS_NOT_VIP);
     }
   }
+  /* Toward a VIP, only the errors that carry a path MTU are followed to the real. */
+  if (p.icmp == 2) return pass(G_PASS_NOT_VIP);
   __u32 vip_id = vip->id;
   if (vip_id >= MAX_VIPS) return drop(G_DROP_NO_REAL);
   __u8 mode = vip->mode;

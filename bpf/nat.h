@@ -88,4 +88,54 @@ static __always_inline void nat_icmp(struct packet *p, void *data_end, const str
   }
 }
 
+/* An ICMP error a NAT real (or a router on its side) sends to a client about one of its NAT
+ * flows (port unreachable, time exceeded, ...): the quoted packet is the client's, as the real
+ * received it (dst real:port). It becomes what the client sent: quoted destination address and
+ * port back to the VIP's; the outer source too when the real itself sent the error (a router's
+ * address is left: it is that router speaking). Fixed: the outer IPv4 checksum, the quoted IPv4
+ * header checksum, the ICMP checksum (ICMPv6: its pseudo-header too). */
+static __always_inline void nat_icmp_reply(struct packet *p, void *data_end, const struct nat_val *nv) {
+  struct ports *pt = p->inner_l4;
+  if (!pt || (void *)(pt + 1) > data_end) return;
+  __u32 d = 0;
+  if (p->v6) {
+    struct ipv6hdr *o = p->l3;
+    struct icmp6hdr *ic = p->icmp_hdr;
+    struct ipv6hdr *in = p->inner_l3;
+    if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
+    __u32 *os = (__u32 *)&o->saddr, *id = (__u32 *)&in->daddr;
+    if (os[0] == id[0] && os[1] == id[1] && os[2] == id[2] && os[3] == id[3]) {
+      d += csum_diff_words(os, nv->vip, 4);
+      __builtin_memcpy(os, nv->vip, 16);
+    }
+    d += csum_diff_words(id, nv->vip, 4);
+    __builtin_memcpy(id, nv->vip, 16);
+    if (nv->vip_port != pt->dst) {
+      d += csum_diff16(pt->dst, nv->vip_port);
+      pt->dst = nv->vip_port;
+    }
+    csum_apply(&ic->icmp6_cksum, d);
+  } else {
+    struct iphdr *o = p->l3;
+    struct icmphdr *ic = p->icmp_hdr;
+    struct iphdr *in = p->inner_l3;
+    if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
+    if (o->saddr == in->daddr) {
+      __u32 od = csum_diff_words(&o->saddr, nv->vip, 1);
+      o->saddr = nv->vip[0];
+      csum_apply(&o->check, od);
+    }
+    __u32 id = csum_diff_words(&in->daddr, nv->vip, 1);
+    in->daddr = nv->vip[0];
+    __u16 old_check = in->check;
+    csum_apply(&in->check, id);
+    d = id + csum_diff16(old_check, in->check);
+    if (nv->vip_port != pt->dst) {
+      d += csum_diff16(pt->dst, nv->vip_port);
+      pt->dst = nv->vip_port;
+    }
+    csum_apply(&ic->checksum, d);
+  }
+}
+
 #endif

@@ -23,6 +23,7 @@ struct vlan_hdr {
 /* linux/icmp.h pulls in libc socket headers: the few bits needed, here. */
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED 4
+#define ICMP_TIME_EXCEEDED 11
 struct icmphdr {
   __u8 type;
   __u8 code;
@@ -64,7 +65,9 @@ struct packet {
   __be32 ip_id;         /* fragments: IPv4 id (16 bits) or IPv6 identification */
   __u8 l3_off;          /* 14, or 18 with a VLAN tag */
   __u8 v6;
-  __u8 icmp;            /* the flow comes from an ICMP error's quote */
+  __u8 icmp;            /* the flow comes from an ICMP error's quote: 1 fragmentation needed /
+                         * packet too big (followed to a VIP's real), 2 another error (only a
+                         * NAT real's error to a client is acted on) */
   __u8 frag;            /* 0: none, 1: first fragment (MF), 2: a later fragment */
   __u8 tos;
   __u8 syn;             /* a TCP SYN without ACK: a new connection by definition */
@@ -171,9 +174,11 @@ static __always_inline int parse_ipv4(struct packet *p, void *l3, void *data_end
     if (hlen + sizeof(struct icmphdr) > tot) return G_PASS_MALFORMED;
     struct icmphdr *ic = l3 + hlen;
     if ((void *)(ic + 1) > data_end) return G_PASS_MALFORMED;
-    if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED) return G_PASS_NOT_VIP;
+    if (ic->type != ICMP_DEST_UNREACH && ic->type != ICMP_TIME_EXCEEDED) return G_PASS_NOT_VIP;
     p->icmp_hdr = ic;
-    return parse_quote4(p, (void *)(ic + 1), data_end, tot - hlen - sizeof(struct icmphdr));
+    int rc = parse_quote4(p, (void *)(ic + 1), data_end, tot - hlen - sizeof(struct icmphdr));
+    if (rc == PARSE_OK && (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED)) p->icmp = 2;
+    return rc;
   }
   return G_PASS_UNKNOWN_PROTO;
 }
@@ -231,9 +236,12 @@ static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data_end
     if (off + sizeof(struct icmp6hdr) > tot) return G_PASS_MALFORMED;
     struct icmp6hdr *ic = l3 + off;
     if ((void *)(ic + 1) > data_end) return G_PASS_MALFORMED;
-    if (ic->icmp6_type != ICMPV6_PKT_TOOBIG) return G_PASS_NOT_VIP;
+    __u8 t = ic->icmp6_type;
+    if (t != ICMPV6_PKT_TOOBIG && t != ICMPV6_DEST_UNREACH && t != ICMPV6_TIME_EXCEED) return G_PASS_NOT_VIP;
     p->icmp_hdr = ic;
-    return parse_quote6(p, (void *)(ic + 1), data_end, tot - off - sizeof(struct icmp6hdr));
+    int rc = parse_quote6(p, (void *)(ic + 1), data_end, tot - off - sizeof(struct icmp6hdr));
+    if (rc == PARSE_OK && t != ICMPV6_PKT_TOOBIG) p->icmp = 2;
+    return rc;
   }
   /* Other protocols, and chains longer than MAX_EXT_HDRS: not ours. */
   return G_PASS_UNKNOWN_PROTO;

@@ -10,7 +10,7 @@ import { flowHash, ringSlot } from '../../src/dataplane/xdp/hash.js';
 import { bytesToIp, ipToBytes, macToBytes } from '../../src/model/address.js';
 import { CLIENT_MAC, ENCAP_SRC4, ENCAP_SRC6, GW_MAC, LB_MAC, LIMITS, TestBalancer, realMac } from './fixture.js';
 import {
-  ETH_P_IP, ETH_P_IPV6, PROTO, eth, ext6, frag6, frame, icmp6TooBig, icmpFragNeeded, ipv4, ipv4ChecksumOk, ipv6, l4ChecksumOk, onesSum, tcp, udp, type Flow,
+  ETH_P_IP, ETH_P_IPV6, PROTO, eth, ext6, frag6, frame, icmp6Error, icmp6TooBig, icmpError, icmpFragNeeded, ipv4, ipv4ChecksumOk, ipv6, l4ChecksumOk, onesSum, tcp, udp, type Flow,
 } from './packet.js';
 
 const MODES = ['dsr', 'ipip', 'nat'] as const;
@@ -150,6 +150,64 @@ describe('NAT', () => {
       assert.equal(o2.data.toString('hex'), frag(v.addr, toClient, wholeVip.subarray(40), false).toString('hex'));
       if (fam === 4) assert.ok(ipv4ChecksumOk(o2.data, 14), 'IPv4 header checksum of the later fragment');
       assert.equal(b.global('nat_reply'), replies + 2);
+    });
+  }
+
+  /* What the real received from the client (dst real:NAT_PORT), quoted by an ICMP error the
+   * real or a router on its side sends back; and the same packet as the client sent it. */
+  function natQuotes(fam: 4 | 6, c: string, v: ReturnType<typeof comboVip>, sport: number) {
+    const l4 = udp(c, v.realAddr, { sport, dport: NAT_PORT, payload: Buffer.from('query') });
+    const l4Vip = Buffer.from(l4);
+    l4Vip.writeUInt16BE(v.port, 2); /* the quoted UDP checksum is left as it was */
+    const ip = (dst: string, payload: Buffer) => fam === 4 ? ipv4({ src: c, dst, proto: PROTO.udp, payload }) : ipv6({ src: c, dst, nexthdr: PROTO.udp, payload });
+    return { atReal: ip(v.realAddr, l4), asSent: ip(v.addr, l4Vip) };
+  }
+  function icmpFrame(fam: 4 | 6, macs: { dst: string; src: string }, src: string, dst: string, quoted: Buffer): Buffer {
+    return fam === 4
+      ? eth(macs.dst, macs.src, ETH_P_IP, ipv4({ src, dst, proto: PROTO.icmp, payload: icmpError(3, 3, quoted) }))
+      : eth(macs.dst, macs.src, ETH_P_IPV6, ipv6({ src, dst, nexthdr: PROTO.icmpv6, payload: icmp6Error(1, 4, src, dst, quoted) }));
+  }
+
+  for (const fam of FAMILIES) {
+    test(`a NAT real's ICMP port unreachable reaches the client from the VIP, quoting what the client sent (IPv${fam})`, () => {
+      const v = comboVip('nat', fam, 'udp');
+      const c = client(fam);
+      const sport = 43000 + clientSeq;
+      assert.equal(b.run(frame({ src: c, dst: v.addr, proto: 'udp', sport, dport: v.port }, toLb)).action, XdpAction.TX);
+      const { atReal, asSent } = natQuotes(fam, c, v, sport);
+      const [replies, icmps] = [b.global('nat_reply'), b.global('icmp_fwd')];
+      const out = b.run(icmpFrame(fam, { dst: LB_MAC, src: realMac(v.slot) }, v.realAddr, c, atReal));
+      assert.equal(out.action, XdpAction.TX);
+      assert.equal(out.data.toString('hex'), icmpFrame(fam, { dst: CLIENT_MAC, src: LB_MAC }, v.addr, c, asSent).toString('hex'));
+      assert.deepEqual([b.global('nat_reply'), b.global('icmp_fwd')], [replies + 1, icmps + 1]);
+    });
+  }
+
+  test('an ICMP error from a router on the NAT real\'s side keeps the router as its source, quoting the VIP', () => {
+    const v = comboVip('nat', 4, 'udp');
+    const c = client(4);
+    const sport = 44000 + clientSeq;
+    assert.equal(b.run(frame({ src: c, dst: v.addr, proto: 'udp', sport, dport: v.port }, toLb)).action, XdpAction.TX);
+    const { atReal, asSent } = natQuotes(4, c, v, sport);
+    const out = b.run(icmpFrame(4, { dst: LB_MAC, src: realMac(v.slot) }, '10.1.99.1', c, atReal));
+    assert.equal(out.action, XdpAction.TX);
+    assert.equal(out.data.toString('hex'), icmpFrame(4, { dst: CLIENT_MAC, src: LB_MAC }, '10.1.99.1', c, asSent).toString('hex'));
+  });
+
+  test('an ICMP port unreachable quoting no NAT flow passes', () => {
+    const v = comboVip('nat', 4, 'udp');
+    const { atReal } = natQuotes(4, client(4), v, 45000);
+    assert.equal(b.run(icmpFrame(4, { dst: LB_MAC, src: realMac(v.slot) }, v.realAddr, client(4), atReal)).action, XdpAction.PASS);
+  });
+
+  for (const fam of FAMILIES) {
+    test(`an ICMP port unreachable addressed to a VIP passes: only path-MTU errors are followed to reals (IPv${fam})`, () => {
+      const v = comboVip('dsr', fam, 'udp');
+      const c = client(fam);
+      assert.equal(b.run(frame({ src: c, dst: v.addr, proto: 'udp', sport: 46000, dport: v.port }, toLb)).action, XdpAction.TX);
+      const l4 = udp(v.addr, c, { sport: v.port, dport: 46000, payload: Buffer.from('answer') });
+      const quoted = fam === 4 ? ipv4({ src: v.addr, dst: c, proto: PROTO.udp, payload: l4 }) : ipv6({ src: v.addr, dst: c, nexthdr: PROTO.udp, payload: l4 });
+      assert.equal(b.run(icmpFrame(fam, toLb, c, v.addr, quoted)).action, XdpAction.PASS);
     });
   }
 

@@ -149,25 +149,36 @@ export function eth(dst: string, src: string, type: number, payload: Buffer, vla
   return h;
 }
 
-/** ICMP destination unreachable / fragmentation needed quoting `quoted` (an IP packet). */
-export function icmpFragNeeded(quoted: Buffer, mtu = 1400): Buffer {
+/** An ICMP error (`type`, `code`, the 32-bit rest of its header) quoting `quoted` (an IP packet). */
+export function icmpError(type: number, code: number, quoted: Buffer, rest = 0): Buffer {
   const h = Buffer.alloc(8 + quoted.length);
-  h[0] = 3;
-  h[1] = 4;
-  h.writeUInt16BE(mtu, 6);
+  h[0] = type;
+  h[1] = code;
+  h.writeUInt32BE(rest, 4);
   quoted.copy(h, 8);
   h.writeUInt16BE(checksum(h), 2);
   return h;
 }
 
-/** ICMPv6 packet too big quoting `quoted`, with its pseudo-header checksum. */
-export function icmp6TooBig(src: string, dst: string, quoted: Buffer, mtu = 1280): Buffer {
+/** ICMP destination unreachable / fragmentation needed quoting `quoted` (an IP packet). */
+export function icmpFragNeeded(quoted: Buffer, mtu = 1400): Buffer {
+  return icmpError(3, 4, quoted, mtu & 0xffff);
+}
+
+/** An ICMPv6 error sent from `src` to `dst` quoting `quoted`, with its pseudo-header checksum. */
+export function icmp6Error(type: number, code: number, src: string, dst: string, quoted: Buffer, rest = 0): Buffer {
   const h = Buffer.alloc(8 + quoted.length);
-  h[0] = 2;
-  h.writeUInt32BE(mtu, 4);
+  h[0] = type;
+  h[1] = code;
+  h.writeUInt32BE(rest, 4);
   quoted.copy(h, 8);
   h.writeUInt16BE(checksum(h, pseudo(ipToBytes(src), ipToBytes(dst), PROTO.icmpv6, h.length)), 2);
   return h;
+}
+
+/** ICMPv6 packet too big quoting `quoted`, with its pseudo-header checksum. */
+export function icmp6TooBig(src: string, dst: string, quoted: Buffer, mtu = 1280): Buffer {
+  return icmp6Error(2, 0, src, dst, quoted, mtu);
 }
 
 export interface Flow {

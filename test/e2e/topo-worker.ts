@@ -82,6 +82,19 @@ function udpOnce(host: string, port: number, timeoutMs: number): Promise<string>
   });
 }
 
+/** One datagram from a connected UDP socket: the answer, or the error the kernel reports (an
+ * ICMP port unreachable for it is ECONNREFUSED), or 'timeout'. */
+function udpConnected(m: Msg): Promise<string> {
+  return new Promise((res) => {
+    const u = createSocket({ type: m.host.includes(':') ? 'udp6' : 'udp4' });
+    const done = (what: string) => { clearTimeout(t); u.close(); res(what); };
+    const t = setTimeout(() => done('timeout'), m.timeoutMs ?? 3000);
+    u.on('message', (msg) => done(`answer ${msg.toString()}`));
+    u.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
+    u.connect(m.port, m.host, () => u.send('hello'));
+  });
+}
+
 async function burst(m: Msg, once: (h: string, p: number, t: number) => Promise<string>): Promise<Tally> {
   const t: Tally = { byReal: {}, peers: {}, failures: 0 };
   let next = 0;
@@ -172,6 +185,7 @@ async function handle(m: Msg): Promise<unknown> {
     case 'serve': return serve(m);
     case 'tcpBurst': return burst(m, tcpOnce);
     case 'udpBurst': return burst(m, udpOnce);
+    case 'udpConnected': return udpConnected(m);
     case 'hold': return hold(m);
     case 'upload': return upload(m);
     case 'pingHeld': return pingHeld(m);

@@ -72,6 +72,26 @@ describe('XDP balancer end to end', () => {
     if (pinDir) unpinAll(pinDir);
   });
 
+  for (const fam of [4, 6] as const) {
+    test(`nat IPv${fam}: a UDP client of a real with nothing listening gets "connection refused", as from the VIP`, async () => {
+      topo.routeRepliesViaLb(true);
+      try {
+        const vip = fam === 4 ? VIP4[0] : VIP6[0];
+        const addr = fam === 4 ? ADDR4 : ADDR6;
+        const closed: Service = { address: vip, port: 54, protocol: 'udp', mode: 'nat', hash: '5tuple', scheduler: 'mh',
+          reals: REALS.map((h) => ({ address: addr[h], port: 5999, weight: 1, state: 'up' as const })) };
+        await topo.call('lb', 'dpSync', { table: { services: [...services('nat', fam), closed] } });
+        const before = await stats();
+        assert.equal(await topo.call<string>('client', 'udpConnected', { host: vip, port: 54 }), 'ECONNREFUSED');
+        assert.match(await topo.call<string>('client', 'udpConnected', { host: vip, port: 53 }), /^answer real\d/, 'the VIP\'s listening port still answers');
+        const after = await stats();
+        assert.ok(after.global.icmp_fwd - before.global.icmp_fwd >= 1, 'the real\'s ICMP error was rewritten by the lb');
+      } finally {
+        topo.routeRepliesViaLb(false);
+      }
+    });
+  }
+
   test('the balancer is attached to the lb\'s veth in native (driver) mode', () => {
     const link = JSON.parse(topo.exec('lb', 'ip', ['-j', '-d', 'link', 'show', 'dev', 'eth0']))[0];
     assert.equal(link.xdp?.mode, 1, `xdp: ${JSON.stringify(link.xdp)}`); /* XDP_ATTACHED_DRV */
