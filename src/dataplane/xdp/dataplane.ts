@@ -89,10 +89,10 @@ interface VipState {
   reals: Map<string, RealState>;
 }
 
-/** What is known of the way to one real address. */
 /** STALE next hops a refresh probes at most (one ping each); the others wait for later refreshes. */
 const MAX_STALE_PROBES = 64;
 
+/** What is known of the way to one real address. */
 interface Hop {
   route: Route | null;
   /** MAC of the next hop (the real on the link, else the route's gateway); null: unresolved. */
