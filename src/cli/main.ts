@@ -58,8 +58,9 @@ export async function main(argv = process.argv): Promise<number> {
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
-      return 2;
+      // --help, --version and `help CMD` exit 0; help shown because a command is missing
+      // (`sluice`, `sluice vip`) or unknown (`sluice help nope`) is a usage error like any other.
+      return e.exitCode === 0 ? 0 : 2;
     }
     const err = e as SluiceError;
     const usage = err instanceof UsageError || err instanceof ValidationError;

@@ -101,6 +101,15 @@ test('a weight out of range is a usage error', () => refused(['real', 'add', '10
 test('a malformed MAC is a usage error', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--mac', 'zz'], 2, /--mac "zz" is not a MAC/));
 test('real set without a change is a usage error', () => refused(['real', 'set', '10.99.100.1:80/tcp', '10.99.0.11'], 2, /needs --weight N, --drain or --undrain/));
 test('an unknown command is a usage error', () => refused(['frobnicate'], 2, /unknown command 'frobnicate'/));
+test('a missing command is a usage error, not success: the help goes to stderr with exit 2', async () => {
+  for (const args of [[], ['vip'], ['real']]) {
+    const r = await sluice([...args]);
+    assert.equal(r.code, 2, `exit code for sluice ${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^Usage: sluice/);
+  }
+  assert.equal((await sluice(['vip', '--help'])).code, 0);
+  assert.equal((await sluice(['--version'])).code, 0);
+});
 
 test('more reals than the compiled limit are refused naming the limit', async () => {
   assert.equal((await sluice(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', ...S()])).code, 0);
