@@ -17,14 +17,23 @@ export class Endpoint {
   consecutiveFailures = 0;
   ejections = 0;
 
+  /** The pool settings its connections were made with: an endpoint is carried over a reload only where they hold. */
+  readonly connSettings: string;
+
   constructor(readonly spec: EndpointSpec, pool: PoolSpec) {
     this.key = spec.host.includes(':') ? `[${spec.host}]:${spec.port}` : `${spec.host}:${spec.port}`;
     this.id = fnv1a(this.key).toString(36);
     this.weight = spec.weight;
     this.conns = new ConnectionPool(spec.host, spec.port, pool);
+    this.connSettings = connSettings(pool);
   }
 
   available(now: number): boolean {
     return this.healthy && this.weight > 0 && this.ejectedUntil <= now;
   }
+}
+
+/** What a ConnectionPool takes from its pool's spec. */
+export function connSettings(p: PoolSpec): string {
+  return `${p.timeoutMs}/${p.connectTimeoutMs}/${p.idleTimeoutMs}/${p.maxConnections}`;
 }

@@ -8,7 +8,7 @@ import { LeastRequest, RoundRobin, type Balancer } from './balance/index.js';
 import { RingHash } from './balance/ring.js';
 import type { PoolSpec } from './config.js';
 import { getCookie } from './cookies.js';
-import { Endpoint } from './endpoint.js';
+import { connSettings, Endpoint } from './endpoint.js';
 
 export interface PickInput {
   headers: IncomingHttpHeaders;
@@ -38,14 +38,26 @@ export class Pool {
   private dirty = true;
   private nextExpiry = Infinity;
 
-  /** `reuse` carries endpoints over a reload, with their connections and health. */
+  /**
+   * `reuse` finds the endpoint of the same address in this pool's previous version. It is carried
+   * over whole (connections included) when its weight and connection settings are unchanged, and
+   * otherwise its health verdict and ejection are, so adding an endpoint to a pool does not send
+   * traffic back to one that was down.
+   */
   constructor(readonly spec: PoolSpec, private readonly events: PoolEvents, reuse?: (key: string) => Endpoint | undefined) {
     this.name = spec.name;
     this.retryOn = new Set(spec.retryOn);
+    const settings = connSettings(spec);
     this.endpoints = spec.endpoints.map((s) => {
       const key = s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
       const old = reuse?.(key);
-      return old && old.weight === s.weight ? old : new Endpoint(s, spec);
+      if (!old) return new Endpoint(s, spec);
+      const e = old.weight === s.weight && old.connSettings === settings ? old : new Endpoint(s, spec);
+      // A verdict only active checks can undo: without them it would stand for good.
+      e.healthy = spec.health ? old.healthy : true;
+      if (spec.ejection.consecutiveFailures === 0) { e.ejectedUntil = 0; e.ejections = 0; e.consecutiveFailures = 0; }
+      else if (e !== old) { e.ejectedUntil = old.ejectedUntil; e.ejections = old.ejections; e.consecutiveFailures = old.consecutiveFailures; }
+      return e;
     });
     for (const e of this.endpoints) this.byId.set(e.id, e);
     if (spec.balance === 'ring-hash') this.balancer = new RingHash(this.endpoints, (e) => e.available(Date.now()));

@@ -1,8 +1,8 @@
 /**
  * Everything one version of the config makes: pools (with health checkers), the router and
  * the trusted-proxy set. A reload builds a new Runtime and swaps it in; requests already under
- * way finish on the old one. Endpoints with the same pool, address and weight carry over with
- * their warm connections and health state.
+ * way finish on the old one. Endpoints that stay in their pool carry over their health state and
+ * ejection, and their warm connections too while their weight and connection settings are the same.
  */
 import type { Logger } from 'pino';
 import type { L7Config } from './config.js';
@@ -32,8 +32,7 @@ export class Runtime {
     };
     for (const [name, spec] of Object.entries(config.pools)) {
       const old = previous?.pools.get(name);
-      const reusable = old && JSON.stringify(old.spec) === JSON.stringify(spec) ? old : undefined;
-      const pool = new Pool(spec, events, reusable ? (key) => reusable.endpoints.find((e) => e.key === key) : undefined);
+      const pool = new Pool(spec, events, old ? (key) => old.endpoints.find((e) => e.key === key) : undefined);
       this.pools.set(name, pool);
       for (const ep of pool.endpoints) metrics.setHealthy(name, ep.key, ep.healthy);
       const hc = new HealthChecker(pool, events);

@@ -4,7 +4,9 @@ import { request } from 'node:https';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { validateL7 } from '../../src/l7/config.js';
-import { backend, freePort, get, makeCerts, proxy, type Backend, type Proxy } from './helpers.js';
+import { backend, freePort, get, makeCerts, proxy, sleep, type Backend, type Proxy } from './helpers.js';
+
+const until = async (cond: () => boolean, ms = 3000) => { const end = Date.now() + ms; while (!cond()) { if (Date.now() > end) throw new Error('timed out waiting'); await sleep(20); } };
 
 /** A config for one pool of `endpoint`; the first listener is the one proxy() opened (port 0), unless `listeners` says otherwise. */
 function config(endpoint: Backend, extra: Array<Record<string, unknown>>, listeners = [{ address: '127.0.0.1', port: 0 }, ...extra]): ReturnType<typeof validateL7> {
@@ -75,5 +77,49 @@ describe('reload', () => {
       });
       assert.equal(status, 200);
     } finally { await p.close(); await a.close(); certs.cleanup(); }
+  });
+
+  it('keeps an endpoint found down by health checks out when another endpoint is added to its pool', async () => {
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    const dead = `127.0.0.1:${await freePort()}`;
+    const health = { path: '/', interval: '100ms', timeout: '100ms', rise: 1, fall: 1 };
+    const pools = (eps: string[]) => ({ routes: [{ pool: 'app' }], pools: { app: { endpoints: eps, health, retries: 0 } } });
+    const p = await proxy(pools([a.address, dead]));
+    const deadEp = () => p.worker.runtime.pools.get('app')!.endpoints.find((e) => e.key === dead)!;
+    try {
+      await until(() => !deadEp().healthy);
+      await p.worker.reload(validateL7({ listeners: [{ address: '127.0.0.1', port: 0 }], ...pools([a.address, dead, b.address]) }));
+      assert.equal(deadEp().healthy, false, 'the reload made the dead endpoint healthy again, before any check');
+      for (let i = 0; i < 6; i++) assert.equal((await get(p.url + '/')).status, 200);
+    } finally { await p.close(); await a.close(); await b.close(); }
+  });
+
+  it('keeps the warm connections of endpoints that stay when another endpoint is added to their pool', async () => {
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    const pools = (eps: string[]) => ({ routes: [{ pool: 'app' }], pools: { app: { endpoints: eps } } });
+    const p = await proxy(pools([a.address]));
+    try {
+      const ports = new Set<number>();
+      a.server.on('request', (req) => ports.add(req.socket.remotePort!));
+      assert.equal((await get(p.url + '/')).status, 200);
+      await p.worker.reload(validateL7({ listeners: [{ address: '127.0.0.1', port: 0 }], ...pools([a.address, b.address]) }));
+      for (let i = 0; i < 4; i++) await get(p.url + '/');
+      assert.equal(ports.size, 1, `a was reached on ${ports.size} connections: the reload dropped its pooled one`);
+    } finally { await p.close(); await a.close(); await b.close(); }
+  });
+
+  it('brings a down endpoint back when its pool no longer has health checks', async () => {
+    const a = await backend('a');
+    let up = false;
+    const flaky = await backend('flaky', (_req, res) => { res.writeHead(up ? 200 : 500, { 'x-backend': 'flaky' }); res.end(); });
+    const pools = (health?: object) => ({ routes: [{ pool: 'app' }], pools: { app: { endpoints: [a.address, flaky.address], ...(health ? { health } : {}) } } });
+    const p = await proxy(pools({ path: '/', interval: '100ms', timeout: '100ms', rise: 1, fall: 1 }));
+    const flakyEp = () => p.worker.runtime.pools.get('app')!.endpoints.find((e) => e.key === flaky.address)!;
+    try {
+      await until(() => !flakyEp().healthy);
+      up = true;
+      await p.worker.reload(validateL7({ listeners: [{ address: '127.0.0.1', port: 0 }], ...pools() }));
+      assert.equal(flakyEp().healthy, true, 'no check is left to bring it back');
+    } finally { await p.close(); await a.close(); await flaky.close(); }
   });
 });
