@@ -5,7 +5,7 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { validateConfig, SluiceError, type Config } from '../model/index.js';
+import { validateConfig, SluiceError, ValidationError, type Config } from '../model/index.js';
 
 export const STATE_FILE = 'state.json';
 
@@ -39,7 +39,13 @@ export class StateStore {
     } catch (e) {
       throw new SluiceError('ESTATE', `${this.path} is not valid JSON (${(e as Error).message}); fix or remove it`);
     }
-    return validateConfig(doc);
+    try {
+      return validateConfig(doc);
+    } catch (e) {
+      // Not the operator's input: name the file, so "unknown field" does not read as a CLI mistake.
+      if (e instanceof ValidationError) throw new SluiceError('ESTATE', `${this.path} is not a state this agent can use (${e.message}); fix or remove it`);
+      throw e;
+    }
   }
 
   save(c: Config): void {

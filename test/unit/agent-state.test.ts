@@ -1,0 +1,41 @@
+/**
+ * The agent's state dir when something went wrong outside the agent: a state file it cannot use
+ * (hand-edited, foreign, from another version). The agent must refuse to start, name the file,
+ * and leave it as it was.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sluice } from '../support/cli.js';
+
+let dir: string;
+before(() => { dir = mkdtempSync(join(tmpdir(), 'sluice-state-')); });
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Start an agent on a state dir holding `content`; it must exit 1 before it opens a data plane. */
+async function refusedAt(name: string, content: string): Promise<string> {
+  const stateDir = join(dir, name);
+  mkdirSync(stateDir);
+  const file = join(stateDir, 'state.json');
+  writeFileSync(file, content);
+  const r = await sluice(['agent', '--state-dir', stateDir, '--socket', join(dir, `${name}.sock`), '--pin-dir', `/sys/fs/bpf/sluice-unit-${name}-${process.pid}`]);
+  assert.equal(r.code, 1, `exit code: ${r.stdout}${r.stderr}`);
+  assert.equal(readFileSync(file, 'utf8'), content, 'state file left as it was');
+  return r.stderr;
+}
+
+test('a state file that is valid JSON but not a sluice state is refused naming the file, exit 1', async () => {
+  let err = await refusedAt('foreign', '{"version":2,"vips":[]}\n');
+  assert.match(err, /state\.json is not a state this agent can use \(version: unknown field .*\); fix or remove it/);
+  err = await refusedAt('null', 'null\n');
+  assert.match(err, /null\/state\.json is not a state this agent can use/);
+  err = await refusedAt('badport', '{"vips":[{"address":"10.0.0.1","port":"80"}]}\n');
+  assert.match(err, /badport\/state\.json is not a state this agent can use \(vips\[0\]\.port: must be an integer/);
+});
+
+test('a truncated state file is refused naming the file, exit 1', async () => {
+  const err = await refusedAt('truncated', '{"dataplane": {"kind": "auto"}, "vi');
+  assert.match(err, /truncated\/state\.json is not valid JSON .*; fix or remove it/);
+});
