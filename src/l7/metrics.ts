@@ -58,6 +58,8 @@ export class L7Metrics {
   }
 
   setHealthy(pool: string, endpoint: string, up: boolean): void { this.healthy.set({ pool, endpoint }, up ? 1 : 0); }
+  /** An endpoint no longer in its pool (after a reload) has no health to report: its gauge goes. */
+  forgetHealth(pool: string, endpoint: string): void { this.healthy.remove({ pool, endpoint }); }
   retry(pool: string): void { this.retries.inc({ pool }); }
   ejected(pool: string, endpoint: string): void { this.ejections.inc({ pool, endpoint }); }
   clientError(status: number): void { this.clientErrors.inc({ code: String(status) }); }

@@ -39,6 +39,12 @@ export class Runtime {
       hc.start();
       this.checkers.push(hc);
     }
+    // Endpoints (and pools) the reload removed would report their last health for good: a removed
+    // endpoint that was down would keep an alert firing.
+    if (previous) for (const [name, old] of previous.pools) {
+      const now = this.pools.get(name);
+      for (const ep of old.endpoints) if (!now?.endpoints.some((e) => e.key === ep.key)) metrics.forgetHealth(name, ep.key);
+    }
     this.router = new Router(config.routes, (name) => this.pools.get(name)!);
     this.trusted = new TrustedProxies(config.trustedProxies);
   }

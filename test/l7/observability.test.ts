@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { validateL7 } from '../../src/l7/config.js';
 import { backend, freePort, get, proxy, raw, simple, statusOf } from './helpers.js';
 
 describe('observability', () => {
@@ -63,5 +64,18 @@ describe('observability', () => {
       assert.match(text, new RegExp(`sluice_l7_upstream_healthy\\{pool="app",endpoint="${b.address}"\\} 1`));
       assert.match(text, /sluice_l7_requests_total\{route="-",pool="-",code="4xx"\} 1/); // refused before routing
     } finally { await p.close(); await b.close(); }
+  });
+
+  it('drops the health gauge of an endpoint a reload removed from its pool', async () => {
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    const port = await freePort();
+    const cfg = (eps: string[]) => ({ ...simple(eps, { health: { interval: '1s' } }), metrics: `127.0.0.1:${port}` });
+    const p = await proxy(cfg([a.address, b.address]));
+    const healthLines = async () => (await get(`http://127.0.0.1:${port}/metrics`)).body.split('\n').filter((l) => l.startsWith('sluice_l7_upstream_healthy{'));
+    try {
+      assert.equal((await healthLines()).length, 2);
+      await p.worker.reload(validateL7({ listeners: [{ address: '127.0.0.1', port: 0 }], ...cfg([a.address]) }));
+      assert.deepEqual(await healthLines(), [`sluice_l7_upstream_healthy{pool="app",endpoint="${a.address}"} 1`]);
+    } finally { await p.close(); await a.close(); await b.close(); }
   });
 });
