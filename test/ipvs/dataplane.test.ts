@@ -212,3 +212,19 @@ test('200 services with 4 reals each: dumps span many netlink messages, and a re
   const gone = await dp.sync({ services: [] });
   assert.equal(gone.removed, 200);
 });
+
+test('a service taken over by a sync the kernel refuses is given back as it was, and a sync of the previous state leaves it', async () => {
+  // keepalived's, say: sluice is asked for the same VIP with a real IPVS refuses (link-local).
+  sh('ipvsadm', '-A', '-t', '[2001:db8:101::20]:80', '-s', 'wlc');
+  sh('ipvsadm', '-a', '-t', '[2001:db8:101::20]:80', '-r', '[2001:db8:101::21]:80', '-m', '-w', '3');
+  try {
+    const before = admService('tcp', '2001:db8:101::20', 80);
+    await assert.rejects(dp.sync({ services: [service({ address: '2001:db8:101::20', reals: [real('2001:db8:101::11'), real('fe80::1')] })] }), /EINVAL/);
+    assert.deepEqual(admService('tcp', '2001:db8:101::20', 80), before);
+    assert.equal(dp.ownedServices().includes('[2001:db8:101::20]:80/tcp'), false);
+    await dp.sync({ services: [] }); // the agent's rollback
+    assert.deepEqual(admService('tcp', '2001:db8:101::20', 80), before);
+  } finally {
+    sh('ipvsadm', '-D', '-t', '[2001:db8:101::20]:80');
+  }
+});

@@ -16,7 +16,7 @@ import { realKey, vipKey } from '../../model/keys.js';
 import type { Dataplane, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
 import { IpvsClient, IpvsError } from './client.js';
 import { loadNetlink } from '../netlink.js';
-import { type ActualService, type Op, plan } from './plan.js';
+import { type ActualService, type Op, plan, restorePlan } from './plan.js';
 import { serviceIdKey } from './protocol.js';
 
 export { IpvsClient, IpvsError } from './client.js';
@@ -131,19 +131,45 @@ export class IpvsDataplane implements Dataplane {
       if (!same) { this.#owned = p.owned; writeOwned(this.#file, this.#owned); }
       return report;
     }
+    // Services another tool made that this sync takes over, as they were: if the kernel
+    // refuses any command, they are given back so, and stay the other tool's (the caller's
+    // rollback, a sync of the previous state, would otherwise remove them as sluice's).
+    const takenOver = actual.filter((a) => !this.#owned.has(serviceIdKey(a.svc)));
     // Record the new services as sluice's before creating them; forget removed ones after.
     writeOwned(this.#file, new Set([...this.#owned, ...p.owned]));
     for (const k of p.owned) this.#owned.add(k);
-    for (const op of p.ops) {
-      await this.#apply(op);
-      if (op.op.startsWith('add')) report.added++;
-      else if (op.op.startsWith('update')) report.updated++;
-      else report.removed++;
+    try {
+      for (const op of p.ops) {
+        await this.#apply(op);
+        if (op.op.startsWith('add')) report.added++;
+        else if (op.op.startsWith('update')) report.updated++;
+        else report.removed++;
+      }
+    } catch (e) {
+      if (takenOver.length) await this.#giveBack(takenOver);
+      throw e;
     }
     this.#owned = p.owned;
     writeOwned(this.#file, this.#owned);
     this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed, changes: report.changes }, 'IPVS synced');
     return report;
+  }
+
+  /** Put services taken over by a failed sync back as they were, and disown them. Best effort: each failure is logged. */
+  async #giveBack(before: ActualService[]): Promise<void> {
+    for (const b of before) {
+      const key = serviceIdKey(b.svc);
+      try {
+        const svc = (await this.#client.services()).find((s) => serviceIdKey(s) === key);
+        const now = svc ? { svc, dests: await this.#client.dests(svc) } : undefined;
+        for (const op of restorePlan(b, now)) await this.#apply(op);
+        this.#log?.warn({ service: key }, 'IPVS sync failed: the service taken over is given back as it was');
+      } catch (e) {
+        this.#log?.warn({ service: key, err: e }, 'IPVS sync failed, and the service taken over could not be put back as it was');
+      }
+      this.#owned.delete(key);
+    }
+    writeOwned(this.#file, this.#owned);
   }
 
   async #apply(op: Op): Promise<void> {

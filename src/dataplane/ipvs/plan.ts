@@ -97,6 +97,51 @@ function destDiffers(a: IpvsDest, b: IpvsDest): string | null {
   return d.length ? d.join(', ') : null;
 }
 
+/** The commands that make one service `have` (absent: not in the kernel) equal `want`; appended to ops and changes. */
+export function diffService(key: string, w: DesiredService, a: ActualService | undefined, ops: Op[], changes: string[]): void {
+  if (!a) {
+    ops.push({ op: 'add-service', svc: w.svc });
+    changes.push(`add service ${key} (${w.svc.scheduler})`);
+    for (const d of w.dests) {
+      ops.push({ op: 'add-dest', svc: w.svc, dest: d });
+      changes.push(`add real ${destKey(d)} to ${key} (${d.fwd}, weight ${d.weight})`);
+    }
+    return;
+  }
+  const sd = serviceDiffers(w.svc, a.svc);
+  if (sd) { ops.push({ op: 'update-service', svc: w.svc }); changes.push(`update service ${key}: ${sd}`); }
+  const haveDests = new Map(a.dests.map((d) => [destKey(d), d]));
+  const wantKeys = new Set<string>();
+  for (const d of w.dests) {
+    const k = destKey(d);
+    wantKeys.add(k);
+    const h = haveDests.get(k);
+    if (!h) {
+      ops.push({ op: 'add-dest', svc: w.svc, dest: d });
+      changes.push(`add real ${k} to ${key} (${d.fwd}, weight ${d.weight})`);
+    } else {
+      const dd = destDiffers(d, h);
+      if (dd) { ops.push({ op: 'update-dest', svc: w.svc, dest: d }); changes.push(`update real ${k} of ${key}: ${dd}`); }
+    }
+  }
+  for (const [k, h] of haveDests) {
+    if (wantKeys.has(k)) continue;
+    ops.push({ op: 'delete-dest', svc: w.svc, dest: h });
+    changes.push(`delete real ${k} from ${key}`);
+  }
+}
+
+/**
+ * The commands that put a service back as it was (`before`, as read from the kernel) from
+ * what the kernel holds now (`now`; absent: it is gone): used to give back a service another
+ * tool made when the sync that took it over fails.
+ */
+export function restorePlan(before: ActualService, now: ActualService | undefined): Op[] {
+  const ops: Op[] = [];
+  diffService(serviceIdKey(before.svc), { svc: before.svc, dests: before.dests }, now, ops, []);
+  return ops;
+}
+
 /**
  * The commands that make the kernel hold `desired`, touching only services sluice owns (those
  * in `owned`, plus the desired ones: a desired service that already exists is taken over).
@@ -118,37 +163,8 @@ export function plan(desired: ServiceTable, actual: ActualService[], owned: Read
 
   for (const [key, w] of want) {
     const a = have.get(key);
-    if (!a) {
-      ops.push({ op: 'add-service', svc: w.svc });
-      changes.push(`add service ${key} (${w.svc.scheduler})`);
-      for (const d of w.dests) {
-        ops.push({ op: 'add-dest', svc: w.svc, dest: d });
-        changes.push(`add real ${destKey(d)} to ${key} (${d.fwd}, weight ${d.weight})`);
-      }
-      continue;
-    }
-    if (!owned.has(key)) changes.push(`take over existing service ${key}`);
-    const sd = serviceDiffers(w.svc, a.svc);
-    if (sd) { ops.push({ op: 'update-service', svc: w.svc }); changes.push(`update service ${key}: ${sd}`); }
-    const haveDests = new Map(a.dests.map((d) => [destKey(d), d]));
-    const wantKeys = new Set<string>();
-    for (const d of w.dests) {
-      const k = destKey(d);
-      wantKeys.add(k);
-      const h = haveDests.get(k);
-      if (!h) {
-        ops.push({ op: 'add-dest', svc: w.svc, dest: d });
-        changes.push(`add real ${k} to ${key} (${d.fwd}, weight ${d.weight})`);
-      } else {
-        const dd = destDiffers(d, h);
-        if (dd) { ops.push({ op: 'update-dest', svc: w.svc, dest: d }); changes.push(`update real ${k} of ${key}: ${dd}`); }
-      }
-    }
-    for (const [k, h] of haveDests) {
-      if (wantKeys.has(k)) continue;
-      ops.push({ op: 'delete-dest', svc: w.svc, dest: h });
-      changes.push(`delete real ${k} from ${key}`);
-    }
+    if (a && !owned.has(key)) changes.push(`take over existing service ${key}`);
+    diffService(key, w, a, ops, changes);
   }
   return { ops, changes, owned: new Set(want.keys()) };
 }
