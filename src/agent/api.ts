@@ -138,7 +138,9 @@ async function handle(agent: Agent, log: Logger, req: IncomingMessage, res: Serv
     if (byPath.length === 0) throw new SluiceError('ENOENT', `no such endpoint ${url.pathname}`);
     const route = byPath.find((r) => r.method === req.method);
     if (!route) throw new SluiceError('EMETHOD', `${req.method} not allowed on ${url.pathname} (allowed: ${byPath.map((r) => r.method).join(', ')})`);
-    const params = (route.path.exec(url.pathname) ?? []).slice(1).map((p) => decodeURIComponent(p));
+    const params = (route.path.exec(url.pathname) ?? []).slice(1).map((p) => {
+      try { return decodeURIComponent(p); } catch { throw new ValidationError([{ path: 'url', message: `"${p}" is not valid percent-encoding` }]); }
+    });
     payload = await route.handler(agent, params, () => readJson(req));
   } catch (e) {
     const err = e as SluiceError & { issues?: unknown };

@@ -225,6 +225,16 @@ test('the API re-validates what it receives: bad JSON and bad fields are 400 wit
   assert.equal(stateFile(), before);
 });
 
+test('a URL segment with broken percent-encoding is 400, not an internal error', async () => {
+  const before = stateFile();
+  let r = await raw('DELETE', '/v1/vips/%E0%A4%A', '');
+  assert.equal(r.status, 400);
+  assert.match(r.json.error.message, /"%E0%A4%A" is not valid percent-encoding/);
+  r = await raw('DELETE', `/v1/vips/${encodeURIComponent('10.99.100.2:53/udp')}/reals/%ZZ`, '');
+  assert.equal(r.status, 400);
+  assert.equal(stateFile(), before);
+});
+
 test('an unreachable agent is exit 1 with a hint', async () => {
   const r = await sluice(['vip', 'list', '--socket', join(dir, 'nope.sock')]);
   assert.equal(r.code, 1);
