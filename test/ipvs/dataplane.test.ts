@@ -228,3 +228,9 @@ test('a service taken over by a sync the kernel refuses is given back as it was,
     sh('ipvsadm', '-D', '-t', '[2001:db8:101::20]:80');
   }
 });
+
+test('a real the kernel refuses is named in the error, with the VIP and why', async () => {
+  await assert.rejects(dp.sync({ services: [service({ address: '2001:db8:101::30', reals: [real('2001:db8:101::11'), real('fe80::1')] })] }),
+    (e: Error) => e.message.includes('add real [fe80::1]:80 to [2001:db8:101::30]:80/tcp') && /EINVAL/.test(e.message) && /link-local/.test(e.message));
+  await dp.sync({ services: [] });
+});

@@ -16,7 +16,7 @@ import { realKey, vipKey } from '../../model/keys.js';
 import type { Dataplane, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
 import { IpvsClient, IpvsError } from './client.js';
 import { loadNetlink } from '../netlink.js';
-import { type ActualService, type Op, plan, restorePlan } from './plan.js';
+import { type ActualService, type Op, destKey, plan, restorePlan } from './plan.js';
 import { serviceIdKey } from './protocol.js';
 
 export { IpvsClient, IpvsError } from './client.js';
@@ -189,6 +189,8 @@ export class IpvsDataplane implements Dataplane {
       if (e instanceof IpvsError && op.op === 'add-service' && e.code === 'ENOENT') {
         throw new Error(`IPVS has no scheduler "${op.svc.scheduler}" (module ip_vs_${op.svc.scheduler} missing?): ${e.message}`);
       }
+      // Name what was refused: one sync may hold hundreds of commands.
+      if (e instanceof IpvsError) throw new IpvsError(describe(op), e.errno, e.code, e.detail ?? hint(op, e.code));
       throw e;
     }
   }
@@ -238,6 +240,27 @@ export class IpvsDataplane implements Dataplane {
   #assertOpen(): void {
     if (this.#closed) throw new Error('the IPVS data plane is closed');
   }
+}
+
+/** An op in the words of the CLI: `add real 10.0.0.11:80 to 10.0.0.1:80/tcp`. */
+function describe(op: Op): string {
+  const svc = serviceIdKey(op.svc);
+  switch (op.op) {
+    case 'add-service': return `add service ${svc}`;
+    case 'update-service': return `update service ${svc}`;
+    case 'delete-service': return `delete service ${svc}`;
+    case 'add-dest': return `add real ${destKey(op.dest)} to ${svc}`;
+    case 'update-dest': return `update real ${destKey(op.dest)} of ${svc}`;
+    case 'delete-dest': return `delete real ${destKey(op.dest)} from ${svc}`;
+  }
+}
+
+/** Why IPVS usually gives this answer. */
+function hint(op: Op, code: string): string | undefined {
+  if (op.op === 'add-dest' && code === 'EINVAL') {
+    return 'IPVS takes only a real it sees as one unicast host: not link-local (fe80::/10), not a local subnet\'s broadcast address, not an unreachable route';
+  }
+  return undefined;
 }
 
 /**
