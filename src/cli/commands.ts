@@ -1,7 +1,7 @@
 /** The client commands: vip, real, apply, status, stats. */
 import { Command, Option } from 'commander';
 import { parseRealRef, parseVipKey, readConfigDocument, realKey, vipKey, canonicalMac, ValidationError } from '../model/index.js';
-import { call, realPath, vipPath } from './client.js';
+import { ApiError, call, realPath, vipPath } from './client.js';
 import { human, table } from './format.js';
 import { common, hashOption, intArg, modeOption, schedulerOption, UsageError } from './main.js';
 
@@ -139,19 +139,33 @@ export function statsCommand(): Command {
     .option('--watch', 'refresh every --interval seconds until interrupted (with --json: one snapshot per line)')
     .option('--interval <s>', 'refresh interval for --watch', intArg(1, 3600), 1)
     .action(async (o: Opts & { watch?: boolean; interval: number }) => {
-      const once = async () => {
-        const s = await call<any>(o.socket, 'GET', '/v1/stats');
+      const show = (s: any) => {
         const g = Object.entries(s.global as Record<string, number>).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${human(n)}`).join(' ');
         // --watch --json: one snapshot per line, so a script can read them as they come.
         if (o.watch && o.json) process.stdout.write(JSON.stringify(s) + '\n');
         else out(o, s, () => table(['VIP', 'REAL', 'PACKETS', 'BYTES', 'NEW FLOWS', 'HEALTH'], statsRows(s)) + (g ? `data plane: ${g}\n` : ''));
       };
-      await once();
+      const get = () => call<any>(o.socket, 'GET', '/v1/stats');
+      // The first snapshot must work: a wrong --socket or no agent is an error, exit 1.
+      show(await get());
       if (!o.watch) return;
+      // After that an agent restart (systemd, an upgrade) is an outage to wait out, said once on
+      // stderr; the watch goes on when the agent answers again.
+      let down = false;
       for (;;) {
         await new Promise((r) => setTimeout(r, o.interval * 1000));
+        let s: any;
+        try {
+          s = await get();
+        } catch (e) {
+          if (!(e instanceof ApiError)) throw e;
+          if (!down) process.stderr.write(`sluice: ${e.message}; still watching\n`);
+          down = true;
+          continue;
+        }
+        down = false;
         if (!o.json) process.stdout.write('\x1b[2J\x1b[H');
-        await once();
+        show(s);
       }
     });
 }

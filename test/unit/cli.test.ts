@@ -14,6 +14,7 @@ import pino from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { serveApi } from '../../src/agent/api.js';
 import { StateStore } from '../../src/agent/store.js';
+import { addVip, delVip } from '../../src/agent/desired.js';
 import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
 import { MemoryDataplane } from '../support/memory-dataplane.js';
 import { sluice } from '../support/cli.js';
@@ -185,6 +186,27 @@ test('stats --watch prints a fresh table every --interval until stopped', async 
   const snapshots = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   assert.ok(snapshots.length >= 2, `${snapshots.length} snapshots in 2.5 s:\n${r.stdout}`);
   for (const s of snapshots) assert.ok(Array.isArray(s.vips));
+});
+
+test('stats --watch outlives an agent restart: one line on stderr, then snapshots again', async () => {
+  const sock = join(dir, 'restart.sock');
+  let srv = await serveApi(agent, sock, pino({ level: 'silent' }));
+  const watch = sluice(['stats', '--watch', '--interval', '1', '--json', '--socket', sock], { timeoutMs: 7000 });
+  await new Promise((r) => setTimeout(r, 2500));
+  await new Promise<void>((r) => { srv.close(() => r()); srv.closeAllConnections(); });
+  // While the agent is away the state changes: snapshots after the restart show it.
+  await agent.change((c) => addVip(c, { address: '10.99.100.8', port: 80, protocol: 'tcp' }));
+  await new Promise((r) => setTimeout(r, 2000));
+  srv = await serveApi(agent, sock, pino({ level: 'silent' }));
+  const r = await watch;
+  srv.close();
+  await agent.change((c) => delVip(c, '10.99.100.8:80/tcp'));
+  assert.equal(r.code, -1, `still watching when killed; exit ${r.code}: ${r.stderr}`);
+  const snapshots = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(snapshots.some((s) => s.vips.some((v: any) => v.key === '10.99.100.8:80/tcp')), `a snapshot after the restart:\n${r.stdout}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^sluice: cannot reach the agent at .*restart.sock .*; still watching$/);
 });
 
 test('a data plane that refuses a change rolls the state back and reports it', async () => {
