@@ -13,7 +13,7 @@ import type { Server } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
-import { AggregatorRegistry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import { SluiceError } from '../model/errors.js';
 import type { L7Config } from './config.js';
 import { loadL7Config } from './load.js';
@@ -47,6 +47,10 @@ export interface L7Handle {
   workerPids(): number[];
   metricsAddress(): { address: string; port: number } | undefined;
 }
+
+/** prom-client's cluster messages, which each worker's AggregatorRegistry answers. */
+const METRICS_REQ = 'prom-client:getMetricsReq';
+const METRICS_RES = 'prom-client:getMetricsRes';
 
 const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
@@ -128,10 +132,43 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   }
   log.info({ workers: count, listeners: config.listeners.map((l) => `${l.address}:${l.port}${l.tls ? ' tls' : ''}`) }, 'l7 pool started');
 
-  const bindMetrics = (m: NonNullable<L7Config['metrics']>): Promise<Server> => {
-    const agg = new AggregatorRegistry();
-    return bindMetricsServer(m, () => agg.clusterMetrics(), agg.contentType);
-  };
+  /**
+   * The sum of the ready workers' metrics, asked with prom-client's cluster protocol. Not its
+   * clusterMetrics(): that asks every forked worker, and one still starting (replacing a worker
+   * that died, say) drops the request, so every scrape meanwhile hung 5 s and failed.
+   */
+  let scrapes = 0;
+  const scrape = (): Promise<string> => new Promise((resolve, reject) => {
+    const requestId = `sluice-${scrapes++}`;
+    const parts: object[] = [];
+    const asked = new Set(listening);
+    const cleanups: Array<() => void> = [];
+    const settle = (err?: Error): void => {
+      clearTimeout(timer);
+      for (const c of cleanups) c();
+      if (err) reject(err);
+      else Promise.resolve(AggregatorRegistry.aggregate(parts).metrics()).then(resolve, reject);
+    };
+    const answered = (w: ClusterWorker): void => { asked.delete(w); if (asked.size === 0) settle(); };
+    const timer = setTimeout(() => settle(new Error(`${asked.size} worker(s) did not answer within 5s`)), 5000);
+    for (const w of [...asked]) {
+      if (!w.isConnected()) { asked.delete(w); continue; }
+      const onMsg = (m: { type?: string; requestId?: string; metrics?: object[]; error?: string }) => {
+        if (m?.type !== METRICS_RES || m.requestId !== requestId) return;
+        if (m.error) return settle(new Error(m.error));
+        parts.push(...(m.metrics ?? []));
+        answered(w);
+      };
+      const onExit = () => answered(w); // gone, and its counters with it
+      w.on('message', onMsg);
+      w.once('exit', onExit);
+      cleanups.push(() => { w.off('message', onMsg); w.off('exit', onExit); });
+      w.send({ type: METRICS_REQ, requestId });
+    }
+    if (asked.size === 0) settle();
+  });
+  const bindMetrics = (m: NonNullable<L7Config['metrics']>): Promise<Server> =>
+    bindMetricsServer(m, scrape, Registry.PROMETHEUS_CONTENT_TYPE);
   if (config.metrics) metricsServer = await bindMetrics(config.metrics);
 
   /** Send `msg` to each worker and wait for `reply`; settles per worker, never throws. */

@@ -60,6 +60,17 @@ describe('the worker pool (sluice l7)', () => {
     for (let i = 0; i < 6; i++) assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
   });
 
+  it('answers a metrics scrape at once while a replacement worker is starting', async () => {
+    const [victim] = h.workerPids();
+    process.kill(victim, 'SIGKILL');
+    // The replacement is forked, but has not loaded its modules yet: it cannot take part in a scrape.
+    while (h.workerPids().includes(victim) || h.workerCount() < 2) await sleep(10);
+    const r = await get(`http://127.0.0.1:${metricsPort}/metrics`, { timeoutMs: 10_000 });
+    assert.equal(r.status, 200, r.body);
+    assert.match(r.body, /sluice_l7_requests_total/);
+    await sleep(1500); // the replacement opens its listener (as in the test above)
+  });
+
   it('reloads under load without failing a request, and new requests follow the new config', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 8 });
     const one = () => new Promise<string>((resolve) => {
