@@ -3,7 +3,7 @@
  * directory) before the agent acknowledges a change, so an acknowledged change survives a
  * crash or a power cut.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateConfig, SluiceError, ValidationError, type Config } from '../model/index.js';
 
@@ -13,12 +13,18 @@ export function writeAtomic(path: string, data: string, mode = 0o600): void {
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    // A full disk must not also keep the half-written copy (and its blocks) around.
+    try { unlinkSync(tmp); } catch { /* not there */ }
+    throw e;
   }
-  renameSync(tmp, path);
   const dir = openSync(join(path, '..'), 'r');
   try { fsyncSync(dir); } finally { closeSync(dir); }
 }
@@ -48,8 +54,13 @@ export class StateStore {
     }
   }
 
+  /** Throws ESTATE naming the file when it cannot be written (full, read-only): the change is not made. */
   save(c: Config): void {
-    writeAtomic(this.path, JSON.stringify(toDocument(c), null, 2) + '\n');
+    try {
+      writeAtomic(this.path, JSON.stringify(toDocument(c), null, 2) + '\n');
+    } catch (e) {
+      throw new SluiceError('ESTATE', `cannot save the state to ${this.path}: ${(e as Error).message}`);
+    }
   }
 }
 

@@ -5,10 +5,16 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { sluice } from '../support/cli.js';
+import { Agent } from '../../src/agent/agent.js';
+import { addVip } from '../../src/agent/desired.js';
+import { StateStore } from '../../src/agent/store.js';
+import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
+import { MemoryDataplane } from '../support/memory-dataplane.js';
 
 let dir: string;
 before(() => { dir = mkdtempSync(join(tmpdir(), 'sluice-state-')); });
@@ -38,4 +44,27 @@ test('a state file that is valid JSON but not a sluice state is refused naming t
 test('a truncated state file is refused naming the file, exit 1', async () => {
   const err = await refusedAt('truncated', '{"dataplane": {"kind": "auto"}, "vi');
   assert.match(err, /truncated\/state\.json is not valid JSON .*; fix or remove it/);
+});
+
+test('a change the state dir cannot take is refused naming the file, changes nothing and leaves no temp file', async () => {
+  const stateDir = join(dir, 'unwritable');
+  const dp = new MemoryDataplane();
+  const agent = await Agent.start({
+    store: new StateStore(stateDir), dataplane: dp, logger: pino({ level: 'silent' }),
+    initial: { dataplane: { ...DEFAULT_DATAPLANE }, vips: [] }, info: { kind: 'xdp', reason: 'test' },
+  });
+  try {
+    // As root no mode bit makes a directory unwritable; a directory where the file goes makes
+    // the write fail the same way a full or read-only disk does, after the temp file exists.
+    rmSync(join(stateDir, 'state.json'));
+    mkdirSync(join(stateDir, 'state.json'));
+    const table = JSON.stringify(dp.table);
+    await assert.rejects(agent.change((c) => addVip(c, { address: '10.99.100.1', port: 80, protocol: 'tcp' })),
+      /cannot save the state to .*unwritable\/state\.json: /);
+    assert.deepEqual(agent.config.vips, []);
+    assert.equal(JSON.stringify(dp.table), table, 'data plane unchanged');
+    assert.deepEqual(readdirSync(stateDir).sort(), ['state.json'], 'no state.json.tmp-* left behind');
+  } finally {
+    await agent.close(false);
+  }
 });
