@@ -87,6 +87,8 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   const workers = new Set<ClusterWorker>();
   /** Workers that have opened their listeners: only these take reload and drain messages. */
   const listening = new Set<ClusterWorker>();
+  /** Workers let go by a reload that lowered `workers`: draining, not to be replaced. */
+  const retiring = new Set<ClusterWorker>();
   let stopping = false;
   let restarts = 0;
   let resolveDone!: () => void;
@@ -100,7 +102,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     w.on('exit', (code, signal) => {
       workers.delete(w);
       listening.delete(w);
-      if (stopping) return;
+      if (retiring.delete(w) || stopping) return;
       if (Date.now() - born > 10_000) restarts = 0;
       log.error({ pid: w.process.pid, code, signal }, 'worker died; starting another');
       // Back off when workers die young over and over (a crash loop must not spin the CPU).
@@ -203,7 +205,30 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
       metricsServer?.closeAllConnections();
       metricsServer = nextMetrics;
     }
-    log.info({ workers: workers.size }, 'config reloaded');
+    await resize(opts.workers ?? next.workers ?? availableParallelism());
+    log.info({ workers: workers.size - retiring.size }, 'config reloaded');
+  };
+  /** A reload that changes `workers` (and no --workers on the command line): start more, or drain the extra ones. */
+  const resize = async (want: number): Promise<void> => {
+    const serving = [...workers].filter((w) => !retiring.has(w));
+    if (want > serving.length) {
+      log.info({ from: serving.length, to: want }, 'starting more workers');
+      await Promise.all(Array.from({ length: want - serving.length }, () =>
+        spawn().catch((e) => log.error({ err: (e as Error).message }, 'additional worker failed'))));
+      return;
+    }
+    // Workers still starting go first: they serve nothing yet.
+    const extra = [...serving.filter((w) => !listening.has(w)), ...serving.filter((w) => listening.has(w)).reverse()].slice(0, serving.length - want);
+    if (extra.length) log.info({ from: serving.length, to: want }, 'draining extra workers');
+    const graceMs = config.timeouts.drainMs;
+    for (const w of extra) {
+      retiring.add(w);
+      if (!listening.delete(w)) { w.process.kill('SIGKILL'); continue; }
+      const kill = setTimeout(() => w.process.kill('SIGKILL'), graceMs + 5000);
+      kill.unref();
+      w.once('exit', () => clearTimeout(kill));
+      w.send({ type: 'drain', graceMs } satisfies ToWorker);
+    }
   };
   // One reload at a time: a second SIGHUP waits for the first.
   let reloading: Promise<void> = Promise.resolve();
@@ -218,7 +243,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     stopping = true;
     const graceMs = config.timeouts.drainMs;
     // A worker still starting serves nothing yet: it just goes.
-    for (const w of workers) if (!listening.has(w)) w.process.kill('SIGKILL');
+    for (const w of workers) if (!listening.has(w) && !retiring.has(w)) w.process.kill('SIGKILL');
     await Promise.all([...listening].map((w) => new Promise<void>((resolve) => {
       const kill = setTimeout(() => w.process.kill('SIGKILL'), graceMs + 5000);
       w.once('exit', () => { clearTimeout(kill); resolve(); });
@@ -243,8 +268,8 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     reload,
     stop,
     get config() { return config; },
-    workerCount: () => workers.size,
-    workerPids: () => [...workers].map((w) => w.process.pid!).filter(Boolean),
+    workerCount: () => workers.size - retiring.size,
+    workerPids: () => [...workers].filter((w) => !retiring.has(w)).map((w) => w.process.pid!).filter(Boolean),
     metricsAddress: () => {
       const a = metricsServer?.address();
       return a && typeof a === 'object' ? { address: a.address, port: a.port } : undefined;

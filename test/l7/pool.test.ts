@@ -152,6 +152,43 @@ describe('the default pool size', () => {
   });
 });
 
+describe('a reload that changes l7.workers', () => {
+  let dir: string, file: string, a: Backend, port: number, h: L7Handle;
+  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-l7-resize-'));
+    file = join(dir, 'sluice.yaml');
+    a = await backend('a');
+    port = await freePort();
+    writeFileSync(file, l7Yaml(port, a.address, '  workers: 1'));
+    h = await runL7({ configPath: file, logger: quiet, logLevel: 'warn', signals: false });
+  });
+  after(async () => { await h?.stop(); await a.close(); rmSync(dir, { recursive: true, force: true }); });
+
+  it('starts the additional workers', async () => {
+    assert.equal(h.workerCount(), 1);
+    writeFileSync(file, l7Yaml(port, a.address, '  workers: 2'));
+    await h.reload();
+    assert.equal(h.workerCount(), 2, 'the reload said nothing and kept one worker');
+    for (const pid of h.workerPids()) assert.ok(alive(pid));
+    for (let i = 0; i < 4; i++) assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
+  });
+
+  it('drains the extra workers, and does not replace them', async () => {
+    const before = h.workerPids();
+    assert.equal(before.length, 2);
+    writeFileSync(file, l7Yaml(port, a.address, '  workers: 1'));
+    await h.reload();
+    assert.equal(h.workerCount(), 1);
+    const [gone] = before.filter((pid) => !h.workerPids().includes(pid));
+    for (let i = 0; i < 100 && alive(gone); i++) await sleep(50);
+    assert.ok(!alive(gone), 'the extra worker did not exit');
+    await sleep(500); // a replacement would be forked by now
+    assert.equal(h.workerCount(), 1);
+    for (let i = 0; i < 4; i++) assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
+  });
+});
+
 /** `sluice l7` as its own process (it owns SIGHUP/SIGTERM), ready once it has said so. */
 async function spawnL7(file: string, workers: number): Promise<ChildProcess> {
   const index = fileURLToPath(new URL('../../src/l7/index.js', import.meta.url));
