@@ -91,10 +91,32 @@ export class Pool {
     const key = this.hashKey(input);
     // No key to hash (HAProxy's `balance hdr()` does the same): round-robin, rather than hash '' onto one endpoint.
     let ep = this.keyless && !key ? this.keyless.pick(undefined) : this.balancer.pick(key);
-    if (ep && avoid?.has(ep)) {
-      ep = this.available.find((e) => !avoid.has(e)) ?? ep;
-    }
+    if (ep && avoid) ep = this.other(avoid) ?? ep;
     return ep ? { ep, setCookie: sticky !== undefined } : undefined;
+  }
+
+  /**
+   * A retry's endpoint among those it has not tried: weighted-random, so the retries of a failing
+   * endpoint spread over the rest (the balancer's own next choice, or the first in the list,
+   * would send them all to one neighbour, doubling its load).
+   */
+  private other(avoid: Set<Endpoint>): Endpoint | undefined {
+    let total = 0;
+    for (const e of this.available) if (!avoid.has(e)) total += e.weight;
+    if (total === 0) return undefined;
+    const draw = (): Endpoint => {
+      let r = Math.random() * total, last!: Endpoint;
+      for (const e of this.available) {
+        if (avoid.has(e)) continue;
+        last = e;
+        if ((r -= e.weight) < 0) break;
+      }
+      return last;
+    };
+    const a = draw();
+    if (this.spec.balance !== 'least-request') return a;
+    const b = draw(); // least-request: the less busy of two, as for a first attempt
+    return a.active / a.weight <= b.active / b.weight ? a : b;
   }
 
   private hashKey(input: PickInput): string | undefined {

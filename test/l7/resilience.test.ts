@@ -18,6 +18,18 @@ describe('retries', () => {
     } finally { await p.close(); await live.close(); }
   });
 
+  it('spreads the retries of a failing endpoint over the others, not onto one neighbour', async () => {
+    const [b, c] = await Promise.all([backend('b'), backend('c')]);
+    const dead = `127.0.0.1:${await freePort()}`;
+    const p = await proxy(simple([dead, b.address, c.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
+    try {
+      for (let i = 0; i < 30; i++) assert.equal((await get(p.url + '/')).status, 200);
+      const retried = p.logs.access().filter((l) => l.attempts === 2).map((l) => l.upstream);
+      assert.ok(retried.length >= 5, `${retried.length} retried`);
+      assert.equal(new Set(retried).size, 2, `every retry went to ${retried[0]}`);
+    } finally { await p.close(); await b.close(); await c.close(); }
+  });
+
   it('does not retry a POST: it fails with 502', async () => {
     const live = await backend('live');
     const dead = `127.0.0.1:${await freePort()}`;
