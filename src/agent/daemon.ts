@@ -78,23 +78,36 @@ export async function runAgent(o: AgentCliOptions): Promise<RunningAgent> {
 async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial: Config, lock: AgentLock): Promise<RunningAgent> {
   const opened = await openDataplane({ spec: initial.dataplane, pinDir: o.pinDir, stateDir: o.stateDir, logger: log });
   log.info({ dataplane: opened.kind, reason: opened.reason, interface: opened.interface, programId: opened.programId }, 'data plane ready');
-  const agent = await Agent.start({
-    store, initial, dataplane: opened.dataplane, logger: log,
-    info: {
-      kind: opened.kind, reason: opened.reason,
-      ...(opened.interface ? { interface: opened.interface } : {}),
-      ...(opened.programId !== undefined ? { programId: opened.programId } : {}),
-      ...(opened.attachMode ? { attachMode: opened.attachMode } : {}),
-    },
-  });
-  const servers: Server[] = [await serveApi(agent, o.socket, log)];
-  if (o.metrics) servers.push(await serveMetrics(agent, o.metrics, log));
-  log.info({ socket: o.socket, metrics: o.metrics, vips: agent.config.vips.length }, 'agent ready');
+  let agent: Agent | undefined;
+  const servers: Server[] = [];
+  try {
+    agent = await Agent.start({
+      store, initial, dataplane: opened.dataplane, logger: log,
+      info: {
+        kind: opened.kind, reason: opened.reason,
+        ...(opened.interface ? { interface: opened.interface } : {}),
+        ...(opened.programId !== undefined ? { programId: opened.programId } : {}),
+        ...(opened.attachMode ? { attachMode: opened.attachMode } : {}),
+      },
+    });
+    servers.push(await serveApi(agent, o.socket, log));
+    if (o.metrics) servers.push(await serveMetrics(agent, o.metrics, log));
+  } catch (e) {
+    // Failing to start (the metrics port taken, say) must end the process: an API left serving
+    // would keep it alive, answering "ok" without the lock that keeps a second agent out.
+    // The data plane keeps forwarding, as after SIGTERM.
+    await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
+    if (agent) await agent.close(true).catch(() => undefined);
+    else await opened.dataplane.close({ keepForwarding: true }).catch(() => undefined);
+    throw e;
+  }
+  const running = agent;
+  log.info({ socket: o.socket, metrics: o.metrics, vips: running.config.vips.length }, 'agent ready');
 
   const onHup = () => {
     if (!o.config) { log.info('SIGHUP: no --config to reload'); return; }
     const path = o.config;
-    agent.change((c) => applyConfig(c, withFlags(readConfigDocument(path), overrides(o))))
+    running.change((c) => applyConfig(c, withFlags(readConfigDocument(path), overrides(o))))
       .then((c) => log.info({ config: path, vips: c.vips.length }, 'config reloaded'))
       .catch((e) => log.error({ err: e, config: path }, 'config reload refused; the running state is unchanged'));
   };
@@ -105,11 +118,11 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
     stopping ??= (async () => {
       process.off('SIGHUP', onHup);
       await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
-      await agent.close(keepForwarding);
+      await running.close(keepForwarding);
       lock.release();
       log.info({ keepForwarding }, 'agent stopped');
     })();
     return stopping;
   };
-  return { agent, stop };
+  return { agent: running, stop };
 }

@@ -7,7 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { BpfMap } from '../../src/bpf/map.js';
 import { Topo, ADDR } from '../support/topo.js';
@@ -121,5 +122,21 @@ test('after SIGTERM the program keeps forwarding, and an agent with other compil
   assert.match(r.stderr, /pinned map reals .* has 3 entries, the spec wants 8: limits changed/);
   assert.doesNotMatch(r.stderr + r.stdout, /IPVS/);
   assert.deepEqual(snapshot(), before);
+  assert.deepEqual(Object.keys(topo.tally('10.99.100.1', 80, 30)).sort(), ['real1', 'real2']);
+});
+
+test('an agent that cannot bind its metrics port exits 1, serves nothing and holds no lock; forwarding goes on', async () => {
+  // Something else holds the port in the lb namespace.
+  const holder = spawn('nsenter', [`--net=/run/netns/${topo.ns('lb')}`, process.execPath, '-e', 'require("net").createServer().listen(9466, "127.0.0.1", () => console.log("up"))'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    await new Promise((r) => holder.stdout!.once('data', r));
+    const r = await sluice(['agent', '--interface', 'eth0', '--metrics', '127.0.0.1:9466', '--socket', agent.socket, '--state-dir', agent.stateDir, '--pin-dir', agent.pinDir], { netns: topo.ns('lb'), timeoutMs: 20_000 });
+    assert.equal(r.code, 1, `exit code (-1: still running after 20 s): ${r.stderr}`);
+    assert.match(r.stderr, /EADDRINUSE.*127\.0\.0\.1:9466/);
+    assert.equal((await agent.cli(['status'])).code, 1, 'nothing answers on the API socket');
+    assert.ok(!existsSync(join(agent.stateDir, 'agent.lock')), 'the state dir lock is released');
+  } finally {
+    holder.kill('SIGKILL');
+  }
   assert.deepEqual(Object.keys(topo.tally('10.99.100.1', 80, 30)).sort(), ['real1', 'real2']);
 });
