@@ -152,3 +152,10 @@ test('services are deleted before others are added', () => {
   const p = plan({ services: [b] }, kernelOf(a), new Set(['10.99.100.1:80/tcp']));
   assert.equal(p.ops[0].op, 'delete-service');
 });
+
+test('an mh VIP with more reals than IPVS\'s mh table holds is refused before any command', () => {
+  const reals = Array.from({ length: 4094 }, (_, i) => real(`10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`));
+  assert.throws(() => plan({ services: [service({ reals })] }, [], new Set()), /mh scheduler holds at most 4093 reals per VIP.*10\.99\.100\.1:80\/tcp has 4094/);
+  assert.equal(plan({ services: [service({ reals: reals.slice(0, 4093) })] }, [], new Set()).ops.length, 4094);
+  assert.equal(plan({ services: [service({ scheduler: 'rr', reals })] }, [], new Set()).ops.length, 4095);
+});

@@ -13,6 +13,24 @@ export const FWD_OF_MODE: Record<Mode, FwdMethod> = { dsr: 'route', ipip: 'tunne
 /** Schedulers with a "hash the source port too" flag (SCHED2) and a "skip unavailable reals" flag (SCHED1). */
 const HASHING_SCHEDULERS = new Set(['mh', 'sh']);
 
+/**
+ * Size of IPVS's mh lookup table: a prime set at kernel build time (CONFIG_IP_VS_MH_TAB_INDEX,
+ * default and Debian's 12 → 4093). The kernel keeps at most that many destinations in the
+ * table: past it, NEW_DEST still succeeds but the table is not rebuilt (the new reals never get
+ * a connection, weight changes are not applied), and SET_SERVICE to mh fails with EINVAL.
+ */
+export const MH_TABLE_SIZE = 4093;
+
+/** Refuse, before any command, what IPVS would take and then not do. */
+export function checkDesired(desired: ServiceTable, limits: { mhTableSize?: number } = {}): void {
+  const mhMax = limits.mhTableSize ?? MH_TABLE_SIZE;
+  const over = desired.services.filter((s) => (s.scheduler ?? 'mh') === 'mh' && new Set(s.reals.map(destKey)).size > mhMax);
+  if (over.length) {
+    throw new Error(`IPVS's mh scheduler holds at most ${mhMax} reals per VIP (its lookup table size); `
+      + over.map((s) => `${serviceIdKey(s)} has ${s.reals.length}`).join(', ') + ': use another --scheduler or fewer reals');
+  }
+}
+
 export interface DesiredService {
   svc: IpvsService;
   dests: IpvsDest[];
@@ -148,6 +166,7 @@ export function restorePlan(before: ActualService, now: ActualService | undefine
  * Services nobody asked sluice for are left alone.
  */
 export function plan(desired: ServiceTable, actual: ActualService[], owned: ReadonlySet<string>): Plan {
+  checkDesired(desired);
   const ops: Op[] = [];
   const changes: string[] = [];
   const have = new Map(actual.map((a) => [serviceIdKey(a.svc), a]));
