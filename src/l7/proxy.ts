@@ -283,7 +283,9 @@ export class ProxyRequest implements Exchange {
     // A stale keep-alive race, or a wait in our own queue, says nothing about the endpoint.
     this.releaseEndpoint(err.stale || err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 'neutral' : 'failed');
     if (this.headSent) { this.res.destroy(); return; } // a truncated response must look truncated
-    if (err.stale && !this.bodyStarted && this.staleRetries < MAX_STALE_RETRIES) { this.staleRetries++; return this.attempt(); }
+    // Only an idempotent request is sent again: a POST's head was out, and the upstream may have acted
+    // on it before the connection went (Go's and undici's clients do not replay one either).
+    if (err.stale && !this.bodyStarted && IDEMPOTENT.has(this.method) && this.staleRetries < MAX_STALE_RETRIES) { this.staleRetries++; return this.attempt(); }
     // `discard`: a 502/503 already chosen for a retry failed while its body was being skipped.
     if (this.discard || (!err.gotBytes && this.mayRetry(retryReason(err.code)))) { this.discard = false; return this.retry(); }
     this.refuse(err.code === 'ETIMEDOUT' ? 504 : err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 503 : 502);

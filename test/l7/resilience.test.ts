@@ -117,6 +117,21 @@ describe('retries', () => {
     } finally { await p.close(); await b.close(); }
   });
 
+  it('does not send a POST again when its pooled connection is reset unanswered: the upstream may have acted on it', async () => {
+    let n = 0;
+    const b = await backend('b', (req, res) => {
+      n++;
+      if (n === 2) { req.socket.destroy(); return; } // took the POST, then the connection went
+      res.writeHead(200, { 'content-length': 2 }); res.end('ok');
+    });
+    const p = await proxy(simple([b.address], { retries: 1 }));
+    try {
+      assert.equal((await get(p.url + '/charge', { method: 'POST' })).status, 200);
+      assert.equal((await get(p.url + '/charge', { method: 'POST' })).status, 502);
+      assert.equal(b.seen.filter((s) => s.method === 'POST').length, 2, 'the second POST reached the upstream twice');
+    } finally { await p.close(); await b.close(); }
+  });
+
   it('does not retry beyond the retry budget', async () => {
     const live = await backend('live');
     const dead = `127.0.0.1:${await freePort()}`;
