@@ -234,3 +234,13 @@ test('a real the kernel refuses is named in the error, with the VIP and why', as
     (e: Error) => e.message.includes('add real [fe80::1]:80 to [2001:db8:101::30]:80/tcp') && /EINVAL/.test(e.message) && /link-local/.test(e.message));
   await dp.sync({ services: [] });
 });
+
+test('a tunnel real switched to GUE behind sluice\'s back is set back to IPIP by the next sync', async () => {
+  await dp.sync({ services: [service({ address: '10.101.0.11', mode: 'ipip' })] });
+  sh('ipvsadm', '-e', '-t', '10.101.0.11:80', '-r', '10.101.1.1:80', '-i', '-w', '1', '--tun-type', 'gue', '--tun-port', '6080');
+  const tunType = async () => (await dp.read()).find((a) => a.svc.address === '10.101.0.11')?.dests.find((d) => d.address === '10.101.1.1')?.tunType;
+  assert.equal(await tunType(), 1, 'GUE, as ipvsadm set it');
+  const r = await dp.sync({ services: [service({ address: '10.101.0.11', mode: 'ipip' })] });
+  assert.equal(r.updated, 1, JSON.stringify(r));
+  assert.equal(await tunType(), 0);
+});

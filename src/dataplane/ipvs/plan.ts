@@ -110,6 +110,9 @@ function serviceDiffers(a: IpvsService, b: IpvsService): string | null {
 function destDiffers(a: IpvsDest, b: IpvsDest): string | null {
   const d: string[] = [];
   if (a.fwd !== b.fwd) d.push(`forwarding ${b.fwd} → ${a.fwd}`);
+  // ipip mode means IPIP: a tunnel real set to GUE or GRE (ipvsadm --tun-type) would send the
+  // reals what they do not decapsulate. A SET_DEST without IPVS_DEST_ATTR_TUN_TYPE sets IPIP.
+  else if (a.fwd === 'tunnel' && (a.tunType ?? 0) !== (b.tunType ?? 0)) d.push(`tunnel type ${b.tunType ?? 0} → ${a.tunType ?? 0}`);
   if (a.weight !== b.weight) d.push(`weight ${b.weight} → ${a.weight}`);
   if (a.upperThreshold !== b.upperThreshold || a.lowerThreshold !== b.lowerThreshold) d.push('thresholds');
   return d.length ? d.join(', ') : null;
