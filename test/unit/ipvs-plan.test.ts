@@ -159,3 +159,10 @@ test('an mh VIP with more reals than IPVS\'s mh table holds is refused before an
   assert.equal(plan({ services: [service({ reals: reals.slice(0, 4093) })] }, [], new Set()).ops.length, 4094);
   assert.equal(plan({ services: [service({ scheduler: 'rr', reals })] }, [], new Set()).ops.length, 4095);
 });
+
+test('an sh VIP whose weights add up to more than IPVS\'s 256 sh buckets is refused before any command', () => {
+  const two = (w: number) => service({ scheduler: 'sh', reals: [real('10.99.0.11', { weight: w }), real('10.99.0.12', { weight: w, state: 'drain' })] });
+  assert.throws(() => plan({ services: [two(300)] }, [], new Set()), /sh scheduler gives each real `weight` of its 256 buckets.*10\.99\.100\.1:80\/tcp has 600/);
+  assert.equal(plan({ services: [two(128)] }, [], new Set()).ops.length, 3);
+  assert.equal(plan({ services: [{ ...two(300), scheduler: 'wrr' }] }, [], new Set()).ops.length, 3);
+});

@@ -21,13 +21,30 @@ const HASHING_SCHEDULERS = new Set(['mh', 'sh']);
  */
 export const MH_TABLE_SIZE = 4093;
 
+/**
+ * Buckets of IPVS's sh table (CONFIG_IP_VS_SH_TAB_BITS, default and Debian's 8). sh fills them
+ * in one pass over the reals, each taking `weight` buckets (at least 1): once the weights add up
+ * to more, the reals last in the list get fewer buckets than their weight says, or none.
+ */
+export const SH_TABLE_SIZE = 256;
+
 /** Refuse, before any command, what IPVS would take and then not do. */
-export function checkDesired(desired: ServiceTable, limits: { mhTableSize?: number } = {}): void {
+export function checkDesired(desired: ServiceTable, limits: { mhTableSize?: number; shTableSize?: number } = {}): void {
   const mhMax = limits.mhTableSize ?? MH_TABLE_SIZE;
   const over = desired.services.filter((s) => (s.scheduler ?? 'mh') === 'mh' && new Set(s.reals.map(destKey)).size > mhMax);
   if (over.length) {
     throw new Error(`IPVS's mh scheduler holds at most ${mhMax} reals per VIP (its lookup table size); `
       + over.map((s) => `${serviceIdKey(s)} has ${s.reals.length}`).join(', ') + ': use another --scheduler or fewer reals');
+  }
+  // Configured weights, whatever the reals' state: a VIP valid now stays valid when reals come back up.
+  const shMax = limits.shTableSize ?? SH_TABLE_SIZE;
+  const heavy = desired.services
+    .filter((s) => s.scheduler === 'sh')
+    .map((s) => ({ s, sum: s.reals.reduce((n, r) => n + Math.max(r.weight, 1), 0) }))
+    .filter(({ sum }) => sum > shMax);
+  if (heavy.length) {
+    throw new Error(`IPVS's sh scheduler gives each real \`weight\` of its ${shMax} buckets (at least 1), so a VIP's weights may add up to ${shMax} at most; `
+      + heavy.map(({ s, sum }) => `${serviceIdKey(s)} has ${sum}`).join(', ') + ': scale the weights down (only their ratio matters) or use another --scheduler');
   }
 }
 
