@@ -186,6 +186,9 @@ export class ProxyRequest implements Exchange {
     this.ctx.metrics.upstreamResult(pick.ep, this.route!.pool.name, pick.ep.key, h.status, (this.tHead - this.t0) / 1000);
     if (h.status >= 500 && h.status <= 504 && this.mayRetry(String(h.status))) { this.discard = true; return; }
     this.status = h.status;
+    // The client gets this upstream's answer: an earlier attempt's failure (retried, or a stale
+    // connection resent) is not this request's error; `attempts` tells that there were others.
+    this.upstreamError = undefined;
     const headers = responseHeaders(h.headers, this.rt.config.via, this.rt.config.requestIdHeader);
     headers.push(this.rt.config.requestIdHeader, this.requestId);
     if (pick.setCookie) {

@@ -25,6 +25,21 @@ describe('observability', () => {
     } finally { await p.close(); await b.close(); }
   });
 
+  it('logs a request a retry answered with the endpoint that answered and no error', async () => {
+    const b = await backend('b');
+    const dead = `127.0.0.1:${await freePort()}`;
+    const p = await proxy(simple([dead, b.address], { retries: 1, ejection: { consecutiveFailures: 0 } }));
+    try {
+      for (let i = 0; i < 6; i++) assert.equal((await get(p.url + '/')).status, 200);
+      const retried = p.logs.access().filter((l) => l.attempts === 2);
+      assert.ok(retried.length > 0);
+      for (const l of retried) {
+        assert.equal(l.upstream, b.address);
+        assert.equal(l.error, undefined, `a 200 logged with error ${l.error}`);
+      }
+    } finally { await p.close(); await b.close(); }
+  });
+
   it('writes an access line for a request the HTTP parser refuses', async () => {
     const b = await backend('b');
     const p = await proxy(simple([b.address]));
