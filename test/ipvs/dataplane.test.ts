@@ -244,3 +244,21 @@ test('a tunnel real switched to GUE behind sluice\'s back is set back to IPIP by
   assert.equal(r.updated, 1, JSON.stringify(r));
   assert.equal(await tunType(), 0);
 });
+
+test('the services sluice leaves alone are named in the log, once', async () => {
+  sh('ipvsadm', '-A', '-u', '10.101.9.8:53', '-s', 'rr');
+  const logs: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+  const logger = { info: (obj: object, msg?: string) => logs.push({ obj: obj as Record<string, unknown>, msg }), warn: () => undefined };
+  const d = await IpvsDataplane.open({ logger });
+  try {
+    await d.sync({ services: [service({ address: '10.101.0.12' })] });
+    await d.sync({ services: [service({ address: '10.101.0.12' })] });
+    const said = logs.filter((l) => /did not make: left alone/.test(l.msg ?? ''));
+    assert.equal(said.length, 1, JSON.stringify(logs));
+    assert.ok((said[0].obj.services as string[]).includes('10.101.9.8:53/udp'));
+    assert.equal((said[0].obj.services as string[]).includes('10.101.0.12:80/tcp'), false);
+  } finally {
+    await d.close({ keepForwarding: false });
+    sh('ipvsadm', '-D', '-u', '10.101.9.8:53');
+  }
+});

@@ -68,6 +68,7 @@ export class IpvsDataplane implements Dataplane {
   #log: IpvsLogger | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #foreign = '';
 
   private constructor(client: IpvsClient, owned: Set<string>, file: string | undefined, log: IpvsLogger | undefined) {
     this.#client = client;
@@ -124,6 +125,7 @@ export class IpvsDataplane implements Dataplane {
       const k = serviceIdKey(svc);
       if (this.#owned.has(k) || wantKeys.has(k)) actual.push({ svc, dests: await this.#client.dests(svc) });
     }
+    this.#noteForeign(services.map((s) => serviceIdKey(s)).filter((k) => !this.#owned.has(k) && !wantKeys.has(k)));
     const p = plan(desired, actual, this.#owned);
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: p.changes };
     if (p.ops.length === 0) {
@@ -153,6 +155,14 @@ export class IpvsDataplane implements Dataplane {
     writeOwned(this.#file, this.#owned);
     this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed, changes: report.changes }, 'IPVS synced');
     return report;
+  }
+
+  /** Say which services sluice leaves alone: once, and again whenever that set changes (not every periodic sync). */
+  #noteForeign(keys: string[]): void {
+    const sig = keys.sort().join(' ');
+    if (sig === this.#foreign) return;
+    this.#foreign = sig;
+    if (keys.length) this.#log?.info({ services: keys }, 'IPVS services sluice did not make: left alone');
   }
 
   /** Put services taken over by a failed sync back as they were, and disown them. Best effort: each failure is logged. */
