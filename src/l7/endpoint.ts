@@ -3,6 +3,13 @@ import type { EndpointSpec, PoolSpec } from './config.js';
 import { fnv1a } from './hash.js';
 import { ConnectionPool } from './upstream/pool.js';
 
+/**
+ * Bumped whenever an endpoint is ejected or changes health. Endpoints are shared by a pool and
+ * its previous version across a reload, and an old request's failure ejects through the old
+ * pool: every pool re-reads availability when this moves, not only the one that saw it.
+ */
+export const availability = { epoch: 0 };
+
 export class Endpoint {
   readonly key: string;
   /** The sticky-cookie value: derived from the address, so every worker and host agrees on it. */

@@ -8,7 +8,7 @@ import { LeastRequest, RoundRobin, type Balancer } from './balance/index.js';
 import { RingHash } from './balance/ring.js';
 import type { PoolSpec } from './config.js';
 import { getCookie } from './cookies.js';
-import { connSettings, Endpoint } from './endpoint.js';
+import { availability, connSettings, Endpoint } from './endpoint.js';
 
 export interface PickInput {
   headers: IncomingHttpHeaders;
@@ -36,6 +36,7 @@ export class Pool {
   private keyless: Balancer | undefined;
   private available: Endpoint[] = [];
   private dirty = true;
+  private epoch = -1;
   private nextExpiry = Infinity;
 
   /**
@@ -70,17 +71,18 @@ export class Pool {
     else if (this.spec.balance === 'least-request') this.balancer = new LeastRequest(this.available);
     else this.keyless = new RoundRobin(this.available);
     this.dirty = false;
+    this.epoch = availability.epoch;
   }
 
   availableCount(now = Date.now()): number {
-    if (this.dirty || now >= this.nextExpiry) this.refresh(now);
+    if (this.dirty || now >= this.nextExpiry || this.epoch !== availability.epoch) this.refresh(now);
     return this.available.length;
   }
 
   /** Choose an endpoint; `avoid` holds endpoints a retry should not go back to, when others exist. */
   pick(input: PickInput, avoid?: Set<Endpoint>): Pick | undefined {
     const now = Date.now();
-    if (this.dirty || now >= this.nextExpiry) this.refresh(now);
+    if (this.dirty || now >= this.nextExpiry || this.epoch !== availability.epoch) this.refresh(now);
     if (this.available.length === 0) return undefined;
     const sticky = this.spec.sticky;
     if (sticky && !avoid) {
@@ -144,6 +146,7 @@ export class Pool {
     ep.ejectedUntil = now + ms;
     ep.consecutiveFailures = 0;
     this.dirty = true;
+    availability.epoch++;
     this.events.ejected(this, ep, ms);
   }
 
@@ -166,6 +169,7 @@ export class Pool {
     if (ep.healthy === healthy) return;
     ep.healthy = healthy;
     this.dirty = true;
+    availability.epoch++;
   }
 
   /** Close connections of endpoints not carried into `next` (after a reload or at shutdown). */

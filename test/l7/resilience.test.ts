@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { describe, it } from 'node:test';
+import { validateL7 } from '../../src/l7/config.js';
 import { backend, freePort, get, proxy, raw, simple, sleep, statusOf, unaccepting, type Proxy } from './helpers.js';
 
 const endpointOf = (p: Proxy, i = 0) => p.worker.runtime.pools.get('app')!.endpoints[i];
@@ -183,6 +184,25 @@ describe('passive ejection', () => {
       for (let i = 0; i < 8 && ejections().length < 2; i++) await get(p.url + '/');
       assert.equal(ejections()[1]?.ms, 600);
     } finally { await p.close(); await live.close(); }
+  });
+});
+
+describe('passive ejection across a reload', () => {
+  it('keeps an endpoint ejected by a request that began before a reload out of the new config\'s traffic', async () => {
+    const a = await backend('a');
+    const b = await backend('b', (_req, res) => { setTimeout(() => { res.writeHead(502, { 'x-backend': 'b' }); res.end(); }, 300); });
+    const l7 = (route: string) => ({ routes: [{ name: route, pool: 'app' }], pools: { app: { endpoints: [a.address, b.address], retries: 0, ejection: { consecutiveFailures: 1, baseTime: '30s', maxPercent: 100 } } } });
+    const p = await proxy(l7('before'));
+    try {
+      // Round-robin: one of the two goes to b, which answers 502 after 300 ms.
+      const first = [get(p.url + '/'), get(p.url + '/')];
+      await Promise.race(first);
+      await p.worker.reload(validateL7({ listeners: [{ address: '127.0.0.1', port: 0 }], ...l7('after') }));
+      assert.equal(p.worker.runtime.pools.get('app')!.availableCount(), 2); // the new pool has chosen among both already
+      assert.deepEqual((await Promise.all(first)).map((r) => r.status).sort(), [200, 502]);
+      assert.equal(ejections(p).length, 1);
+      for (let i = 0; i < 6; i++) assert.equal((await get(p.url + '/')).headers['x-backend'], 'a');
+    } finally { await p.close(); await a.close(); await b.close(); }
   });
 });
 
