@@ -308,6 +308,17 @@ describe('timeouts and upstream failures', () => {
     } finally { await p.close(); }
   });
 
+  it('answers requests queued for a connection slot at once when the dial holding it fails, not after connectTimeout', async () => {
+    const dead = `127.0.0.1:${await freePort()}`;
+    const p = await proxy(simple([dead], { maxConnections: 1, retries: 0, connectTimeout: '3s', ejection: { consecutiveFailures: 0 } }));
+    try {
+      const t = Date.now();
+      const statuses = await Promise.all([1, 2, 3].map(() => get(p.url + '/').then((r) => r.status)));
+      assert.deepEqual(statuses, [502, 502, 502], 'a queued request waited for a slot that had been free for seconds (503)');
+      assert.ok(Date.now() - t < 2500, `took ${Date.now() - t}ms`);
+    } finally { await p.close(); }
+  });
+
   it('answers 502 when the upstream sends a malformed response', async () => {
     const { createServer } = await import('node:net');
     const bad = createServer((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd')));

@@ -60,6 +60,11 @@ export class ConnectionPool implements ConnectionOwner {
     this.open--;
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
+    this.freed();
+  }
+
+  /** A connection slot is free again: the first request waiting for one dials. */
+  private freed(): void {
     const w = this.waiters.shift();
     if (w) { clearTimeout(w.timer); this.dial(w.cb); }
   }
@@ -81,6 +86,8 @@ export class ConnectionPool implements ConnectionOwner {
       socket.destroy();
       this.open--;
       cb(new UpstreamError('ECONNECT', `connect to ${this.host}:${this.port}: ${msg}`));
+      // The slot is free: a request queued behind this dial must not wait out connectTimeout for it.
+      this.freed();
     };
     socket.setTimeout(this.opts.connectTimeoutMs, () => onFail('timed out'));
     socket.once('error', (e: NodeJS.ErrnoException) => onFail(e.code ?? e.message));
