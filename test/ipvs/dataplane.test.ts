@@ -262,3 +262,17 @@ test('the services sluice leaves alone are named in the log, once', async () => 
     sh('ipvsadm', '-D', '-u', '10.101.9.8:53');
   }
 });
+
+test('an IPv4 real of an IPv6 VIP refused because a sync daemon runs is refused with that reason', async () => {
+  sh('ip', 'link', 'add', 'ipvs-sync0', 'type', 'dummy');
+  sh('ip', 'link', 'set', 'ipvs-sync0', 'multicast', 'on', 'up');
+  sh('ipvsadm', '--start-daemon', 'master', '--mcast-interface', 'ipvs-sync0');
+  try {
+    await assert.rejects(dp.sync({ services: [service({ address: '2001:db8:101::40', mode: 'ipip', reals: [real('10.101.1.1')] })] }),
+      (e: Error) => /add real 10\.101\.1\.1:80 to \[2001:db8:101::40\]:80\/tcp: EINVAL/.test(e.message) && /sync daemon/.test(e.message));
+  } finally {
+    sh('ipvsadm', '--stop-daemon', 'master');
+    sh('ip', 'link', 'del', 'ipvs-sync0');
+    await dp.sync({ services: [] });
+  }
+});

@@ -12,6 +12,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { ipFamily } from '../../model/address.js';
 import { realKey, vipKey } from '../../model/keys.js';
 import type { Dataplane, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
 import { IpvsClient, IpvsError } from './client.js';
@@ -267,6 +268,9 @@ function describe(op: Op): string {
 
 /** Why IPVS usually gives this answer. */
 function hint(op: Op, code: string): string | undefined {
+  if (op.op === 'add-dest' && code === 'EINVAL' && ipFamily(op.dest.address) !== ipFamily(op.svc.address)) {
+    return 'IPVS refuses a real of the other address family while its connection sync daemon runs (ipvsadm -L --daemon; keepalived\'s lvs_sync_daemon)';
+  }
   if (op.op === 'add-dest' && code === 'EINVAL') {
     return 'IPVS takes only a real it sees as one unicast host: not link-local (fe80::/10), not a local subnet\'s broadcast address, not an unreachable route';
   }
