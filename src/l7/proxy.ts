@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as h2constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
 import { headerCount, requestHead, responseHeaders } from './headers.js';
 import { hasFragment, originForm, pathOf, routingPath } from './path.js';
@@ -319,6 +319,18 @@ export class ProxyRequest implements Exchange {
     this.attempt();
   }
 
+  /**
+   * An HTTP/2 stream reset for a protocol error (nghttp2 does so when the body is longer or
+   * shorter than its content-length): the client sent a bad request, it did not leave.
+   */
+  private protocolError(): boolean {
+    if (this.req.httpVersionMajor !== 2) return false;
+    if ((this.req as Http2ServerRequest).stream?.rstCode !== h2constants.NGHTTP2_PROTOCOL_ERROR) return false;
+    this.upstreamError ??= 'ERR_HTTP2_PROTOCOL_ERROR';
+    this.ctx.metrics.clientError(400);
+    return true;
+  }
+
   private readonly onClientClose = (): void => {
     this.finished = true;
     clearTimeout(this.sendTimer);
@@ -330,7 +342,7 @@ export class ProxyRequest implements Exchange {
       this.pick!.ep.active--;
     }
     if (this.holdsBudget) this.ctx.budget.release();
-    const status = completed ? this.status : refusedByParser.get(this.res) ?? 499;
+    const status = completed ? this.status : refusedByParser.get(this.res) ?? (this.protocolError() ? 400 : 499);
     const seconds = (performance.now() - this.t0) / 1000;
     const route = this.route?.spec.name ?? '-';
     this.ctx.metrics.request(this.route, route, this.route?.pool.name ?? '-', status, seconds);

@@ -3,7 +3,7 @@ import { connect as h2connect } from 'node:http2';
 import { request } from 'node:https';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { backend, makeCerts, proxy, type Backend, type Proxy } from './helpers.js';
+import { backend, makeCerts, proxy, sleep, type Backend, type Proxy } from './helpers.js';
 
 describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
   let certs: ReturnType<typeof makeCerts>, a: Backend, b: Backend, p: Proxy;
@@ -96,6 +96,23 @@ describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
       });
       assert.equal(status, 200);
       assert.equal(a.seen.at(-1)!.body, 'payload');
+    } finally { client.close(); }
+  });
+
+  it('logs an HTTP/2 request whose body does not match its content-length as 400, not as a client that left (499)', async () => {
+    const client = h2connect(`https://127.0.0.1:${p.port}`, { servername: 'a.test', rejectUnauthorized: false });
+    client.on('error', () => {});
+    try {
+      const rst = await new Promise<number>((resolve) => {
+        const req = client.request({ ':path': '/cl-mismatch', ':method': 'POST', ':authority': 'a.test', 'content-length': '10' });
+        req.on('error', () => {});
+        req.on('close', () => resolve(req.rstCode));
+        req.end('short');
+      });
+      assert.equal(rst, 1); // nghttp2 resets the stream: PROTOCOL_ERROR
+      let line: Record<string, unknown> | undefined;
+      for (let i = 0; i < 100 && !line; i++) { line = p.logs.access().find((l) => l.path === '/cl-mismatch'); if (!line) await sleep(20); }
+      assert.equal(line?.status, 400);
     } finally { client.close(); }
   });
 
