@@ -15,6 +15,7 @@ import { addReal, addVip, applyConfig, delReal, delVip, setReal } from './desire
 import { toDocument } from './store.js';
 
 const MAX_BODY = 4 * 1024 * 1024;
+const MAX_SOCKET_PATH = 107;
 const STATUS: Record<string, number> = { EINVAL: 400, ENOENT: 404, EEXIST: 409, ELIMIT: 422, EBODY: 413, EMETHOD: 405 };
 
 class HttpError extends SluiceError {}
@@ -168,6 +169,10 @@ function socketAlive(path: string): Promise<boolean> {
  * given by mistake must not be deleted). A stale socket of a dead agent is removed.
  */
 export async function claimSocket(socketPath: string): Promise<void> {
+  // sun_path holds 108 bytes with its NUL; a longer path is bound truncated, elsewhere.
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+    throw new SluiceError('EINVAL', `--socket ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, over the ${MAX_SOCKET_PATH} a unix socket path may have; give a shorter one`);
+  }
   let st;
   try { st = lstatSync(socketPath); } catch { return; }
   if (!st.isSocket()) throw new SluiceError('EEXIST', `${socketPath} exists and is not a socket; give another --socket`);
@@ -176,8 +181,8 @@ export async function claimSocket(socketPath: string): Promise<void> {
 }
 
 export async function serveApi(agent: Agent, socketPath: string, log: Logger): Promise<Server> {
-  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
   await claimSocket(socketPath);
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
   const server = createServer((req, res) => void handle(agent, log, req, res));
   // Created 0600 from the start: no window where another user could connect.
   const old = process.umask(0o177);

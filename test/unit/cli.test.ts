@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -276,6 +276,14 @@ test('the API refuses to take over a path that is not a socket, and leaves it al
   writeFileSync(f, 'precious\n');
   await assert.rejects(serveApi(agent, f, pino({ level: 'silent' })), /not-a-socket exists and is not a socket/);
   assert.equal(readFileSync(f, 'utf8'), 'precious\n');
+});
+
+test('the API refuses a socket path too long for a unix socket instead of binding a truncated one', async () => {
+  const parent = join(dir, 'long');
+  mkdirSync(parent);
+  const path = join(parent, 'x'.repeat(120 - parent.length), 'agent.sock');
+  await assert.rejects(serveApi(agent, path, pino({ level: 'silent' })), /--socket .* is \d+ bytes, over the 107 a unix socket path may have/);
+  assert.deepEqual(readdirSync(parent), [], 'no socket bound at a truncated path');
 });
 
 test('the API refuses a socket another agent serves', async () => {
