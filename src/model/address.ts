@@ -10,14 +10,18 @@ export function canonicalIp(text: string): string | null {
 
 /**
  * Why an address can be neither a VIP nor a real, or null: the unspecified address, multicast
- * and the limited broadcast never name one host (a real "at" 0.0.0.0 would be the balancer).
+ * and the limited broadcast never name one host (a real "at" 0.0.0.0 would be the balancer); an
+ * IPv6 link-local address names a host only together with an interface, which neither carries;
+ * an IPv4-mapped IPv6 address would make an IPv6 service that IPv4 packets never reach.
  */
-export function nonUnicast(addr: string): string | null {
+export function unusableAddress(addr: string): string | null {
   const b = ipToBytes(addr);
   if (b.every((x) => x === 0)) return 'is the unspecified address';
   if (b.length === 4 && b[0] >= 224 && b[0] <= 239) return 'is multicast (224.0.0.0/4)';
   if (b.length === 4 && b.every((x) => x === 255)) return 'is the broadcast address';
   if (b.length === 16 && b[0] === 0xff) return 'is multicast (ff00::/8)';
+  if (b.length === 16 && b[0] === 0xfe && (b[1] & 0xc0) === 0x80) return 'is link-local (fe80::/10), which names a host only with an interface';
+  if (b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `is IPv4-mapped (::ffff:0:0/96): write the IPv4 address ${b.subarray(12).join('.')}`;
   return null;
 }
 

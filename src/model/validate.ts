@@ -1,5 +1,5 @@
 import { isPrime } from '../maglev/index.js';
-import { canonicalIp, canonicalMac, ipFamily, nonUnicast } from './address.js';
+import { canonicalIp, canonicalMac, ipFamily, unusableAddress } from './address.js';
 import { ValidationError, type Issue } from './errors.js';
 import { vipKey, realKey } from './keys.js';
 import {
@@ -43,8 +43,8 @@ class Checker {
   ip(v: unknown, path: string): string {
     const a = typeof v === 'string' ? canonicalIp(v) : null;
     if (!a) this.fail(path, 'must be an IPv4 or IPv6 address');
-    const why = a ? nonUnicast(a) : null;
-    if (why) this.fail(path, `${why}: must be one host's unicast address`);
+    const why = a ? unusableAddress(a) : null;
+    if (why) this.fail(path, `${why}: a VIP or real must be one host's unicast address`);
     return a ?? '0.0.0.0';
   }
   mac(v: unknown, path: string): string | undefined {

@@ -119,7 +119,13 @@ test('VIPs and reals must be one host\'s unicast address: unspecified, multicast
     assert.throws(() => validateConfig({ vips: [{ address: addr, port: 80 }] }), new RegExp(`vips\\[0\\]\\.address: is .*${why}`), addr);
   }
   assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '0.0.0.0' }] }] }), /vips\[0\]\.reals\[0\]\.address: is the unspecified address/);
-  assert.doesNotThrow(() => validateConfig({ vips: [{ address: '223.255.255.254', port: 80, reals: [{ address: '240.0.0.1' }] }, { address: 'fe80::1', port: 80 }] }));
+  assert.doesNotThrow(() => validateConfig({ vips: [{ address: '223.255.255.254', port: 80, reals: [{ address: '240.0.0.1' }] }, { address: 'fd00::1', port: 80, reals: [{ address: 'fec0::1' }] }] }));
+});
+
+test('IPv6 link-local and IPv4-mapped addresses are refused as VIPs and reals, naming what to write instead', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '2001:db8::30', port: 80, reals: [{ address: 'fe80::1' }] }] }), /vips\[0\]\.reals\[0\]\.address: is link-local \(fe80::\/10\)/);
+  assert.throws(() => validateConfig({ vips: [{ address: 'febf::1', port: 80 }] }), /vips\[0\]\.address: is link-local/);
+  assert.throws(() => validateConfig({ vips: [{ address: '::ffff:203.0.113.7', port: 80 }] }), /vips\[0\]\.address: is IPv4-mapped \(::ffff:0:0\/96\): write the IPv4 address 203\.0\.113\.7/);
 });
 
 test('an empty config file is refused rather than read as "no VIPs"; `vips: []` says that', () => {
