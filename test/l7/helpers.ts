@@ -2,7 +2,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -118,6 +118,13 @@ export function freePort(): Promise<number> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** An upstream on loopback that answers by hand on the raw socket: for responses no HTTP server would send. */
+export async function rawUpstream(onConnection: (s: Socket) => void): Promise<{ address: string; close(): void }> {
+  const server = createNetServer(onConnection);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { address: `127.0.0.1:${(server.address() as { port: number }).port}`, close: () => { server.close(); } };
+}
 
 /**
  * A loopback port where connecting hangs, for connect timeouts: a child process listens with a

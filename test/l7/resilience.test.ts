@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { validateL7 } from '../../src/l7/config.js';
-import { backend, freePort, get, proxy, raw, simple, sleep, statusOf, unaccepting, type Proxy } from './helpers.js';
+import { backend, freePort, get, proxy, raw, rawUpstream, simple, sleep, statusOf, unaccepting, type Proxy } from './helpers.js';
 
 const endpointOf = (p: Proxy, i = 0) => p.worker.runtime.pools.get('app')!.endpoints[i];
 const ejections = (p: Proxy) => p.logs.lines.filter((l) => l.msg === 'endpoint ejected after consecutive failures');
@@ -320,20 +320,16 @@ describe('timeouts and upstream failures', () => {
   });
 
   it('answers 502 when the upstream sends a malformed response', async () => {
-    const { createServer } = await import('node:net');
-    const bad = createServer((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd')));
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0 }));
+    const bad = await rawUpstream((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd')));
+    const p = await proxy(simple([bad.address], { retries: 0 }));
     try {
       assert.equal((await get(p.url + '/')).status, 502);
     } finally { await p.close(); bad.close(); }
   });
 
   it('answers 502 when the upstream sends a header Node cannot relay, and keeps serving', async () => {
-    const { createServer } = await import('node:net');
-    const bad = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\nX Bad Name: 1\r\nContent-Length: 2\r\n\r\nok')));
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0 }));
+    const bad = await rawUpstream((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\nX Bad Name: 1\r\nContent-Length: 2\r\n\r\nok')));
+    const p = await proxy(simple([bad.address], { retries: 0 }));
     try {
       assert.equal((await get(p.url + '/')).status, 502);
       assert.equal((await get(p.url + '/')).status, 502);
@@ -341,10 +337,8 @@ describe('timeouts and upstream failures', () => {
   });
 
   it('says 502 Bad Gateway, not the reason phrase of an upstream response it could not relay', async () => {
-    const { createServer } = await import('node:net');
-    const bad = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\nX Bad Name: 1\r\nContent-Length: 2\r\n\r\nok')));
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0 }));
+    const bad = await rawUpstream((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\nX Bad Name: 1\r\nContent-Length: 2\r\n\r\nok')));
+    const p = await proxy(simple([bad.address], { retries: 0 }));
     try {
       const r = await raw(p.port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
       assert.match(r, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
@@ -352,10 +346,8 @@ describe('timeouts and upstream failures', () => {
   });
 
   it('answers 502 at once, not 504 at the pool timeout, when the upstream ends its head with bare LFs', async () => {
-    const { createServer } = await import('node:net');
-    const bad = createServer((s) => s.once('data', () => s.write('HTTP/1.1 200 OK\nContent-Length: 2\n\nok')));
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0, timeout: '3s' }));
+    const bad = await rawUpstream((s) => s.once('data', () => s.write('HTTP/1.1 200 OK\nContent-Length: 2\n\nok')));
+    const p = await proxy(simple([bad.address], { retries: 0, timeout: '3s' }));
     try {
       const t0 = Date.now();
       assert.equal((await get(p.url + '/')).status, 502);
@@ -364,13 +356,11 @@ describe('timeouts and upstream failures', () => {
   });
 
   it('answers 504 at the pool timeout when the upstream keeps sending informational responses and never a final one', async () => {
-    const { createServer } = await import('node:net');
-    const bad = createServer((s) => s.once('data', () => {
+    const bad = await rawUpstream((s) => s.once('data', () => {
       const t = setInterval(() => { if (s.destroyed) clearInterval(t); else s.write('HTTP/1.1 100 Continue\r\n\r\n'); }, 100);
       s.on('close', () => clearInterval(t));
     }));
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0, timeout: '500ms' }));
+    const p = await proxy(simple([bad.address], { retries: 0, timeout: '500ms' }));
     try {
       const t0 = Date.now();
       assert.equal((await get(p.url + '/', { timeoutMs: 3000 })).status, 504);
@@ -379,10 +369,8 @@ describe('timeouts and upstream failures', () => {
   });
 
   it('answers 502 at once when the upstream switches protocols (101) for a request that asked for no upgrade', async () => {
-    const { createServer } = await import('node:net');
-    const bad = createServer((s) => s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nhello')));
-    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', () => r()));
-    const p = await proxy(simple([`127.0.0.1:${(bad.address() as { port: number }).port}`], { retries: 0, timeout: '3s' }));
+    const bad = await rawUpstream((s) => s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\nhello')));
+    const p = await proxy(simple([bad.address], { retries: 0, timeout: '3s' }));
     try {
       const t0 = Date.now();
       assert.equal((await get(p.url + '/')).status, 502);
