@@ -137,7 +137,7 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct packet *p, struc
   struct nat_val *nv = bpf_map_lookup_elem(&nat_back, &nk);
   if (!nv) return pass(G_PASS_NOT_VIP);
   if (p->icmp) {
-    nat_icmp_reply(p, data_end, nv);
+    nat_icmp(p, data_end, nv->vip, nv->vip_port, 0);
     count(G_ICMP_FWD);
     count(G_NAT_REPLY);
     return nat_reply_out(ctx, eth, nv);
@@ -294,7 +294,7 @@ forward:
   if (!(r->flags & REAL_F_IPV6) != !p.v6) return drop(G_DROP_FAMILY);
   if (mode == MODE_NAT) {
     if (p.icmp) {
-      nat_icmp(&p, data_end, r);
+      nat_icmp(&p, data_end, r->addr, r->port, 1);
       set_macs(eth, r);
       return transmit(r);
     }

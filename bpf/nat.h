@@ -44,96 +44,56 @@ static __always_inline void nat_rewrite(struct packet *p, void *data_end, const 
   }
 }
 
-/* An ICMP error quoting a NAT flow, on its way to the real: the outer destination and the
- * quoted packet's source (address and port) become the real's, so the real's kernel finds the
- * connection. Fixed: the outer IPv4 checksum, the quoted IPv4 header checksum and the ICMP
- * checksum (ICMPv6: its pseudo-header too). The quoted L4 checksum is left as it was (kernels do
- * not check it, and the quote may not even hold it). */
-static __always_inline void nat_icmp(struct packet *p, void *data_end, const struct real_def *r) {
-  struct ports *pt = p->inner_l4;
-  if (!pt || (void *)(pt + 1) > data_end) return;
-  __u32 d;
-  if (p->v6) {
-    struct ipv6hdr *o = p->l3;
-    struct icmp6hdr *ic = p->icmp_hdr;
-    struct ipv6hdr *in = p->inner_l3;
-    if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
-    d = csum_diff_words((__u32 *)&o->daddr, r->addr, 4);
-    d += csum_diff_words((__u32 *)&in->saddr, r->addr, 4);
-    __builtin_memcpy(&o->daddr, r->addr, 16);
-    __builtin_memcpy(&in->saddr, r->addr, 16);
-    if (r->port && r->port != pt->src) {
-      d += csum_diff16(pt->src, r->port);
-      pt->src = r->port;
-    }
-    csum_apply(&ic->icmp6_cksum, d);
-  } else {
-    struct iphdr *o = p->l3;
-    struct icmphdr *ic = p->icmp_hdr;
-    struct iphdr *in = p->inner_l3;
-    if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
-    __u32 od = csum_diff_words(&o->daddr, r->addr, 1);
-    o->daddr = r->addr[0];
-    csum_apply(&o->check, od);
-    __u32 id = csum_diff_words(&in->saddr, r->addr, 1);
-    in->saddr = r->addr[0];
-    __u16 old_check = in->check;
-    csum_apply(&in->check, id);
-    d = id + csum_diff16(old_check, in->check);
-    if (r->port && r->port != pt->src) {
-      d += csum_diff16(pt->src, r->port);
-      pt->src = r->port;
-    }
-    csum_apply(&ic->checksum, d);
-  }
-}
-
-/* An ICMP error a NAT real (or a router on its side) sends to a client about one of its NAT
- * flows (port unreachable, time exceeded, ...): the quoted packet is the client's, as the real
- * received it (dst real:port). It becomes what the client sent: quoted destination address and
- * port back to the VIP's; the outer source too when the real itself sent the error (a router's
- * address is left: it is that router speaking). Fixed: the outer IPv4 checksum, the quoted IPv4
- * header checksum, the ICMP checksum (ICMPv6: its pseudo-header too). */
-static __always_inline void nat_icmp_reply(struct packet *p, void *data_end, const struct nat_val *nv) {
+/* An ICMP error about a NAT flow, rewritten for the side it goes to. `to_real`: an error sent to
+ * the VIP, quoting a packet the VIP sent: the outer destination and the quoted source (address,
+ * and port unless `port` is 0: the real has the VIP's) become the real's, so the real's kernel
+ * finds the connection. Else: an error a NAT real (or a router on its side) sends to a client,
+ * quoting the client's packet as the real received it (dst real:port): the quoted destination
+ * address and port become the VIP's, and the outer source too when the real itself sent the
+ * error (a router's address is left: it is that router speaking). Fixed: the outer IPv4
+ * checksum, the quoted IPv4 header checksum and the ICMP checksum (ICMPv6: its pseudo-header
+ * too). The quoted L4 checksum is left as it was (kernels do not check it, and the quote may not
+ * even hold it). */
+static __always_inline void nat_icmp(struct packet *p, void *data_end, const __be32 *addr, __be16 port, const int to_real) {
   struct ports *pt = p->inner_l4;
   if (!pt || (void *)(pt + 1) > data_end) return;
   __u32 d = 0;
+  __be16 *qport = to_real ? &pt->src : &pt->dst;
+  if ((port || !to_real) && port != *qport) {
+    d += csum_diff16(*qport, port);
+    *qport = port;
+  }
   if (p->v6) {
     struct ipv6hdr *o = p->l3;
     struct icmp6hdr *ic = p->icmp_hdr;
     struct ipv6hdr *in = p->inner_l3;
     if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
-    __u32 *os = (__u32 *)&o->saddr, *id = (__u32 *)&in->daddr;
-    if (os[0] == id[0] && os[1] == id[1] && os[2] == id[2] && os[3] == id[3]) {
-      d += csum_diff_words(os, nv->vip, 4);
-      __builtin_memcpy(os, nv->vip, 16);
+    __u32 *outer = to_real ? (__u32 *)&o->daddr : (__u32 *)&o->saddr;
+    __u32 *quoted = to_real ? (__u32 *)&in->saddr : (__u32 *)&in->daddr;
+    if (to_real || (outer[0] == quoted[0] && outer[1] == quoted[1] && outer[2] == quoted[2] && outer[3] == quoted[3])) {
+      d += csum_diff_words(outer, addr, 4);
+      __builtin_memcpy(outer, addr, 16);
     }
-    d += csum_diff_words(id, nv->vip, 4);
-    __builtin_memcpy(id, nv->vip, 16);
-    if (nv->vip_port != pt->dst) {
-      d += csum_diff16(pt->dst, nv->vip_port);
-      pt->dst = nv->vip_port;
-    }
+    d += csum_diff_words(quoted, addr, 4);
+    __builtin_memcpy(quoted, addr, 16);
     csum_apply(&ic->icmp6_cksum, d);
   } else {
     struct iphdr *o = p->l3;
     struct icmphdr *ic = p->icmp_hdr;
     struct iphdr *in = p->inner_l3;
     if (!o || !ic || !in || (void *)(o + 1) > data_end || (void *)(ic + 1) > data_end || (void *)(in + 1) > data_end) return;
-    if (o->saddr == in->daddr) {
-      __u32 od = csum_diff_words(&o->saddr, nv->vip, 1);
-      o->saddr = nv->vip[0];
+    __u32 *outer = to_real ? &o->daddr : &o->saddr;
+    __u32 *quoted = to_real ? &in->saddr : &in->daddr;
+    if (to_real || *outer == *quoted) {
+      __u32 od = csum_diff_words(outer, addr, 1);
+      *outer = addr[0];
       csum_apply(&o->check, od);
     }
-    __u32 id = csum_diff_words(&in->daddr, nv->vip, 1);
-    in->daddr = nv->vip[0];
+    __u32 id = csum_diff_words(quoted, addr, 1);
+    *quoted = addr[0];
     __u16 old_check = in->check;
     csum_apply(&in->check, id);
-    d = id + csum_diff16(old_check, in->check);
-    if (nv->vip_port != pt->dst) {
-      d += csum_diff16(pt->dst, nv->vip_port);
-      pt->dst = nv->vip_port;
-    }
+    d += id + csum_diff16(old_check, in->check);
     csum_apply(&ic->checksum, d);
   }
 }
