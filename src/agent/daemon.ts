@@ -26,6 +26,11 @@ export interface AgentCliOptions {
 }
 
 /** Command-line flags win over the config file and the saved state. */
+/** Stop the API and metrics servers, their open connections included. */
+function closeServers(servers: Server[]): Promise<void[]> {
+  return Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
+}
+
 function overrides(o: AgentCliOptions): Partial<DataplaneSpec> {
   return {
     ...(o.interface ? { interface: o.interface } : {}),
@@ -96,7 +101,7 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
     // Failing to start (the metrics port taken, say) must end the process: an API left serving
     // would keep it alive, answering "ok" without the lock that keeps a second agent out.
     // The data plane keeps forwarding, as after SIGTERM.
-    await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
+    await closeServers(servers);
     if (agent) await agent.close(true).catch(() => undefined);
     else await opened.dataplane.close({ keepForwarding: true }).catch(() => undefined);
     throw e;
@@ -117,7 +122,7 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
   const stop = (keepForwarding = true) => {
     stopping ??= (async () => {
       process.off('SIGHUP', onHup);
-      await Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
+      await closeServers(servers);
       await running.close(keepForwarding);
       lock.release();
       log.info({ keepForwarding }, 'agent stopped');
