@@ -151,6 +151,11 @@ function overlaps(a: { address: string; port: number }, b: { address: string; po
   return covers(a.address, b.address) || covers(b.address, a.address);
 }
 
+/** A configured host or server name as requests and SNI carry it: lower case, no FQDN trailing dot. */
+function hostName(n: string): string {
+  return n.toLowerCase().replace(/(?<=.)\.$/, '');
+}
+
 function checkCidr(c: Checker, v: unknown, path: string): string | undefined {
   if (typeof v !== 'string') { c.fail(path, 'must be an address or CIDR like 10.0.0.0/8'); return undefined; }
   const [addr, bits, extra] = v.split('/');
@@ -184,7 +189,7 @@ function checkListener(c: Checker, v: unknown, path: string): ListenerSpec & { w
       const names = c.list(co.serverNames, `${p}.serverNames`).map((n, j) =>
         c.str(n, `${p}.serverNames[${j}]`, /^(\*\.)?[a-z0-9.-]+$/i, 'a host name, or *.domain') ?? '')
         // SNI names come without the FQDN's trailing dot (RFC 6066 §3): so must these, to match.
-        .map((n) => n.toLowerCase().replace(/(?<=.)\.$/, ''));
+        .map(hostName);
       return { cert: cert ?? '', key: key ?? '', serverNames: names };
     });
     if (certs.length === 0) c.fail(`${path}.tls.certs`, 'needs at least one certificate (the first is the default)');
@@ -220,7 +225,7 @@ function checkRoute(c: Checker, v: unknown, path: string, i: number): RouteSpec 
   else {
     const host = c.str(m.host, `${path}.match.host`, /^(\*\.)?[a-z0-9.-]+$/i, 'a host name or *.domain');
     // Requests are matched with the FQDN's trailing dot removed (normalizeHost): so is the route's.
-    if (host !== undefined) match.host = host.toLowerCase().replace(/(?<=.)\.$/, '');
+    if (host !== undefined) match.host = hostName(host);
   }
   const prefix = c.str(m.pathPrefix, `${path}.match.pathPrefix`, /^\/\S*$/, 'a path starting with /');
   if (prefix !== undefined) match.pathPrefix = prefix;
