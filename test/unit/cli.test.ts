@@ -31,6 +31,8 @@ before(async () => {
     store, dataplane: dp, logger: pino({ level: 'silent' }),
     initial: { dataplane: { ...DEFAULT_DATAPLANE, maxVips: 4, maxReals: 3 }, vips: [] },
     info: { kind: 'xdp', reason: 'test' },
+    // No periodic re-sync: one landing between `dp.failNext = ...` and the request would take the failure meant for it.
+    resyncMs: 0,
   });
   server = await serveApi(agent, socket, pino({ level: 'silent' }));
 });
