@@ -210,11 +210,13 @@ int balancer(struct xdp_md *ctx) {
 
   /* The VIP: exact port, then the port-0 wildcard if some VIP has one. */
   struct vip_meta *vip = vip_lookup(&p, p.flow.dport);
+  __be16 vip_port = p.flow.dport; /* the VIP's own port: 0 for the wildcard */
   if (!vip) {
     __u32 k0 = 0;
     struct config *cfg = bpf_map_lookup_elem(&config, &k0);
     if (!cfg) return pass(G_PASS_NOT_VIP);
     if (cfg->flags & CFG_F_WILDCARD) vip = vip_lookup(&p, 0);
+    vip_port = 0;
     if (!vip) {
       if (cfg->flags & CFG_F_NAT) return nat_reply(ctx, &p, eth, data_end);
       return pass(G_PASS_NOT_VIP);
@@ -226,11 +228,14 @@ int balancer(struct xdp_md *ctx) {
   if (vip_id >= MAX_VIPS) return drop(G_DROP_NO_REAL);
   __u8 mode = vip->mode;
 
-  /* The flow: src-ip VIPs keep one entry per client (ports zero in the key). */
+  /* The flow: src-ip VIPs keep one entry per client and VIP: no client port in the key, and the
+   * VIP's own port (0 for a port-0 VIP, which keeps a client on one real across its ports), so
+   * that src-ip VIPs on other ports of the address keep entries of their own. */
   __be16 sport = p.flow.sport, dport = p.flow.dport;
-  if (vip->flags & VIP_F_SRC_IP_HASH) {
+  int src_ip = vip->flags & VIP_F_SRC_IP_HASH;
+  if (src_ip) {
     p.flow.sport = 0;
-    p.flow.dport = 0;
+    p.flow.dport = vip_port;
   }
   struct real_def *r;
   __u32 ri;
@@ -241,7 +246,7 @@ int balancer(struct xdp_md *ctx) {
   /* A SYN opens a new connection: it goes straight to the ring (as in Katran), which saves a
    * flow lookup on every new TCP flow. A src-ip VIP's flow is the client's, so SYNs look it up. */
   struct flow_val *fv = NULL;
-  if (!p.syn || (vip->flags & VIP_F_SRC_IP_HASH)) {
+  if (!p.syn || src_ip) {
     /* Two call sites, one map each: the verifier inlines a lookup only for a known map. */
     if (p.v6) fv = bpf_map_lookup_elem(&flows6, &p.flow);
     else fv = bpf_map_lookup_elem(&flows, &k4);
@@ -249,11 +254,15 @@ int balancer(struct xdp_md *ctx) {
   if (fv) {
     ri = fv->real;
     r = bpf_map_lookup_elem(&reals, &ri);
-    if (r && r->gen == fv->gen && !(r->flags & REAL_F_DOWN)) goto forward;
+    /* The key has no VIP id: a flow another VIP of the address remembered (a port-0 VIP before
+     * a VIP of this port was added) is not this VIP's and is re-chosen from its ring. Owner 0:
+     * a slot the agent did not write (every slot it uses carries its VIP). */
+    if (r && r->gen == fv->gen && !(r->flags & REAL_F_DOWN) && (!r->owner || r->owner == vip_id + 1)) goto forward;
     count(G_FLOW_RECHOSEN);
   }
   {
-    __u32 ports = ((__u32)p.flow.sport << 16) | p.flow.dport;
+    /* src-ip: the client's address alone picks the real (every balancer, every port alike). */
+    __u32 ports = src_ip ? 0 : ((__u32)p.flow.sport << 16) | p.flow.dport;
     __u32 h = flow_hash(p.flow.src, p.v6, ports);
     __u32 slot = vip_id * RING_SIZE + h % RING_SIZE;
     __u32 *rp = bpf_map_lookup_elem(&rings, &slot);
@@ -300,7 +309,6 @@ forward:
     }
     /* The way back, per connection. A src-ip VIP's flow entry covers all of a client's
      * connections, so a hit there may still be a new connection: check (that VIP kind only). */
-    int src_ip = vip->flags & VIP_F_SRC_IP_HASH;
     if (new_flow || src_ip) {
       struct nat_key nk = {};
       __builtin_memcpy(nk.real, r->addr, 16);

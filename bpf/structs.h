@@ -36,7 +36,7 @@ struct real_def {
   __u32 gen;       /* bumped when the slot is reused: flows of the previous owner move */
   __u8 flags;      /* REAL_F_* */
   __u8 tx_port;    /* 0: XDP_TX; else XDP_REDIRECT via tx_ports[tx_port] */
-  __u16 owner;     /* the agent's bookkeeping: VIP id + 1 owning the slot, 0 = free (unused here) */
+  __u16 owner;     /* VIP id + 1 owning the slot, 0 = free: a flow hit for another VIP is re-chosen */
 };
 
 /* flows key (16 bytes): an IPv4 client's 5-tuple (ports 0 for src-ip hashing). A small key

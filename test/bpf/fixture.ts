@@ -28,6 +28,8 @@ export interface TestReal {
   txPort?: number;
   /** No MAC: an IPIP real behind the gateway. */
   noMac?: boolean;
+  /** The VIP id + 1 the slot belongs to, as the agent writes it (0: unset, not checked). */
+  owner?: number;
 }
 
 export interface TestVip {
@@ -103,7 +105,7 @@ export class TestBalancer {
       gen: r.gen ?? 0,
       flags: (r.flags ?? 0) | (r.addr.includes(':') ? S.REAL_F_IPV6 : 0),
       txPort: r.txPort ?? 0,
-      owner: 0,
+      owner: r.owner ?? 0,
     });
   }
 
