@@ -166,3 +166,12 @@ test('an sh VIP whose weights add up to more than IPVS\'s 256 sh buckets is refu
   assert.equal(plan({ services: [two(128)] }, [], new Set()).ops.length, 3);
   assert.equal(plan({ services: [{ ...two(300), scheduler: 'wrr' }] }, [], new Set()).ops.length, 3);
 });
+
+test('a port-0 NAT VIP with a real on its own port is refused: IPVS would forward to the client\'s port', () => {
+  const any = (reals: ServiceReal[]) => service({ port: 0, mode: 'nat', reals });
+  assert.throws(() => plan({ services: [any([real('10.99.0.11', { port: 0 }), real('10.99.0.12', { port: 8080 })])] }, [], new Set()),
+    /port-0 \(every port\) VIP to the port each client asked for.*10\.99\.100\.1:0\/tcp real 10\.99\.0\.12:8080/);
+  // Without a port of their own (port 0: the client's), and for a NAT VIP with a port, all is well.
+  assert.equal(plan({ services: [any([real('10.99.0.11', { port: 0 })])] }, [], new Set()).ops.length, 2);
+  assert.equal(plan({ services: [service({ mode: 'nat', reals: [real('10.99.0.12', { port: 8080 })] })] }, [], new Set()).ops.length, 2);
+});

@@ -46,6 +46,17 @@ export function checkDesired(desired: ServiceTable, limits: { mhTableSize?: numb
     throw new Error(`IPVS's sh scheduler gives each real \`weight\` of its ${shMax} buckets (at least 1), so a VIP's weights may add up to ${shMax} at most; `
       + heavy.map(({ s, sum }) => `${serviceIdKey(s)} has ${sum}`).join(', ') + ': scale the weights down (only their ratio matters) or use another --scheduler');
   }
+  // A port-0 service is persistent, and IPVS forwards each of its connections to the port the
+  // client asked for (ip_vs_sched_persist: the destination's port is used only when the client's
+  // port equals the service's, never for port 0). A NAT real's own port would be listed in
+  // ipvsadm and then ignored: connections to VIP:80 would reach real:80, not real:8080.
+  const ported = desired.services
+    .filter((s) => s.port === 0 && s.mode === 'nat')
+    .flatMap((s) => s.reals.filter((r) => r.port !== 0).map((r) => `${serviceIdKey(s)} real ${destKey(r)}`));
+  if (ported.length) {
+    throw new Error('IPVS forwards the connections of a port-0 (every port) VIP to the port each client asked for, never to a real\'s own port; '
+      + ported.join(', ') + ': give these reals no port of their own (they get the client\'s), or give the VIP a port');
+  }
 }
 
 export interface DesiredService {
