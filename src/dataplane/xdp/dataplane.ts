@@ -87,6 +87,8 @@ interface VipState {
   meta: S.VipMeta;
   vk: S.VipKey;
   reals: Map<string, RealState>;
+  /** In the vips map: a VIP whose first sync failed half-way is written by the next one. */
+  inMap: boolean;
 }
 
 /** STALE next hops a refresh probes at most (one ping each); the others wait for later refreshes. */
@@ -371,7 +373,7 @@ export class XdpDataplane implements Dataplane {
       const address = bytesToIp(vk.addr);
       const proto = vk.proto === S.IPPROTO.tcp ? 'tcp' : 'udp';
       const key = vipKey({ address, port: vk.port, protocol: proto });
-      const st: VipState = { id: meta.id, key, meta, vk, reals: new Map() };
+      const st: VipState = { id: meta.id, key, meta, vk, reals: new Map(), inMap: true };
       this.#state.set(key, st);
       byId.set(meta.id, st);
     }
@@ -676,6 +678,10 @@ export class XdpDataplane implements Dataplane {
       v?.close();
     }
 
+    // Room for the new VIPs and (VIP, real) pairs, checked before any map is written: a table
+    // that does not fit changes nothing.
+    const room = this.#checkRoom(want);
+
     // 1. VIPs that go: out of the vips map first (no new packets), then free their real slots.
     for (const [key, st] of [...this.#state]) {
       if (want.has(key)) continue;
@@ -686,6 +692,10 @@ export class XdpDataplane implements Dataplane {
       report.removed++;
       report.changes.push(`-vip ${key}`);
     }
+
+    // At the limit, the new pairs need the slots of reals that go in this sync before the usual
+    // order (new reals first, gone ones last) would free them.
+    if (room.newPairs > this.#freeSlots.length) this.#shrinkFirst(want, room.newPairs, report);
 
     const usedIds = new Set([...this.#state.values()].map((s) => s.id));
     const unresolved = new Map<string, string>();
@@ -699,7 +709,7 @@ export class XdpDataplane implements Dataplane {
         if (id >= L.maxVips) throw Object.assign(new Error(`no room for VIP ${key}: the data plane holds ${L.maxVips} VIPs (dataplane.maxVips)`), { code: 'ENOSPC' });
         usedIds.add(id);
         meta.id = id;
-        st = { id, key, meta, vk: { addr: ipToBytes(svc.address), port: svc.port, proto: S.IPPROTO[svc.protocol] }, reals: new Map() };
+        st = { id, key, meta, vk: { addr: ipToBytes(svc.address), port: svc.port, proto: S.IPPROTO[svc.protocol] }, reals: new Map(), inMap: false };
         this.#state.set(key, st);
         this.#zeroStats([S.statsIndex.vip(id)]);
       }
@@ -746,8 +756,9 @@ export class XdpDataplane implements Dataplane {
       if (after.length) this.#reals.setMany(after);
 
       // 4. The VIP itself (new, or mode/hash changed), once its ring is ready.
-      if (isNew || st.meta.mode !== meta.mode || st.meta.flags !== meta.flags) {
+      if (isNew || !st.inMap || st.meta.mode !== meta.mode || st.meta.flags !== meta.flags) {
         this.#vipMap(st.vk).set(st.vk, meta);
+        st.inMap = true;
         if (isNew) { report.added++; report.changes.push(`+vip ${key} (${svc.mode}, ${svc.hash}, id ${st.id}, ${svc.reals.length} reals)`); }
         else { report.updated++; report.changes.push(`~vip ${key} (${svc.mode}, ${svc.hash})`); }
         st.meta = meta;
@@ -767,6 +778,54 @@ export class XdpDataplane implements Dataplane {
     this.#noteUnresolved(unresolved);
     if (report.changes.length) this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed }, `xdp sync: ${report.changes.join('; ')}`);
     return report;
+  }
+
+  /**
+   * Throws ENOSPC, before anything is written, when `want` needs more VIP ids or real slots than
+   * the limits hold once the VIPs and reals it drops are freed; else how many new (VIP, real)
+   * pairs it brings.
+   */
+  #checkRoom(want: Map<string, Service>): { newPairs: number } {
+    const L = this.limits;
+    let vips = 0, newPairs = 0, freed = 0;
+    for (const [key, st] of this.#state) if (!want.has(key)) freed += st.reals.size;
+    for (const [key, svc] of want) {
+      vips++;
+      const st = this.#state.get(key);
+      const keys = new Set(svc.reals.map((r) => realKey({ address: r.address, port: r.port })));
+      for (const k of keys) if (!st?.reals.has(k)) newPairs++;
+      if (st) for (const k of st.reals.keys()) if (!keys.has(k)) freed++;
+    }
+    if (vips > L.maxVips) throw Object.assign(new Error(`no room for ${vips} VIPs: the data plane holds ${L.maxVips} (dataplane.maxVips)`), { code: 'ENOSPC' });
+    const free = this.#freeSlots.length + freed;
+    if (newPairs > free) throw Object.assign(new Error(`no room for ${newPairs} new (VIP, real) pairs: ${free} of the data plane's ${L.maxReals} are free (dataplane.maxReals)`), { code: 'ENOSPC' });
+    return { newPairs };
+  }
+
+  /**
+   * Free the slots of reals that go before any new real takes one, VIP by VIP until `need` slots
+   * are free: each such VIP's ring stops pointing at them first (their entries go to the VIP's
+   * remaining reals in turn, NO_REAL if none remain: a counted drop_no_real until this sync writes
+   * the VIP's new ring a moment later), then they are marked down and freed.
+   */
+  #shrinkFirst(want: Map<string, Service>, need: number, report: SyncReport): void {
+    for (const [key, svc] of want) {
+      if (this.#freeSlots.length >= need) return;
+      const st = this.#state.get(key);
+      if (!st) continue;
+      const keys = new Set(svc.reals.map((r) => realKey({ address: r.address, port: r.port })));
+      const gone = [...st.reals.values()].filter((r) => !keys.has(r.key));
+      if (!gone.length) continue;
+      const goneSlots = new Set(gone.map((r) => r.slot));
+      const cur = this.readRing(st.id);
+      const kept = [...new Set(cur)].filter((x) => x !== S.NO_REAL && !goneSlots.has(x));
+      let k = 0;
+      const interim = cur.map((x) => (goneSlots.has(x) ? (kept.length ? kept[k++ % kept.length] : S.NO_REAL) : x));
+      this.#writeRingDiff(st.id, cur, interim);
+      this.#ringInputs.delete(st.id);
+      this.#freeRealSlots(gone);
+      for (const g of gone) { st.reals.delete(g.key); report.removed++; report.changes.push(`-real ${key} ${g.key}`); }
+    }
   }
 
   /** Reals without a next hop: counted on every sync, warned about when they become so. */
@@ -819,13 +878,18 @@ export class XdpDataplane implements Dataplane {
     const inputs = JSON.stringify(reals.map((r) => [r.id, r.weight, r.slot]));
     if (this.#ringInputs.get(id) === inputs) return 0;
     const table = reals.length ? buildTable(reals.map(({ id, weight }) => ({ id, weight })), n) : new Uint32Array(n).fill(S.NO_REAL);
-    const cur = this.readRing(id);
     const want = new Uint32Array(n);
+    for (let i = 0; i < n; i++) want[i] = table[i] === S.NO_REAL ? S.NO_REAL : reals[table[i]].slot;
+    const changed = this.#writeRingDiff(id, this.readRing(id), want);
+    this.#ringInputs.set(id, inputs);
+    return changed;
+  }
+
+  /** Write the entries of VIP `id`'s ring where `want` differs from `cur`, in one batch; how many. */
+  #writeRingDiff(id: number, cur: Uint32Array, want: Uint32Array): number {
+    const n = this.limits.ringSize;
     let changed = 0;
-    for (let i = 0; i < n; i++) {
-      want[i] = table[i] === S.NO_REAL ? S.NO_REAL : reals[table[i]].slot;
-      if (cur[i] !== want[i]) changed++;
-    }
+    for (let i = 0; i < n; i++) if (cur[i] !== want[i]) changed++;
     if (changed) {
       const keys = Buffer.alloc(changed * 4);
       const vals = Buffer.alloc(changed * 4);
@@ -837,7 +901,6 @@ export class XdpDataplane implements Dataplane {
       }
       native().mapUpdateBatch(this.#rings.fd, keys, vals, changed, 0);
     }
-    this.#ringInputs.set(id, inputs);
     return changed;
   }
 
