@@ -28,6 +28,10 @@ export interface AgentOptions {
   logger: Logger;
   /** Re-sync the unchanged desired state this often (default 10 s); 0: never. */
   resyncMs?: number;
+  /** Told of each change once the data plane took it, before it is acknowledged (the L7 pool follows `l7`). */
+  onChange?: (c: Config) => Promise<void> | void;
+  /** The L7 pool's state for status(), when the agent runs one. */
+  l7Status?: () => unknown;
 }
 
 const HEALTH_FILE = 'health.json';
@@ -50,6 +54,8 @@ export class Agent {
   #queue: Promise<unknown> = Promise.resolve();
   #lastSync: { at: Date; changes: number; error?: string } | null = null;
   #resync?: NodeJS.Timeout;
+  #onChange?: AgentOptions['onChange'];
+  #l7Status?: AgentOptions['l7Status'];
 
   private constructor(o: AgentOptions) {
     this.store = o.store;
@@ -57,6 +63,8 @@ export class Agent {
     this.#config = o.initial;
     this.#dp = o.dataplane;
     this.#log = o.logger;
+    this.#onChange = o.onChange;
+    this.#l7Status = o.l7Status;
     this.#down = loadDown(join(o.store.dir, HEALTH_FILE));
     this.#health = new HealthChecker();
     this.#health.on('change', (ev: { id: string; up: boolean; reason?: string }) => {
@@ -107,6 +115,7 @@ export class Agent {
       try {
         this.#updateHealthTargets();
         await this.#sync('change');
+        await this.#onChange?.(next);
       } catch (e) {
         this.#log.error({ err: e }, 'data plane refused the change; restoring the previous state');
         this.store.save(prev);
@@ -141,6 +150,7 @@ export class Agent {
       health: { up: reals.length - down, down, drained },
       limits: { maxVips: this.#config.dataplane.maxVips, maxReals: this.#config.dataplane.maxReals, ringSize: this.#config.dataplane.ringSize, flowTableSize: this.#config.dataplane.flowTableSize },
       lastSync: this.#lastSync,
+      ...(this.#l7Status?.() ? { l7: this.#l7Status() } : {}),
     };
   }
 

@@ -9,6 +9,7 @@ import { openDataplane } from '../dataplane/open.js';
 import { Agent } from './agent.js';
 import { claimSocket, serveApi } from './api.js';
 import { applyConfig, validateDocument } from './desired.js';
+import { L7Pool } from './l7-pool.js';
 import { AgentLock } from './lock.js';
 import { parseHostPort, serveMetrics } from './metrics.js';
 import { StateStore } from './store.js';
@@ -23,6 +24,8 @@ export interface AgentCliOptions {
   metrics?: string;
   pinDir: string;
   logger?: Logger;
+  /** Log level of the L7 pool the agent runs (when the config has an l7 section). */
+  logLevel?: string;
 }
 
 /** Command-line flags win over the config file and the saved state. */
@@ -85,9 +88,11 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
   log.info({ dataplane: opened.kind, reason: opened.reason, interface: opened.interface, programId: opened.programId }, 'data plane ready');
   let agent: Agent | undefined;
   const servers: Server[] = [];
+  const l7 = new L7Pool({ stateDir: o.stateDir, logger: log, ...(o.logLevel ? { logLevel: o.logLevel } : {}) });
   try {
     agent = await Agent.start({
       store, initial, dataplane: opened.dataplane, logger: log,
+      onChange: (c) => l7.sync(c.l7), l7Status: () => l7.status(),
       info: {
         kind: opened.kind, reason: opened.reason,
         ...(opened.interface ? { interface: opened.interface } : {}),
@@ -97,11 +102,13 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
     });
     servers.push(await serveApi(agent, o.socket, log));
     if (o.metrics) servers.push(await serveMetrics(agent, o.metrics, log));
+    await l7.sync(agent.config.l7);
   } catch (e) {
     // Failing to start (the metrics port taken, say) must end the process: an API left serving
     // would keep it alive, answering "ok" without the lock that keeps a second agent out.
     // The data plane keeps forwarding, as after SIGTERM.
     await closeServers(servers);
+    await l7.close();
     if (agent) await agent.close(true).catch(() => undefined);
     else await opened.dataplane.close({ keepForwarding: true }).catch(() => undefined);
     throw e;
@@ -123,6 +130,8 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
     stopping ??= (async () => {
       process.off('SIGHUP', onHup);
       await closeServers(servers);
+      // The pool drains (in-flight requests finish) while XDP keeps forwarding.
+      await l7.close();
       await running.close(keepForwarding);
       lock.release();
       log.info({ keepForwarding }, 'agent stopped');

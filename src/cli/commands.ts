@@ -120,6 +120,7 @@ export function statusCommand(): Command {
         `vips:       ${s.vips} (limit ${s.limits.maxVips})`,
         `reals:      ${s.reals} (limit ${s.limits.maxReals}): ${s.health.up} up, ${s.health.down} down, ${s.health.drained} drained`,
         `last sync:  ${s.lastSync ? `${s.lastSync.at}${s.lastSync.error ? ` FAILED: ${s.lastSync.error}` : ''}` : 'never'}`,
+        ...(s.l7 ? [`l7 pool:    ${s.l7.running ? `running, pid ${s.l7.pid}` : 'NOT running (restarting)'}, config ${s.l7.config}${s.l7.restarts ? `, ${s.l7.restarts} restarts` : ''}`] : []),
         '',
       ].join('\n'));
     });

@@ -40,7 +40,7 @@ export function agentCommand(): Command {
         }
         return;
       }
-      const running = await runAgent({ ...o, logger });
+      const running = await runAgent({ ...o, logger, logLevel: o.logLevel });
       await new Promise<void>((resolve) => {
         const onSignal = (sig: NodeJS.Signals) => {
           logger.info({ signal: sig }, 'stopping; the data plane keeps forwarding');

@@ -262,6 +262,12 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     ['SIGINT', () => { void stop(); }],
   ];
   if (opts.signals !== false) for (const [s, f] of handlers) process.on(s, f);
+  // Run by the agent (agent/l7-pool.ts): say when a SIGHUP is safe, and drain when the agent is gone.
+  if (process.env.SLUICE_L7_PARENT && process.send) {
+    process.channel?.unref();
+    process.once('disconnect', () => { log.warn('the agent that runs this pool is gone: draining'); void stop(); });
+    process.send({ type: 'sluice-l7-ready' });
+  }
 
   return {
     done,
