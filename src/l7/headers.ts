@@ -23,6 +23,11 @@ export interface RequestHeadInput {
   contentLength?: string;
   /** A WebSocket (or other) upgrade: keep Upgrade and say so in Connection. */
   upgrade?: string;
+  /**
+   * Host for a request that came without one (HTTP/1.0 allows that; the HTTP/1.1 sent upstream
+   * must have one, RFC 9112 §3.2): the address the client connected to, as it would have named it.
+   */
+  fallbackHost?: string;
 }
 
 const REQUEST_ID = /^[\w\-.:+/=]{1,200}$/;
@@ -84,6 +89,7 @@ export function requestHead(i: RequestHeadInput, newId: () => string): BuiltHead
     head += `${name}: ${value}\r\n`;
   }
   if (i.authority !== undefined) head += `host: ${i.authority}\r\n`;
+  else if (host === undefined && i.fallbackHost !== undefined) head += `host: ${i.fallbackHost}\r\n`;
   if (cookie !== undefined) head += `cookie: ${cookie}\r\n`;
   const client = i.clientIp;
   const proto = (i.trusted && xfp) || i.proto;
@@ -100,6 +106,14 @@ export function requestHead(i: RequestHeadInput, newId: () => string): BuiltHead
   else if (i.body === 'length') head += `content-length: ${i.contentLength}\r\n`;
   else if (i.body === 'chunked') head += 'transfer-encoding: chunked\r\n';
   return { head: head + '\r\n', requestId, hosts };
+}
+
+/** `addr:port` as a Host value: IPv6 in brackets, the scheme's default port left out. */
+export function authorityOf(addr: string | undefined, port: number | undefined, proto: 'http' | 'https'): string | undefined {
+  if (!addr) return undefined;
+  const a = addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+  const h = a.includes(':') ? `[${a}]` : a;
+  return port === undefined || port === (proto === 'https' ? 443 : 80) ? h : `${h}:${port}`;
 }
 
 /** Request headers other than HTTP/2 pseudo-headers (`:method`, `:path`, ...), which limits.maxHeaders does not count. */

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as h2constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
-import { headerCount, requestHead, responseHeaders } from './headers.js';
+import { authorityOf, headerCount, requestHead, responseHeaders } from './headers.js';
 import { hasFragment, originForm, pathOf, routingPath } from './path.js';
 import type { Pick, Pool } from './pool.js';
 import type { CompiledRoute } from './router.js';
@@ -113,6 +113,7 @@ export class ProxyRequest implements Exchange {
       trusted, proto: this.proto, httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via,
       // A declared empty body keeps its `Content-Length: 0`: some upstreams answer a POST without one 411.
       body: this.chunked ? 'chunked' : cl !== undefined ? 'length' : 'none', contentLength: cl,
+      fallbackHost: h2 ? undefined : authorityOf(req.socket?.localAddress, req.socket?.localPort, this.proto),
     }, randomUUID);
     this.head = built.head;
     this.requestId = built.requestId;

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context.js';
-import { headerCount, requestHead } from './headers.js';
+import { authorityOf, headerCount, requestHead } from './headers.js';
 import { hasFragment, originForm, pathOf, routingPath } from './path.js';
 import { rawShortReply } from './proxy.js';
 import { normalizeHost } from './router.js';
@@ -29,7 +29,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   const built = requestHead({
     method, url: target, rawHeaders: req.rawHeaders, clientIp, trusted: rt.trusted.has(clientIp), proto,
     httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via, body: 'none',
-    upgrade: String(req.headers.upgrade ?? 'websocket'),
+    upgrade: String(req.headers.upgrade ?? 'websocket'), fallbackHost: authorityOf(req.socket.localAddress, req.socket.localPort, proto),
   }, randomUUID);
   const tooMany = headerCount(req.rawHeaders, false) > rt.config.limits.maxHeaders;
   const invalid = built.hosts > 1 || hasFragment(target);

@@ -43,6 +43,13 @@ describe('forwarding headers', () => {
     assert.equal(h.forwarded, 'for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=inner');
   });
 
+  it('gives an HTTP/1.0 request without Host the address the client connected to as Host upstream', async () => {
+    const reply = await raw(p.port, 'GET /old HTTP/1.0\r\n\r\n');
+    assert.equal(reply.split(' ')[1], '200', reply);
+    assert.equal(last().host, `127.0.0.1:${p.port}`);
+    assert.equal(last()['x-forwarded-host'], undefined, 'the client named no host');
+  });
+
   it('strips hop-by-hop request headers, including those named by Connection', async () => {
     await raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: secret\r\nX-Keep: yes\r\n\r\n');
     const h = last();
