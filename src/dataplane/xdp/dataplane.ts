@@ -514,8 +514,12 @@ export class XdpDataplane implements Dataplane {
         toProbe.push(...stale.slice(0, MAX_STALE_PROBES));
       }
       if (toProbe.length) {
-        const hops = [...new Set(toProbe.map(({ a, i }) => nextHop(a, routes[i])))];
-        await Promise.all(hops.map((h) => probe(h)));
+        const hops = new Map<string, { addr: string; dev?: string }>();
+        for (const { a, i } of toProbe) {
+          const addr = nextHop(a, routes[i]);
+          hops.set(`${routes[i]?.dev ?? ''}/${addr}`, { addr, dev: routes[i]?.dev || undefined });
+        }
+        await Promise.all([...hops.values()].map((h) => probe(h.addr, h.dev)));
         for (const { a } of toProbe) { const h = this.#hops.get(a); if (h) h.probedAt = Date.now(); }
         // The probes changed the neighbour table: read it again, in a new view.
         const fresh = await openNetView();

@@ -194,8 +194,14 @@ export async function openNetView(): Promise<NetView> {
   return new IpCommandView();
 }
 
-/** Make the kernel resolve an on-link address (one ping; the answer does not matter). */
-export async function probe(addr: string, timeoutMs = 1000): Promise<void> {
-  const fam = ipFamily(addr) === 6 ? '-6' : '-4';
-  await run('ping', [fam, '-n', '-q', '-c', '1', '-W', String(Math.max(1, Math.ceil(timeoutMs / 1000))), addr]).catch(() => undefined);
+/**
+ * Make the kernel resolve an on-link address on `dev` (one ping; the answer does not matter). An
+ * IPv6 link-local address (the usual IPv6 gateway) is scoped to its interface: unscoped, the
+ * kernel sends it out of whichever interface's fe80::/64 route comes first, and the neighbour
+ * on `dev` is never resolved.
+ */
+export async function probe(addr: string, dev?: string, timeoutMs = 1000): Promise<void> {
+  const v6 = ipFamily(addr) === 6;
+  const target = v6 && dev && /^fe[89ab]/i.test(addr) ? `${addr}%${dev}` : addr;
+  await run('ping', [v6 ? '-6' : '-4', '-n', '-q', '-c', '1', '-W', String(Math.max(1, Math.ceil(timeoutMs / 1000))), target]).catch(() => undefined);
 }
