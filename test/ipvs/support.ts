@@ -64,6 +64,14 @@ export function admDest(svc: AdmService | undefined, address: string, port: numb
   return svc?.dests.find((d) => d.address === address && d.port === port);
 }
 
+export interface Held {
+  /** The name of the real that accepted the connection. */
+  real: string;
+  /** Send a line and wait (bounded) for its echo. */
+  echo(line: string): Promise<string>;
+  close(): void;
+}
+
 export interface Topology {
   n: number;
   client: string;
@@ -73,6 +81,10 @@ export interface Topology {
   addVip(address: string): void;
   /** Start an HTTP server answering `name` on every real, on this port. */
   serve(port: number): void;
+  /** Start a TCP server on every real, on this port, that sends the real's name and then echoes each line. */
+  serveEcho(port: number): void;
+  /** A TCP connection from the client that stays open: the real's name it greeted with, and an echo over it. */
+  hold(vip: string, port: number): Promise<Held>;
   /** One HTTP GET from the client; the body (the real's name) or an error. */
   get(vip: string, port: number): string;
   /** `count` HTTP GETs, each on a new connection, from one node process in the client namespace. */
@@ -164,6 +176,43 @@ export function topology(n: number): Topology {
     getMany(vip, port, count) {
       const out = inNs(client, process.execPath, '-e', FETCH_MANY, vip, String(port), String(count));
       return new Map(Object.entries(JSON.parse(out) as Record<string, number>));
+    },
+    serveEcho(port) {
+      for (const r of reals) {
+        const script = join(www, `${r.name}-echo.sh`);
+        writeFileSync(script, `#!/bin/sh\necho ${r.name}\nexec cat\n`, { mode: 0o755 });
+        // busybox nc: -ll keeps listening after each connection, -e runs the script on it.
+        servers.push(spawn('nsenter', [`--net=/run/netns/${r.ns}`, 'nc', '-ll', '-p', String(port), '-e', script], { stdio: 'ignore' }));
+      }
+      for (const r of reals) {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          try { if (inNs(client, 'sh', '-c', `echo | timeout 2 nc ${r.address} ${port}`).split('\n')[0] === r.name) break; } catch { /* not yet */ }
+          if (Date.now() > deadline) throw new Error(`echo server on ${r.ns}:${port} did not come up`);
+          execFileSync('sleep', ['0.1']);
+        }
+      }
+    },
+    hold(vip, port) {
+      const p = spawn('nsenter', [`--net=/run/netns/${client}`, 'nc', vip, String(port)], { stdio: ['pipe', 'pipe', 'ignore'] });
+      let buf = '';
+      const waiting: Array<(line: string) => void> = [];
+      p.stdout.setEncoding('utf8');
+      p.stdout.on('data', (d: string) => {
+        buf += d;
+        for (let i; (i = buf.indexOf('\n')) >= 0 && waiting.length;) { const line = buf.slice(0, i); buf = buf.slice(i + 1); waiting.shift()!(line); }
+      });
+      const next = (what: string) => new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no ${what} from ${vip}:${port} within 5 s`)), 5000);
+        waiting.push((line) => { clearTimeout(t); resolve(line); });
+        p.stdout.emit('data', '');
+      });
+      const close = () => { p.kill('SIGKILL'); };
+      return next('greeting').then((real) => ({
+        real,
+        echo: (line: string) => { p.stdin.write(`${line}\n`); return next('echo'); },
+        close,
+      }), (e) => { close(); throw e; });
     },
     get(vip, port) {
       const host = vip.includes(':') ? `[${vip}]` : vip;

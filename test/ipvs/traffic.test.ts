@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Mode, Service, ServiceReal } from '../../src/model/types.js';
 import { IpvsDataplane } from '../../src/dataplane/ipvs/index.js';
-import { admDest, admService, assertIpvsHost, topology, type Topology } from './support.js';
+import { readFileSync } from 'node:fs';
+import { admDest, admService, assertIpvsHost, sh, topology, type Held, type Topology } from './support.js';
 
 const N = 2; // this file's subnets: 10.98.2.0/24, 10.99.2.0/24; VIPs 10.102.0.x
 const REQUESTS = 24;
@@ -17,9 +18,10 @@ let dp: IpvsDataplane;
 before(async () => {
   assertIpvsHost();
   topo = topology(N);
-  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4', '10.102.0.5', 'fd00:102::1']) topo.addVip(v);
+  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4', '10.102.0.5', '10.102.0.6', '10.102.0.7', 'fd00:102::1']) topo.addVip(v);
   topo.serve(80);
   topo.serve(8080);
+  topo.serveEcho(9000);
   dp = await IpvsDataplane.open({});
 });
 after(async () => {
@@ -97,4 +99,49 @@ test('IPv6 DR: connections to an IPv6 VIP reach both reals', async () => {
   await dp.sync({ services: [{ ...s, reals: s.reals.map((r, i) => ({ ...r, address: topo.reals[i].address6 })) }] });
   assert.equal(admService('tcp', 'fd00:102::1', 80)?.dests.length, 2);
   assertServedByBoth(topo.getMany('fd00:102::1', 80, REQUESTS));
+});
+
+/** Open connections until one lands on the other real than `not` (at most 8), closing the rest. */
+async function holdOn(vip: string, port: number, want: string): Promise<Held> {
+  for (let i = 0; i < 8; i++) {
+    const h = await topo.hold(vip, port);
+    if (h.real === want) return h;
+    h.close();
+  }
+  throw new Error(`no connection to ${vip}:${port} reached ${want}`);
+}
+
+test('a drained real keeps its open connection and gets no new ones', async () => {
+  const s = { ...svc('10.102.0.6', 'dsr'), port: 9000 };
+  const reals = (drain: boolean) => s.reals.map((r, i) => ({ ...r, port: 9000, state: drain && i === 0 ? 'drain' as const : 'up' as const }));
+  await dp.sync({ services: [{ ...s, reals: reals(false) }] });
+  const held = await holdOn('10.102.0.6', 9000, 'real1');
+  try {
+    await dp.sync({ services: [{ ...s, reals: reals(true) }] });
+    const fresh: string[] = [];
+    for (let i = 0; i < 6; i++) { const h = await topo.hold('10.102.0.6', 9000); fresh.push(h.real); h.close(); }
+    assert.deepEqual(fresh, Array(6).fill('real2'));
+    assert.equal(await held.echo('still there'), 'still there');
+  } finally {
+    held.close();
+  }
+});
+
+test('a port-0 VIP sends no new connections to a drained real, not even from a client it holds a connection of', async () => {
+  // The kernel's default: IPVS then keeps using a persistence template whose real is at weight 0.
+  sh('sysctl', '-qw', 'net.ipv4.vs.expire_quiescent_template=0');
+  const s = { ...svc('10.102.0.7', 'dsr'), port: 0 };
+  const reals = (drain: boolean) => s.reals.map((r, i) => ({ ...r, port: 0, state: drain && i === 0 ? 'drain' as const : 'up' as const }));
+  await dp.sync({ services: [{ ...s, reals: reals(false) }] });
+  // The client's persistence template now names real1, and lives as long as this connection.
+  const held = await holdOn('10.102.0.7', 9000, 'real1');
+  try {
+    await dp.sync({ services: [{ ...s, reals: reals(true) }] });
+    const t = topo.getMany('10.102.0.7', 80, 6);
+    assert.deepEqual([...t], [['real2', 6]]);
+    assert.equal(readFileSync('/proc/sys/net/ipv4/vs/expire_quiescent_template', 'utf8').trim(), '1');
+    assert.equal(await held.echo('still there'), 'still there');
+  } finally {
+    held.close();
+  }
 });

@@ -41,6 +41,8 @@ export interface IpvsOpenOptions {
 }
 
 export const OWNERSHIP_FILE = 'ipvs-owned.json';
+/** This network namespace's IPVS sysctl (present once ip_vs is loaded). */
+export const QUIESCENT_SYSCTL = '/proc/sys/net/ipv4/vs/expire_quiescent_template';
 
 function readOwned(file: string | undefined): string[] {
   if (!file) return [];
@@ -70,6 +72,7 @@ export class IpvsDataplane implements Dataplane {
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   #foreign = '';
+  #quiescentError: string | null = null;
 
   private constructor(client: IpvsClient, owned: Set<string>, file: string | undefined, log: IpvsLogger | undefined) {
     this.#client = client;
@@ -128,6 +131,7 @@ export class IpvsDataplane implements Dataplane {
     }
     this.#noteForeign(services.map((s) => serviceIdKey(s)).filter((k) => !this.#owned.has(k) && !wantKeys.has(k)));
     const p = plan(desired, actual, this.#owned);
+    if (desired.services.some((s) => s.port === 0)) this.#expireQuiescentTemplates();
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: p.changes };
     if (p.ops.length === 0) {
       const same = this.#owned.size === p.owned.size && [...p.owned].every((k) => this.#owned.has(k));
@@ -156,6 +160,34 @@ export class IpvsDataplane implements Dataplane {
     writeOwned(this.#file, this.#owned);
     this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed, changes: report.changes }, 'IPVS synced');
     return report;
+  }
+
+  /**
+   * A port-0 VIP is a persistent service: IPVS sends a client's new connections to the real its
+   * persistence template names, and by default (net.ipv4.vs.expire_quiescent_template = 0) it
+   * does so even when that real is at weight 0 — drained or down reals would keep getting new
+   * connections from every client that comes back while its template lives (which IPVS
+   * stretches by 60 s as long as the client has a connection in its table). With the sysctl at
+   * 1 such a template expires, and the client is scheduled afresh; established connections are
+   * not affected. Checked at every sync that holds a port-0 VIP (someone may set it back);
+   * a failure to set it is logged, not fatal.
+   */
+  #expireQuiescentTemplates(): void {
+    let why: string | null = null;
+    try {
+      if (readFileSync(QUIESCENT_SYSCTL, 'utf8').trim() === '0') {
+        writeFileSync(QUIESCENT_SYSCTL, '1\n');
+        this.#log?.info({ sysctl: 'net.ipv4.vs.expire_quiescent_template', value: 1 },
+          'IPVS: set expire_quiescent_template, so that port-0 (persistent) VIPs send no new connections to drained or down reals');
+      }
+    } catch (e) {
+      why = (e as Error).message;
+    }
+    if (why !== null && why !== this.#quiescentError) {
+      this.#log?.warn({ sysctl: 'net.ipv4.vs.expire_quiescent_template', err: why },
+        'IPVS: cannot set expire_quiescent_template: clients of port-0 VIPs keep reaching drained and down reals while their persistence lasts');
+    }
+    this.#quiescentError = why;
   }
 
   /** Say which services sluice leaves alone: once, and again whenever that set changes (not every periodic sync). */
