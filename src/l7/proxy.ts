@@ -286,7 +286,9 @@ export class ProxyRequest implements Exchange {
     if (this.finished) { this.releaseEndpoint('neutral'); return; }
     // A stale keep-alive race, or a wait in our own queue, says nothing about the endpoint.
     this.releaseEndpoint(err.stale || err.code === 'EQUEUE' || err.code === 'ECLOSED' ? 'neutral' : 'failed');
-    if (this.headSent) { this.res.destroy(); return; } // a truncated response must look truncated
+    // A truncated response must look truncated. It is logged with the status the client got and
+    // the upstream's error (as nginx and HAProxy's `SD` do), not as a client that left (499).
+    if (this.headSent) { this.responded = true; this.res.destroy(); return; }
     // Only an idempotent request is sent again: a POST's head was out, and the upstream may have acted
     // on it before the connection went (Go's and undici's clients do not replay one either).
     if (err.stale && !this.bodyStarted && IDEMPOTENT.has(this.method) && this.staleRetries < MAX_STALE_RETRIES) { this.staleRetries++; return this.attempt(); }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { validateL7 } from '../../src/l7/config.js';
-import { backend, freePort, get, proxy, raw, simple, statusOf } from './helpers.js';
+import { backend, freePort, get, proxy, raw, rawUpstream, simple, sleep, statusOf } from './helpers.js';
 
 describe('observability', () => {
   it('writes one access-log line per request with method, host, path, status, bytes, upstream and durations', async () => {
@@ -23,6 +23,24 @@ describe('observability', () => {
       assert.equal(typeof l.upstreamMs, 'number');
       assert.match(String(l.id), /^[0-9a-f-]{36}$/);
     } finally { await p.close(); await b.close(); }
+  });
+
+  it('logs a response the upstream cut short with its status and the upstream\'s error, not as a client that left', async () => {
+    const up = await rawUpstream((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort')));
+    const p = await proxy(simple([up.address]));
+    try {
+      const reply = await raw(p.port, 'GET /cut HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(statusOf(reply), 200);
+      assert.ok(reply.endsWith('short'), 'the client got the bytes there were, and then the connection closed');
+      await sleep(50);
+      const [line] = p.logs.access();
+      assert.equal(line.status, 200);
+      assert.equal(line.error, 'ERESET');
+      assert.equal(line.bytes, 5);
+      const metrics = await p.worker.metrics.registry.metrics();
+      assert.match(metrics, /sluice_l7_requests_total\{route="[^"]*",pool="app",code="2xx"\} 1/);
+      assert.doesNotMatch(metrics, /sluice_l7_requests_total\{[^}]*code="4xx"/);
+    } finally { await p.close(); up.close(); }
   });
 
   it('logs a request a retry answered with the endpoint that answered and no error', async () => {
