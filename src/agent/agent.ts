@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { realKey, vipKey, SluiceError, type Config, type Dataplane, type StatsSnapshot } from '../model/index.js';
+import { joinHostPort, realKey, vipKey, SluiceError, type Config, type Dataplane, type StatsSnapshot } from '../model/index.js';
 import { StateStore, writeAtomic } from './store.js';
 import { buildServiceTable, healthId } from './table.js';
 import { HealthChecker, type HealthTarget } from './health/index.js';
@@ -132,8 +132,28 @@ export class Agent {
     return this.#down.has(healthId(vip, real)) ? 'down' : 'up';
   }
 
+  /**
+   * The data plane's counters, each real named by its key in the config (`10.0.0.11`, as `real
+   * list` and the metrics gauges name it), not by the data plane's own (the XDP data plane says
+   * `10.0.0.11:80`, IPVS `10.0.0.11`): one real, one name, whichever data plane runs.
+   */
   async stats(): Promise<StatsSnapshot> {
-    return this.#dp.stats();
+    const s = await this.#dp.stats();
+    const byVip = new Map(this.#config.vips.map((v) => [vipKey(v), v]));
+    return {
+      ...s,
+      vips: s.vips.map((sv) => {
+        const v = byVip.get(sv.key);
+        if (!v) return sv;
+        return {
+          ...sv,
+          reals: sv.reals.map((sr) => {
+            const r = v.reals.find((x) => sr.key === realKey(x) || sr.key === joinHostPort(x.address, x.port ?? v.port));
+            return r ? { ...sr, key: realKey(r) } : sr;
+          }),
+        };
+      }),
+    };
   }
 
   status(): Record<string, unknown> {

@@ -8,7 +8,7 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  SluiceError, ValidationError, joinHostPort, parseRealRef, parseVipKey, realKey, vipKey, type Config, type StatsSnapshot,
+  SluiceError, ValidationError, parseRealRef, parseVipKey, realKey, vipKey, type Config, type StatsSnapshot,
 } from '../model/index.js';
 import type { Agent } from './agent.js';
 import { addReal, addVip, applyConfig, delReal, delVip, setReal } from './desired.js';
@@ -64,7 +64,7 @@ function describeVips(agent: Agent, c: Config) {
   }));
 }
 
-/** Each real in a stats snapshot gets its health, matched by address and effective port. */
+/** Each real in a stats snapshot (named as in the config: Agent.stats) gets its health. */
 function annotateHealth(agent: Agent, s: StatsSnapshot) {
   const byVip = new Map(agent.config.vips.map((v) => [vipKey(v), v]));
   return {
@@ -74,7 +74,7 @@ function annotateHealth(agent: Agent, s: StatsSnapshot) {
       return {
         ...sv,
         reals: sv.reals.map((sr) => {
-          const r = v?.reals.find((x) => sr.key === realKey(x) || sr.key === joinHostPort(x.address, x.port ?? v.port));
+          const r = v?.reals.find((x) => sr.key === realKey(x));
           const health = !v || !r ? 'unknown' : r.drain ? 'drain' : v.health.type === 'none' ? 'none' : agent.health(vipKey(v), realKey(r));
           return { ...sr, health };
         }),

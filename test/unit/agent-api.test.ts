@@ -1,0 +1,76 @@
+/**
+ * The agent's API and metrics as an operator meets them, over the unix socket with an
+ * in-memory data plane: names that agree across commands, and requests that must change nothing.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request, type Server } from 'node:http';
+import pino from 'pino';
+import type { Registry } from 'prom-client';
+import { Agent } from '../../src/agent/agent.js';
+import { serveApi } from '../../src/agent/api.js';
+import { metricsRegistry } from '../../src/agent/metrics.js';
+import { StateStore } from '../../src/agent/store.js';
+import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
+import { MemoryDataplane } from '../support/memory-dataplane.js';
+import { sluice } from '../support/cli.js';
+
+let dir: string, socket: string, agent: Agent, server: Server, dp: MemoryDataplane;
+const S = () => ['--socket', socket];
+const VIP = '10.99.100.1:80/tcp';
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-api-'));
+  socket = join(dir, 'agent.sock');
+  dp = new MemoryDataplane();
+  agent = await Agent.start({
+    store: new StateStore(join(dir, 'state')), dataplane: dp, logger: pino({ level: 'silent' }),
+    initial: {
+      dataplane: { ...DEFAULT_DATAPLANE },
+      vips: [{
+        address: '10.99.100.1', port: 80, protocol: 'tcp', mode: 'dsr', hash: '5tuple', scheduler: 'mh',
+        health: { type: 'none', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2 },
+        reals: [{ address: '10.99.0.11', weight: 1, drain: false }, { address: '10.99.0.12', weight: 2, drain: false }],
+      }],
+    },
+    info: { kind: 'xdp', reason: 'test' },
+    resyncMs: 0,
+  });
+  server = await serveApi(agent, socket, pino({ level: 'silent' }));
+});
+after(async () => {
+  server.close();
+  await agent.close(false);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const stateFile = () => readFileSync(join(dir, 'state', 'state.json'), 'utf8');
+
+async function json(args: string[]): Promise<any> {
+  const r = await sluice([...args, '--json', ...S()]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+test('stats names each real as real list does, not by the data plane\'s address:port', async () => {
+  // The data plane names a real with its effective port (10.99.0.11:80), as XDP does.
+  assert.deepEqual((await dp.stats()).vips[0].reals.map((r) => r.key), ['10.99.0.11:80', '10.99.0.12:80']);
+  const listed = (await json(['real', 'list', VIP])).map((r: any) => r.key);
+  const stats = await json(['stats']);
+  assert.deepEqual(stats.vips[0].reals.map((r: any) => r.key), listed);
+  assert.deepEqual(listed, ['10.99.0.11', '10.99.0.12']);
+});
+
+test('the metrics name a real by one label value in its counters and its gauges', async () => {
+  const registry = metricsRegistry(agent) as Registry & { refresh: () => Promise<void> };
+  await registry.refresh();
+  const text = await registry.metrics();
+  const realsOf = (metric: string) => [...text.matchAll(new RegExp(`^${metric}\\{vip="[^"]*",real="([^"]*)"\\}`, 'gm'))].map((m) => m[1]).sort();
+  assert.deepEqual(realsOf('sluice_real_up'), ['10.99.0.11', '10.99.0.12']);
+  for (const m of ['sluice_real_packets_total', 'sluice_real_bytes_total', 'sluice_real_new_flows_total', 'sluice_real_weight']) {
+    assert.deepEqual(realsOf(m), realsOf('sluice_real_up'), m);
+  }
+});
