@@ -60,7 +60,12 @@ export class Program {
     if (mode !== 'native' && mode !== 'generic') throw new BpfError('Program.attachXdp', 'EINVAL', `program ${this.name}: XDP mode must be native or generic, got ${String(mode)}`);
     const n = native();
     const ifindex = n.ifIndex(ifname);
-    return new Link(n.xdpAttach(this.fd, ifindex, mode === 'native' ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE), true);
+    try {
+      return new Link(n.xdpAttach(this.fd, ifindex, mode === 'native' ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE), true);
+    } catch (e) {
+      if (mode === 'native') explainNativeRefusal(e, ifname);
+      throw e;
+    }
   }
 
   pin(path: string): void {
@@ -71,6 +76,27 @@ export class Program {
     if (this.#owned && this.#fd >= 0) native().closeFd(this.#fd);
     this.#fd = -1;
   }
+}
+
+/**
+ * bpf_link_create gives no reason with its errno (the driver's message goes to a netlink extack
+ * that a link never sees): name the usual ones, in the error's message (code and op unchanged).
+ */
+function explainNativeRefusal(e: unknown, ifname: string): void {
+  if (!(e instanceof Error)) return;
+  const code = (e as Error & { code?: string }).code;
+  let why: string;
+  if (code === 'ERANGE') {
+    why = `the driver of ${ifname} refused native XDP for its MTU (a veth: its peer's MTU): the program takes single-buffer`
+      + ' frames, one page each (on veth an MTU of at most 3506); lower the MTU, or use xdpMode generic';
+  } else if (code === 'EOPNOTSUPP') {
+    why = `the driver of ${ifname} has no native XDP; use xdpMode generic`;
+  } else {
+    return;
+  }
+  // On the first line: that is the line `sluice status` shows as the reason.
+  const [first, ...rest] = e.message.split('\n');
+  e.message = [`${first}: ${why}`, ...rest].join('\n');
 }
 
 /**
