@@ -6,6 +6,8 @@ import { intArg } from './main.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/sluice';
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
+/** DESIGN §2 shows `sluice l7 [--config FILE]`: without one, the file the README's units use. */
+export const DEFAULT_L7_CONFIG = '/etc/sluice/sluice.yaml';
 
 type AgentOpts = {
   config?: string; interface?: string; dataplane?: 'auto' | 'xdp' | 'ipvs'; xdpMode?: 'native' | 'generic';
@@ -57,7 +59,7 @@ export function agentCommand(): Command {
 export function l7Command(): Command {
   return new Command('l7')
     .description('run the L7 HTTP proxy worker pool (config: the l7 section)')
-    .requiredOption('--config <file>', 'config file (YAML/JSON) with an l7 section')
+    .option('--config <file>', 'config file (YAML/JSON) with an l7 section', DEFAULT_L7_CONFIG)
     .option('--workers <n>', 'worker processes (default: one per core)', intArg(1, 256))
     .action(async (o: { config: string; workers?: number }) => {
       const { runL7 } = await import('../l7/index.js');
