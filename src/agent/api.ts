@@ -39,7 +39,7 @@ function readJson(req: IncomingMessage): Promise<unknown> {
     req.on('end', () => {
       if (over) return;
       const text = Buffer.concat(chunks).toString('utf8');
-      if (!text.trim()) return resolve({});
+      if (!text.trim()) return resolve(undefined);
       try { resolve(JSON.parse(text)); } catch (e) { reject(new ValidationError([{ path: 'body', message: `not valid JSON: ${(e as Error).message}` }])); }
     });
     req.on('error', reject);
@@ -90,6 +90,8 @@ const routes: Array<{ method: string; path: RegExp; handler: Handler }> = [
   { method: 'GET', path: /^\/v1\/config$/, handler: async (a) => toDocument(a.config) },
   { method: 'PUT', path: /^\/v1\/config$/, handler: async (a, _p, body) => {
     const doc = await body();
+    // No body is no document: it must not become "no VIPs, no l7".
+    if (doc === undefined) throw new ValidationError([{ path: 'body', message: 'is empty: PUT /v1/config takes a whole config document (to remove every VIP: {"vips": []})' }]);
     await a.change((c) => applyConfig(c, doc));
     return { ok: true, vips: a.config.vips.length };
   } },

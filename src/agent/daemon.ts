@@ -8,7 +8,7 @@ import { DEFAULT_DATAPLANE, readConfigDocument, type Config, type DataplaneSpec 
 import { openDataplane } from '../dataplane/open.js';
 import { Agent } from './agent.js';
 import { claimSocket, serveApi } from './api.js';
-import { applyConfig, validateDocument } from './desired.js';
+import { applyConfig, refuseImplicitRemoveAll, validateDocument } from './desired.js';
 import { L7Pool } from './l7-pool.js';
 import { AgentLock } from './lock.js';
 import { parseHostPort, serveMetrics } from './metrics.js';
@@ -48,7 +48,14 @@ function overrides(o: AgentCliOptions): Partial<DataplaneSpec> {
  */
 export function initialState(o: AgentCliOptions, store: StateStore): Config {
   const flags = overrides(o);
-  if (o.config) return validateDocument(withFlags(readConfigDocument(o.config), flags));
+  if (o.config) {
+    const doc = withFlags(readConfigDocument(o.config), flags);
+    // The file is authoritative, but one without a vips list does not silently empty a saved state.
+    let saved: Config | null = null;
+    try { saved = store.load(); } catch { /* a state the file replaces anyway */ }
+    refuseImplicitRemoveAll(doc, saved);
+    return validateDocument(doc);
+  }
   const saved = store.load();
   if (saved) return { ...saved, dataplane: { ...saved.dataplane, ...flags } };
   return { dataplane: { ...DEFAULT_DATAPLANE, ...flags }, vips: [] };

@@ -102,6 +102,19 @@ export function setReal(c: Config, vip: string, real: string, change: RealChange
   return next;
 }
 
+/**
+ * A document without a `vips` list (or with `vips:` and nothing after it) that would remove every
+ * running VIP is refused: it is more likely a file cut off after its dataplane section, or an
+ * empty request, than meant. Removing every VIP takes an explicit `vips: []`.
+ */
+export function refuseImplicitRemoveAll(doc: unknown, running: Config | null): void {
+  if (!running || running.vips.length === 0) return;
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return;
+  const vips = (doc as Record<string, unknown>).vips;
+  if (vips !== undefined && vips !== null) return;
+  throw new ValidationError([{ path: 'vips', message: `is missing, which would remove every VIP (${running.vips.length} configured): to do that, write \`vips: []\`` }]);
+}
+
 /** Limits and the interface are fixed while the agent runs: the program was compiled with them. */
 const FIXED: Array<keyof DataplaneSpec> = ['kind', 'interface', 'xdpMode', 'ringSize', 'maxVips', 'maxReals', 'flowTableSize'];
 
@@ -110,6 +123,7 @@ const FIXED: Array<keyof DataplaneSpec> = ['kind', 'interface', 'xdpMode', 'ring
  * running settings (or leave them out), but not change them.
  */
 export function applyConfig(c: Config, doc: unknown): Config {
+  refuseImplicitRemoveAll(doc, c);
   const d = doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : null;
   const given = d && d.dataplane && typeof d.dataplane === 'object' ? (d.dataplane as Record<string, unknown>) : {};
   // Fields the document leaves out keep their running values, so validation sees the real limits.

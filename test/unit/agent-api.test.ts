@@ -4,7 +4,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request, type Server } from 'node:http';
@@ -73,4 +73,47 @@ test('the metrics name a real by one label value in its counters and its gauges'
   for (const m of ['sluice_real_packets_total', 'sluice_real_bytes_total', 'sluice_real_new_flows_total', 'sluice_real_weight']) {
     assert.deepEqual(realsOf(m), realsOf('sluice_real_up'), m);
   }
+});
+
+function raw(method: string, path: string, body?: string): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, method, path }, (res) => {
+      let t = '';
+      res.on('data', (d) => (t += d));
+      res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(t) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('a PUT /v1/config without a body is refused and removes nothing', async () => {
+  const before = stateFile();
+  const r = await raw('PUT', '/v1/config');
+  assert.equal(r.status, 400);
+  assert.match(r.json.error.message, /body: is empty/);
+  assert.equal(stateFile(), before);
+  assert.equal(dp.table.services.length, 1);
+});
+
+test('apply -f of a file without a vips list is refused while VIPs run, naming vips: []', async () => {
+  const before = stateFile();
+  const f = join(dir, 'no-vips.yaml');
+  // A file cut off after its dataplane section.
+  writeFileSync(f, 'dataplane:\n  kind: auto\n');
+  const r = await sluice(['apply', '-f', f, ...S()]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^sluice: vips: is missing, which would remove every VIP \(1 configured\): to do that, write `vips: \[\]`$/m);
+  assert.equal(stateFile(), before);
+  assert.equal(dp.table.services.length, 1);
+});
+
+test('apply -f of a file with an empty vips key is refused while VIPs run', async () => {
+  const before = stateFile();
+  const f = join(dir, 'vips-null.yaml');
+  writeFileSync(f, 'vips:\n');
+  const r = await sluice(['apply', '-f', f, ...S()]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /vips: is missing/);
+  assert.equal(stateFile(), before);
 });

@@ -68,3 +68,16 @@ test('a change the state dir cannot take is refused naming the file, changes not
     await agent.close(false);
   }
 });
+
+test('an agent started with a config file without a vips list is refused over a saved state with VIPs, as an invalid file is (exit 2)', async () => {
+  const stateDir = join(dir, 'novips');
+  mkdirSync(stateDir);
+  const saved = JSON.stringify({ vips: [{ address: '10.0.0.1', port: 80 }] }) + '\n';
+  writeFileSync(join(stateDir, 'state.json'), saved);
+  const cfg = join(dir, 'novips.yaml');
+  writeFileSync(cfg, 'dataplane:\n  kind: auto\n');
+  const r = await sluice(['agent', '--config', cfg, '--state-dir', stateDir, '--socket', join(dir, 'novips.sock'), '--pin-dir', `/sys/fs/bpf/sluice-unit-novips-${process.pid}`]);
+  assert.equal(r.code, 2, `exit code: ${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, /vips: is missing, which would remove every VIP \(1 configured\)/);
+  assert.equal(readFileSync(join(stateDir, 'state.json'), 'utf8'), saved);
+});
