@@ -182,10 +182,17 @@ test('stats list each owned VIP with its reals', async () => {
   assert.equal(s.vips.some((x) => x.key.startsWith('10.101.9.9')), false);
 });
 
-test('an unknown scheduler is refused with a reason that names it', async () => {
+test('an unknown scheduler is refused with a reason that names it and the VIP, when adding and when changing a service', async () => {
   // Only the schedulers the model allows reach here; bypass the types to see the kernel's refusal.
-  await assert.rejects(dp.sync({ services: [service({ address: '10.101.0.4', scheduler: 'nosuch' as 'mh' })] }), /nosuch/);
+  await assert.rejects(dp.sync({ services: [service({ address: '10.101.0.4', scheduler: 'nosuch' as 'mh' })] }),
+    /add service 10\.101\.0\.4:80\/tcp: ENOENT.*no scheduler "nosuch"/);
   assert.equal(mine().some((s) => s.address === '10.101.0.4'), false);
+  // A VIP that exists gets SET_SERVICE, which the kernel refuses the same way.
+  await dp.sync({ services: [service({ address: '10.101.0.4' })] });
+  await assert.rejects(dp.sync({ services: [service({ address: '10.101.0.4', scheduler: 'nosuch' as 'mh' })] }),
+    /update service 10\.101\.0\.4:80\/tcp: ENOENT.*no scheduler "nosuch"/);
+  assert.equal(admService('tcp', '10.101.0.4', 80)?.scheduler, 'mh');
+  await dp.sync({ services: [] });
 });
 
 test('a pre-existing service equal to a desired one is taken over without a change, then is sluice\'s to remove', async () => {

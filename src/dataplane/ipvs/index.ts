@@ -229,8 +229,9 @@ export class IpvsDataplane implements Dataplane {
     } catch (e) {
       // Someone removed it meanwhile: the goal of a delete is reached.
       if (e instanceof IpvsError && op.op.startsWith('delete') && (e.code === 'ESRCH' || e.code === 'ENOENT')) return;
-      if (e instanceof IpvsError && op.op === 'add-service' && e.code === 'ENOENT') {
-        throw new Error(`IPVS has no scheduler "${op.svc.scheduler}" (module ip_vs_${op.svc.scheduler} missing?): ${e.message}`);
+      // NEW_SERVICE and SET_SERVICE answer ENOENT when the kernel cannot load ip_vs_<scheduler>.
+      if (e instanceof IpvsError && (op.op === 'add-service' || op.op === 'update-service') && e.code === 'ENOENT') {
+        throw new IpvsError(describe(op), e.errno, e.code, `IPVS has no scheduler "${op.svc.scheduler}" (module ip_vs_${op.svc.scheduler} missing?)`);
       }
       // Name what was refused: one sync may hold hundreds of commands.
       if (e instanceof IpvsError) throw new IpvsError(describe(op), e.errno, e.code, e.detail ?? hint(op, e.code));
