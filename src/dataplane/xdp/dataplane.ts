@@ -19,7 +19,7 @@ import { Collection } from '../../bpf/collection.js';
 import { BpfMap, type TypedMap } from '../../bpf/map.js';
 import { native } from '../../bpf/native.js';
 import { ensureBpffs, unpin, unpinAll } from '../../bpf/pin.js';
-import { Link, Program, ifIndex, type XdpAttachMode } from '../../bpf/program.js';
+import { Link, Program, ifIndex, xdpAttached, type XdpAttachMode } from '../../bpf/program.js';
 import { buildTable } from '../../maglev/index.js';
 import { canonicalMac, ipFamily, ipToBytes, macToBytes, bytesToIp } from '../../model/address.js';
 import { realKey, vipKey } from '../../model/keys.js';
@@ -292,6 +292,15 @@ export class XdpDataplane implements Dataplane {
         unpin(join(mapDir, m));
         col.map(m).pin(join(mapDir, m));
       }
+      if (link && iface) {
+        try {
+          link = XdpDataplane.#inMode(program, link, iface, spec.xdpMode as XdpAttachMode, linkPin, log);
+        } catch (e) {
+          col.close();
+          release();
+          throw e;
+        }
+      }
       if (!link && iface) {
         link = program.attachXdp(iface, spec.xdpMode as XdpAttachMode);
         link.pin(linkPin);
@@ -334,6 +343,35 @@ export class XdpDataplane implements Dataplane {
     dp.#writeConfig();
     await dp.#writeOwnPort().catch((e) => log?.warn({ err: (e as Error).message }, `xdp: cannot read ${iface}'s MAC and MTU: ipip packets are not checked against its MTU`));
     return dp;
+  }
+
+  /**
+   * An adopted link attaches in the mode it was made with; when the spec asks for the other one
+   * (the config changed across a restart), it is made again in that mode, not silently kept. The
+   * kernel holds one mode at a time: the old link goes first (packets meanwhile pass to the
+   * stack, for the moment of one attach); should the new mode be refused, the old one is restored
+   * and the refusal thrown.
+   */
+  static #inMode(program: Program, link: Link, ifname: string, mode: XdpAttachMode, pin: string, log?: Logger): Link {
+    const q = xdpAttached(ifname);
+    const id = link.info().progId;
+    const now: XdpAttachMode | undefined = q.nativeProgId === id ? 'native' : q.genericProgId === id ? 'generic' : undefined;
+    if (!now || now === mode) return link;
+    link.detach();
+    link.close();
+    unpin(pin);
+    let next: Link;
+    try {
+      next = program.attachXdp(ifname, mode);
+    } catch (e) {
+      const back = program.attachXdp(ifname, now);
+      back.pin(pin);
+      back.close();
+      throw e;
+    }
+    next.pin(pin);
+    log?.warn({ ifname, from: now, to: mode }, `xdp: ${ifname} was attached in ${now} mode, the spec asks ${mode}: re-attached in ${mode} (flows kept)`);
+    return next;
   }
 
   static #openEgressPins(pinDir: string): Map<string, Link> {
