@@ -44,7 +44,7 @@ export class Listener {
     this.key = listenerKey(spec);
     this.timeouts = config.timeouts;
     const proto = spec.tls ? 'https' : 'http';
-    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, expectsContinue = false) => {
       // Counted here, before anything can fail, so a drain waits for every request.
       ctx.requestStarted();
       const guard = req.httpVersionMajor === 2 ? undefined : this.guards.get(req.socket as Duplex);
@@ -53,7 +53,7 @@ export class Listener {
         this.guards.delete(req.socket as Duplex);
         res.once('finish', () => this.guardHead(req.socket as Duplex, this.timeouts.keepAliveMs + this.timeouts.headersMs));
       }
-      new ProxyRequest(ctx, req, res, proto).start();
+      new ProxyRequest(ctx, req, res, proto, expectsContinue).start();
     };
     const h1 = {
       maxHeaderSize: config.limits.maxHeaderBytes,
@@ -88,6 +88,9 @@ export class Listener {
     }
     this.applyLimits(config);
     this.server.on('request', onRequest);
+    // Expect: 100-continue. Node would answer 100 at once, and a client whose body is then refused
+    // (413, 404, no endpoint) would send all of it first; ProxyRequest says 100 only when it reads the body.
+    this.server.on('checkContinue', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => onRequest(req, res, true));
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => tunnel(ctx, req, socket, head, proto));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
     // HTTP/1.1 CONNECT comes with the bare socket, HTTP/2's with a response; unheard, Node drops the former silently.

@@ -82,7 +82,7 @@ export class ProxyRequest implements Exchange {
   private sendTimedOut = false;
   private onClientDrain: (() => void) | undefined;
 
-  constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https') {
+  constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https', private readonly expectsContinue = false) {
     this.rt = ctx.runtime;
     this.method = req.method ?? 'GET';
     this.clientIp = peerAddress(req.socket?.remoteAddress);
@@ -160,6 +160,8 @@ export class ProxyRequest implements Exchange {
     const max = this.rt.config.limits.maxBodyBytes;
     let seen = 0;
     this.bodyStarted = true;
+    // The client waits for this before it sends the body (the upstream's own 100 is not relayed).
+    if (this.expectsContinue) this.res.writeContinue();
     req.on('data', (d: Buffer) => {
       seen += d.length;
       if (seen > max) {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { backend, get, proxy, raw, simple, sleep, statusOf, type Backend, type Proxy } from './helpers.js';
 
@@ -131,5 +132,50 @@ describe('timeouts.request', () => {
       assert.equal(line.status, 408);
       assert.equal(line.path, '/');
     } finally { await p.close(); await b.close(); }
+  });
+});
+
+describe('Expect: 100-continue', () => {
+  let b: Backend, p: Proxy;
+  before(async () => {
+    b = await backend('b', (_req, res, body) => res.end(`got ${body}`));
+    p = await proxy({ routes: [{ match: { pathPrefix: '/app' }, pool: 'app' }], pools: { app: { endpoints: [b.address] } }, limits: { maxBodySize: 1000 } });
+  });
+  after(async () => { await p.close(); await b.close(); });
+
+  /** Send a head with Expect, wait for the first answer, then (if it was 100) the body: what came back, in order. */
+  function expecting(head: string, body: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const s = connect(p.port, '127.0.0.1');
+      let got = '';
+      let sent = false;
+      s.on('data', (d) => {
+        got += d.toString('latin1');
+        if (!sent && got.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) { sent = true; s.write(body); }
+        if (/\r\n\r\n[\s\S]*(got |\n$)/.test(got.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, ''))) s.end();
+      });
+      s.on('close', () => resolve(got));
+      s.on('error', reject);
+      setTimeout(() => s.destroy(), 3000);
+      s.write(head);
+    });
+  }
+
+  it('says 100 Continue when it is about to read the body, and relays the upstream\'s answer', async () => {
+    const r = await expecting('POST /app HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n', 'hello');
+    assert.match(r, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    assert.ok(r.endsWith('got hello'), r);
+  });
+
+  it('refuses a declared body over limits.maxBodySize with 413 before the client sends it (no 100)', async () => {
+    const n = b.hits;
+    const r = await expecting('POST /app HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n', 'x'.repeat(5000));
+    assert.equal(statusOf(r), 413);
+    assert.equal(b.hits, n);
+  });
+
+  it('answers 404 for a route-less request before the client sends the body (no 100)', async () => {
+    const r = await expecting('POST /nowhere HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n', 'hello');
+    assert.equal(statusOf(r), 404);
   });
 });
