@@ -22,6 +22,8 @@ export type Req = IncomingMessage | Http2ServerRequest;
 export type Res = ServerResponse | Http2ServerResponse;
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** Methods whose requests carry content: an empty one says so with `Content-Length: 0`. */
+const BODY_EXPECTED = new Set(['POST', 'PUT', 'PATCH']);
 /** A stale keep-alive connection is not the endpoint's fault: such retries don't count against `retries`. */
 const MAX_STALE_RETRIES = 3;
 
@@ -94,7 +96,10 @@ export class ProxyRequest implements Exchange {
     this.res.once('close', this.onClientClose);
     const h2 = req.httpVersionMajor === 2;
     if (headerCount(req.rawHeaders, h2) > limits.maxHeaders) return this.refuse(431);
-    const cl = req.headers['content-length'];
+    let cl = req.headers['content-length'];
+    // An HTTP/2 POST can end with its headers and say no length; the HTTP/1.1 sent upstream must
+    // say `Content-Length: 0` (RFC 9110 §8.6), or some upstreams answer 411.
+    if (cl === undefined && h2 && BODY_EXPECTED.has(this.method) && (req as Http2ServerRequest).stream.endAfterHeaders) cl = '0';
     const te = req.headers['transfer-encoding'];
     if (cl !== undefined) {
       if (Number(cl) > limits.maxBodyBytes) return this.refuse(413);

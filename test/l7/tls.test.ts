@@ -68,6 +68,25 @@ describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
     } finally { client.close(); }
   });
 
+  it('sends an HTTP/2 POST that ends with its headers upstream with Content-Length: 0', async () => {
+    const client = h2connect(`https://127.0.0.1:${p.port}`, { servername: 'b.test', rejectUnauthorized: false });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = client.request({ ':method': 'POST', ':path': '/empty-post', ':authority': 'b.test' }, { endStream: true });
+        let st = 0;
+        req.on('response', (h) => { st = Number(h[':status']); });
+        req.on('end', () => resolve(st));
+        req.on('error', reject);
+        req.resume();
+      });
+      assert.equal(status, 200);
+      const seen = b.seen.at(-1)!;
+      assert.equal(seen.url, '/empty-post');
+      assert.equal(seen.headers['content-length'], '0');
+      assert.equal(seen.headers['transfer-encoding'], undefined);
+    } finally { client.close(); }
+  });
+
   it('relays to an HTTP/2 client a 204 whose upstream wrongly declared a Content-Length', async () => {
     const { createServer } = await import('node:net');
     const up = createServer((s) => s.on('data', () => s.write('HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n')));
