@@ -78,26 +78,36 @@ static __always_inline void set_macs(struct ethhdr *eth, const struct real_def *
   __builtin_memcpy(eth->h_dest, r->mac, ETH_ALEN);
 }
 
-/* ipip: too big for the egress MTU once encapsulated -> ICMP back to the client where allowed
- * (DF set or IPv6; never about an ICMP error or a later fragment), else a counted drop. */
+/* Does `p` exceed the MTU of tx port `port` once `olen` bytes of outer header are added? (ipip:
+ * 20 or 40 bytes on any port; dsr/nat: 0, checked on ports other than the ingress, whose MTU may
+ * be smaller: the driver would drop the frame without a word.) Too big: ICMP "fragmentation
+ * needed" / "packet too big" back to the client where allowed (DF set or IPv6; never about an
+ * ICMP error or a later fragment), else a counted drop. A packet longer than the balancer's own
+ * interface carries did not arrive as one frame: a GRO aggregate (generic mode) whose segments
+ * may well fit; no ICMP about it (the client would lower its path MTU for nothing), a counted
+ * drop. Returns -1 when the packet fits. */
+static __always_inline int too_big(struct xdp_md *ctx, const struct packet *p, __u32 port, __u32 olen) {
+  struct port_info *pi = bpf_map_lookup_elem(&ports, &port);
+  if (!pi || !pi->mtu || p->ip_len + olen <= pi->mtu) return -1;
+  __u32 mtu = pi->mtu;
+  if (p->icmp || p->frag == 2 || !p->df || p->ip_len < TOO_BIG_QUOTE || mtu <= olen) return drop(G_DROP_TOO_BIG);
+  __u32 k0 = 0;
+  struct port_info *own = bpf_map_lookup_elem(&ports, &k0);
+  if (own && own->mtu && p->ip_len > own->mtu && (!own->ifindex || own->ifindex == ctx->ingress_ifindex)) return drop(G_DROP_TOO_BIG);
+  if (too_big_answer(ctx, p->v6, p->l3_off, mtu - olen)) return drop(G_DROP_TOO_BIG);
+  count(G_ICMP_TOO_BIG);
+  return XDP_TX;
+}
+
+/* ipip: encapsulated, unless too big for the egress MTU (too_big). */
 static __always_inline int ipip_forward(struct xdp_md *ctx, struct packet *p, const struct real_def *r, __u32 hash) {
   __u32 k0 = 0;
   struct config *cfg = bpf_map_lookup_elem(&config, &k0);
   __u32 port = r->tx_port;
   struct port_info *pi = bpf_map_lookup_elem(&ports, &port);
   if (!cfg) return drop(G_DROP_ENCAP);
-  __u32 olen = (r->flags & REAL_F_IPV6) ? IPV6_HDR_LEN : IPV4_HDR_LEN;
-  if (pi && pi->mtu && p->ip_len + olen > pi->mtu) {
-    __u32 mtu = pi->mtu;
-    if (p->icmp || p->frag == 2 || !p->df || p->ip_len < TOO_BIG_QUOTE || mtu <= olen) return drop(G_DROP_TOO_BIG);
-    __u32 l2 = p->l3_off == sizeof(struct ethhdr) ? sizeof(struct ethhdr) : sizeof(struct ethhdr) + sizeof(struct vlan_hdr);
-    int rc;
-    if (p->v6) rc = l2 == sizeof(struct ethhdr) ? too_big6(ctx, sizeof(struct ethhdr), mtu - olen) : too_big6(ctx, sizeof(struct ethhdr) + sizeof(struct vlan_hdr), mtu - olen);
-    else rc = l2 == sizeof(struct ethhdr) ? too_big4(ctx, sizeof(struct ethhdr), mtu - olen) : too_big4(ctx, sizeof(struct ethhdr) + sizeof(struct vlan_hdr), mtu - olen);
-    if (rc) return drop(G_DROP_TOO_BIG);
-    count(G_ICMP_TOO_BIG);
-    return XDP_TX;
-  }
+  int rc = too_big(ctx, p, port, (r->flags & REAL_F_IPV6) ? IPV6_HDR_LEN : IPV4_HDR_LEN);
+  if (rc >= 0) return rc;
   if (encap(ctx, p, r, cfg, pi, hash)) return drop(G_DROP_ENCAP);
   return transmit(r);
 }
@@ -177,6 +187,10 @@ static __always_inline int later_fragment(struct packet *p, struct ethhdr *eth, 
   __u32 mode = fv->vip >> 16;
   if (mode == MODE_IPIP) return ipip_forward(ctx, p, r, flow_hash(p->flow.src, p->v6, 0));
   if (!(r->flags & REAL_F_IPV6) != !p->v6) return drop(G_DROP_FAMILY);
+  if (r->tx_port) {
+    int rc = too_big(ctx, p, r->tx_port, 0);
+    if (rc >= 0) return rc;
+  }
   if (mode == MODE_NAT) nat_rewrite(p, data_end, r->addr, 0, 1);
   set_macs(eth, r);
   return transmit(r);
@@ -301,6 +315,11 @@ forward:
 
   if (mode == MODE_IPIP) return ipip_forward(ctx, &p, r, flow_hash(p.flow.src, p.v6, ((__u32)sport << 16) | dport));
   if (!(r->flags & REAL_F_IPV6) != !p.v6) return drop(G_DROP_FAMILY);
+  /* Out of another interface than it came in by, the packet meets that interface's MTU. */
+  if (r->tx_port) {
+    rc = too_big(ctx, &p, r->tx_port, 0);
+    if (rc >= 0) return rc;
+  }
   if (mode == MODE_NAT) {
     if (p.icmp) {
       nat_icmp(&p, data_end, r->addr, r->port, 1);

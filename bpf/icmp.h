@@ -82,14 +82,21 @@ static __always_inline int too_big_build(struct xdp_md *ctx, const int v6, __u32
   return 0;
 }
 
-/* Not inlined: a rare path with four callers. The verifier checks a static function once per
- * call site, with its constant `l2`. */
+/* Not inlined: a rare path. The verifier checks a static function once per call site, with its
+ * constant `l2`. */
 static __noinline int too_big4(struct xdp_md *ctx, __u32 l2, __u32 mtu) {
   return too_big_build(ctx, 0, l2, mtu);
 }
 
 static __noinline int too_big6(struct xdp_md *ctx, __u32 l2, __u32 mtu) {
   return too_big_build(ctx, 1, l2, mtu);
+}
+
+/* The answer for a packet of either family, VLAN-tagged (l3 at 18) or not (14): its only caller
+ * (too_big) is inlined at several sites; the four constant-l2 calls stay here, checked once. */
+static __noinline int too_big_answer(struct xdp_md *ctx, __u32 v6, __u32 l3_off, __u32 mtu) {
+  if (v6) return l3_off == sizeof(struct ethhdr) ? too_big6(ctx, sizeof(struct ethhdr), mtu) : too_big6(ctx, sizeof(struct ethhdr) + sizeof(struct vlan_hdr), mtu);
+  return l3_off == sizeof(struct ethhdr) ? too_big4(ctx, sizeof(struct ethhdr), mtu) : too_big4(ctx, sizeof(struct ethhdr) + sizeof(struct vlan_hdr), mtu);
 }
 
 #endif
