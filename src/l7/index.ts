@@ -16,7 +16,7 @@ import pino, { type Logger } from 'pino';
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { SluiceError } from '../model/errors.js';
 import type { L7Config } from './config.js';
-import { loadL7Config } from './load.js';
+import { l7Warnings, loadL7Config } from './load.js';
 import { bindMetricsServer } from './metrics.js';
 import type { FromWorker, ToWorker } from './worker-main.js';
 
@@ -81,6 +81,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   if (!cluster.isPrimary) throw new SluiceError('ECLUSTER', 'runL7 runs in the primary process');
   const log = opts.logger ?? pino({ name: 'sluice-l7' });
   let config = loadL7Config(opts.configPath);
+  for (const w of l7Warnings(config)) log.warn(w);
   const count = opts.workers ?? config.workers ?? availableParallelism();
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], execArgv: workerExecArgv(), silent: false });
   const env = { SLUICE_LOG_LEVEL: opts.logLevel ?? process.env.SLUICE_LOG_LEVEL ?? 'info' };
@@ -179,6 +180,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
 
   const apply = async (): Promise<void> => {
     const next = loadL7Config(opts.configPath); // throws, changing nothing, if invalid
+    for (const w of l7Warnings(next)) log.warn(w);
     const targets = [...listening];
     const prepared = await ask(targets, { type: 'prepare', config: next }, 'prepared', 'preparing a reload');
     const failures = prepared.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));

@@ -2,7 +2,12 @@
 import { readConfigDocument } from '../model/file.js';
 import { ValidationError } from '../model/errors.js';
 import { validateL7, type L7Config } from './config.js';
-import { CertStore } from './tls.js';
+import { CertStore, certWarnings } from './tls.js';
+
+/** Certificates that load but that clients would refuse, one line each (see certWarnings). */
+export function l7Warnings(config: L7Config): string[] {
+  return config.listeners.flatMap((l, i) => (l.tls ? certWarnings(l.tls.certs).map((w) => `l7.listeners[${i}].${w}`) : []));
+}
 
 export function loadL7Config(path: string): L7Config {
   const doc = readConfigDocument(path);

@@ -2,6 +2,7 @@
  * Certificates of a TLS listener, chosen by SNI: exact name first, then `*.parent`, then the
  * first certificate. Contexts can be swapped on reload without closing the listener.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { SluiceError } from '../model/errors.js';
@@ -65,4 +66,25 @@ export class CertStore {
   readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => {
     cb(null, this.select(servername));
   };
+}
+
+/**
+ * What a client would refuse in certificates that load (HAProxy and nginx serve them all the
+ * same, and so does sluice): expired or not yet valid, or a serverName the certificate does not
+ * cover. For the operator's log, at start and on each reload.
+ */
+export function certWarnings(certs: CertSpec[], now = new Date()): string[] {
+  const out: string[] = [];
+  certs.forEach((c, i) => {
+    let x: X509Certificate;
+    try { x = new X509Certificate(readFileSync(c.cert)); } catch { return; } // CertStore.read says why
+    const where = `tls.certs[${i}] ${c.cert}`;
+    if (new Date(x.validTo) < now) out.push(`${where}: expired on ${x.validTo}`);
+    else if (new Date(x.validFrom) > now) out.push(`${where}: not valid before ${x.validFrom}`);
+    for (const n of c.serverNames) {
+      const probe = n.startsWith('*.') ? `sluice-probe${n.slice(1)}` : n;
+      if (!x.checkHost(probe)) out.push(`${where}: does not cover serverName ${n}`);
+    }
+  });
+  return out;
 }

@@ -4,6 +4,7 @@ import { request } from 'node:https';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { backend, makeCerts, proxy, sleep, type Backend, type Proxy } from './helpers.js';
+import { certWarnings } from '../../src/l7/tls.js';
 
 describe('TLS termination with SNI, HTTP/2 by ALPN', () => {
   let certs: ReturnType<typeof makeCerts>, a: Backend, b: Backend, p: Proxy;
@@ -240,5 +241,21 @@ describe('HTTP/2 stream limit', () => {
 
   it('advertises a configured limits.maxConcurrentStreams', async () => {
     assert.equal(await advertised({ maxConcurrentStreams: 7 }), 7);
+  });
+});
+
+describe('certificates clients would refuse', () => {
+  it('are named at load: expired, or not covering a configured serverName', () => {
+    const certs = makeCerts(['a.test']);
+    try {
+      const spec = [{ ...certs.files['a.test'], serverNames: ['a.test', 'b.test', '*.a.test'] }];
+      const now = certWarnings(spec);
+      assert.equal(now.length, 2, now.join('\n'));
+      assert.match(now[0], /does not cover serverName b\.test/);
+      assert.match(now[1], /does not cover serverName \*\.a\.test/);
+      const later = certWarnings([{ ...certs.files['a.test'], serverNames: ['a.test'] }], new Date(Date.now() + 3 * 86_400_000));
+      assert.equal(later.length, 1);
+      assert.match(later[0], /tls\.certs\[0\] .*a\.test\.crt: expired on /);
+    } finally { certs.cleanup(); }
   });
 });
