@@ -35,11 +35,20 @@ function genlHeader(cmd: number): Buffer {
 
 
 export class IpvsClient {
-  private constructor(private readonly sock: GenericNetlinkSocket, readonly familyId: number) {}
+  #familyId: number;
+  private constructor(private readonly sock: GenericNetlinkSocket, familyId: number) {
+    this.#familyId = familyId;
+  }
+
+  /** The generic netlink id of "IPVS" (the kernel assigns a new one each time ip_vs is loaded). */
+  get familyId(): number {
+    return this.#familyId;
+  }
 
   /**
    * Open a generic netlink socket and resolve the "IPVS" family. The family exists once the
-   * ip_vs module is loaded, and the kernel does not load it on a lookup: with `modprobe`
+   * ip_vs module is loaded; the kernel loads it on a lookup only where it can run its own
+   * modprobe (the family alias, kernel.modprobe; not in most containers): with `modprobe`
    * (the default) a missing family costs one `modprobe ip_vs` and a second lookup. Rejects
    * with IpvsError ENOENT when the kernel still has no IPVS.
    */
@@ -76,9 +85,36 @@ export class IpvsClient {
     this.sock.socket.close();
   }
 
-  /** Send one command; returns the payloads (after the genl header) of the replies. */
+  /**
+   * Send one command; returns the payloads (after the genl header) of the replies. The kernel
+   * answers ENOENT for a family id it no longer has: when ip_vs was unloaded and loaded again
+   * (`modprobe -r ip_vs; modprobe ip_vs conn_tab_bits=...`) IPVS is back under another id, and
+   * the command is sent again there (it never reached IPVS). ENOENT from IPVS itself (no such
+   * scheduler) comes under the same id and is passed on. The lookup by name lets the kernel load
+   * ip_vs again if it is gone (as ipvsadm does), and sluice's next sync programs it afresh.
+   */
   private async request(op: string, cmd: number, payload: Buffer, dump = false): Promise<Buffer[]> {
-    const [msgs] = await this.sock.socket.request(this.familyId, [genlHeader(cmd), payload], {
+    try {
+      return await this.#request(op, cmd, payload, dump);
+    } catch (e) {
+      if (!(e instanceof IpvsError && e.code === 'ENOENT')) throw e;
+      let id: number;
+      try {
+        id = await resolveFamily(this.sock, IPVS_GENL_NAME);
+      } catch (e2) {
+        if (e2 instanceof IpvsError && e2.code === 'ENOENT') {
+          throw new IpvsError(op, e.errno, e.code, 'the kernel has no IPVS any more (ip_vs unloaded, and not loaded again)');
+        }
+        throw e;
+      }
+      if (id === this.#familyId) throw e;
+      this.#familyId = id;
+      return this.#request(op, cmd, payload, dump);
+    }
+  }
+
+  async #request(op: string, cmd: number, payload: Buffer, dump: boolean): Promise<Buffer[]> {
+    const [msgs] = await this.sock.socket.request(this.#familyId, [genlHeader(cmd), payload], {
       flags: NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0),
       checkError: false,
       timeout: REQUEST_TIMEOUT_MS,
@@ -90,7 +126,7 @@ export class IpvsClient {
         if (errno !== 0) throw new IpvsError(op, errno, ERRNO_NAMES.get(errno) ?? String(errno));
         continue;
       }
-      if (m.type !== this.familyId) continue;
+      if (m.type !== this.#familyId) continue;
       out.push(m.data.subarray(4)); // genl header: cmd, version, reserved
     }
     return out;
