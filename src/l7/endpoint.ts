@@ -35,8 +35,14 @@ export class Endpoint {
     this.connSettings = connSettings(pool);
   }
 
+  /** Takes new clients. */
   available(now: number): boolean {
-    return this.healthy && this.weight > 0 && this.ejectedUntil <= now;
+    return this.weight > 0 && this.servable(now);
+  }
+
+  /** Can answer at all: weight 0 only drains it (as in HAProxy), so sticky clients stay until it goes. */
+  servable(now: number): boolean {
+    return this.healthy && this.ejectedUntil <= now;
   }
 }
 

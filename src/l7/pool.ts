@@ -83,13 +83,13 @@ export class Pool {
   pick(input: PickInput, avoid?: Set<Endpoint>): Pick | undefined {
     const now = Date.now();
     if (this.dirty || now >= this.nextExpiry || this.epoch !== availability.epoch) this.refresh(now);
-    if (this.available.length === 0) return undefined;
     const sticky = this.spec.sticky;
     if (sticky && !avoid) {
       const id = getCookie(input.headers.cookie, sticky.cookie);
       const e = id !== undefined ? this.byId.get(id) : undefined;
-      if (e && e.available(now)) return { ep: e, setCookie: false };
+      if (e && e.servable(now)) return { ep: e, setCookie: false };
     }
+    if (this.available.length === 0) return undefined;
     const key = this.hashKey(input);
     // No key to hash (HAProxy's `balance hdr()` does the same): round-robin, rather than hash '' onto one endpoint.
     let ep = this.keyless && !key ? this.keyless.pick(undefined) : this.balancer.pick(key);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { backend, get, proxy, type Backend, type Proxy } from './helpers.js';
+import { validateL7 } from '../../src/l7/config.js';
 
 /** `n` requests one after another on one keep-alive connection (quicker than fresh ones), counted by backend. */
 async function tally(p: Proxy, n: number, headers: (i: number) => Record<string, string> = () => ({})): Promise<Map<string, number>> {
@@ -171,6 +172,22 @@ describe('balancers', () => {
         assert.equal(r.headers['x-backend'], first.headers['x-backend']);
         assert.equal(r.headers['set-cookie'], undefined);
       }
+    } finally { await p.close(); }
+  });
+
+  it('weight 0 drains a sticky endpoint: its clients stay, new clients go elsewhere', async () => {
+    const pool = (w: number) => ({ routes: [{ pool: 'p' }], pools: { p: { sticky: { cookie: 'SLUICE' }, endpoints: [{ address: bs[0].address, weight: w }, bs[1].address] } } });
+    const p = await proxy(pool(1));
+    try {
+      let cookie = '';
+      for (let i = 0; i < 10 && !cookie; i++) {
+        const r = await get(p.url + '/');
+        if (r.headers['x-backend'] === bs[0].name) cookie = String(r.headers['set-cookie']).split(';')[0];
+      }
+      assert.ok(cookie, 'a client was placed on b0');
+      await p.worker.reload(validateL7({ listeners: [{ address: '127.0.0.1', port: 0 }], ...pool(0) }));
+      for (let i = 0; i < 5; i++) assert.equal((await get(p.url + '/', { headers: { cookie } })).headers['x-backend'], bs[0].name);
+      for (let i = 0; i < 5; i++) assert.equal((await get(p.url + '/')).headers['x-backend'], bs[1].name);
     } finally { await p.close(); }
   });
 
