@@ -117,6 +117,11 @@ function sameDef(a: S.RealDef, b: S.RealDef): boolean {
   return a.addr.equals(b.addr) && a.mac.equals(b.mac) && a.port === b.port && a.gen === b.gen && a.flags === b.flags && a.txPort === b.txPort && a.owner === b.owner;
 }
 
+/** The route to one of this host's own addresses: no link to send a real's frames on (and no XDP on lo). */
+function isLocal(route: Route): boolean {
+  return route.dev === 'lo';
+}
+
 /** An encap source as the config map holds it: the prefix (host bits zero) and the mask of its host bits (at most 32). */
 export function encapPrefix(text: string, fam: 4 | 6): { base: Buffer; mask: Buffer } {
   const [addr, len] = text.split('/');
@@ -637,7 +642,8 @@ export class XdpDataplane implements Dataplane {
     let mac = r.mac ? canonicalMac(r.mac) : null;
     let why: string | undefined;
     const offLink = route?.gateway !== undefined;
-    if (!mac) {
+    if (route && isLocal(route)) why = `an address of this host (routed via ${route.dev}): a real must be reached over a link`;
+    else if (!mac) {
       if (svc.mode === 'dsr' && offLink && route?.gateway) why = `not on a link of the balancer (route via ${route.gateway})`;
       else if (svc.mode === 'ipip' && offLink && this.#spec.gatewayMac) mac = canonicalMac(this.#spec.gatewayMac);
       else {
@@ -710,7 +716,7 @@ export class XdpDataplane implements Dataplane {
       for (const a of new Set(reals.map((r) => r.address))) {
         const h = this.#hops.get(a);
         const route = h?.route ?? h?.good?.route;
-        if (route) usedPorts.add(this.#egressPort(route));
+        if (route && !isLocal(route)) usedPorts.add(this.#egressPort(route));
       }
       for (const [name, e] of this.#egress) {
         const l = await this.#linkInfo(view, name);
