@@ -23,6 +23,10 @@ export interface RouteSpec {
   pool: string;
 }
 export interface EndpointSpec { host: string; port: number; weight: number }
+/** An endpoint's name in logs, metrics and across reloads: `host:port`, IPv6 in brackets. */
+export function endpointKey(e: { host: string; port: number }): string {
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}
 export type HashOn = { header: string } | { cookie: string } | { clientIp: true };
 export interface PoolHealth { path: string; intervalMs: number; timeoutMs: number; rise: number; fall: number; host?: string }
 /** HAProxy's `retry-on` words that sluice knows; status codes are written as numbers. */

@@ -1,5 +1,5 @@
 /** An upstream endpoint's live state, shared by its balancer, health checker and connection pool. */
-import type { EndpointSpec, PoolSpec } from './config.js';
+import { endpointKey, type EndpointSpec, type PoolSpec } from './config.js';
 import { fnv1a } from './hash.js';
 import { ConnectionPool } from './upstream/pool.js';
 
@@ -28,7 +28,7 @@ export class Endpoint {
   readonly connSettings: string;
 
   constructor(readonly spec: EndpointSpec, pool: PoolSpec) {
-    this.key = spec.host.includes(':') ? `[${spec.host}]:${spec.port}` : `${spec.host}:${spec.port}`;
+    this.key = endpointKey(spec);
     this.id = fnv1a(this.key).toString(36);
     this.weight = spec.weight;
     this.conns = new ConnectionPool(spec.host, spec.port, pool);

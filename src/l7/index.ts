@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { SluiceError } from '../model/errors.js';
-import type { L7Config } from './config.js';
+import { endpointKey, type L7Config } from './config.js';
 import { l7Warnings, loadL7Config } from './load.js';
 import { bindMetricsServer } from './metrics.js';
 import type { FromWorker, ToWorker } from './worker-main.js';
@@ -95,11 +95,14 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => { resolveDone = r; });
   let metricsServer: Server | undefined;
+  /** The workers' latest active health verdicts, `pool endpoint` → healthy, for replacements. */
+  const health = new Map<string, [string, string, boolean]>();
 
   const spawn = async (): Promise<void> => {
     const w = cluster.fork(env);
     const born = Date.now();
     workers.add(w);
+    w.on('message', (m: FromWorker) => { if (m.type === 'health') health.set(`${m.pool} ${m.endpoint}`, [m.pool, m.endpoint, m.healthy]); });
     w.on('exit', (code, signal) => {
       workers.delete(w);
       listening.delete(w);
@@ -113,7 +116,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     // Messages sent before the worker's module has loaded would be lost: wait for its hello.
     await waitFor(w, (m) => m.type === 'hello', 'starting');
     let sent = config;
-    w.send({ type: 'start', config: sent } satisfies ToWorker);
+    w.send({ type: 'start', config: sent, health: [...health.values()] } satisfies ToWorker);
     await waitFor(w, (m) => m.type === 'listening', 'opening listeners');
     // A reload that happened while this worker started must reach it too; if it cannot apply
     // what every other worker did, it goes, and its replacement starts from the current config.
@@ -195,6 +198,8 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
       throw new SluiceError('ERELOAD', `reload refused, every worker keeps the running config: ${failures.join('; ')}`);
     }
     config = next;
+    // Verdicts of endpoints the reload removed must not come back if one is added again later.
+    for (const [k, [pool, ep]] of health) if (!next.pools[pool]?.endpoints.some((e) => endpointKey(e) === ep)) health.delete(k);
     const committed = await ask(targets, { type: 'commit' }, 'reloaded', 'committing a reload');
     committed.forEach((r, i) => {
       if (r.status === 'fulfilled') return;

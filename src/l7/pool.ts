@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { LeastRequest, RoundRobin, type Balancer } from './balance/index.js';
 import { RingHash } from './balance/ring.js';
-import type { PoolSpec } from './config.js';
+import { endpointKey, type PoolSpec } from './config.js';
 import { getCookie } from './cookies.js';
 import { availability, connSettings, Endpoint } from './endpoint.js';
 
@@ -50,8 +50,7 @@ export class Pool {
     this.retryOn = new Set(spec.retryOn);
     const settings = connSettings(spec);
     this.endpoints = spec.endpoints.map((s) => {
-      const key = s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
-      const old = reuse?.(key);
+      const old = reuse?.(endpointKey(s));
       if (!old) return new Endpoint(s, spec);
       const e = old.weight === s.weight && old.connSettings === settings ? old : new Endpoint(s, spec);
       // A verdict only active checks can undo: without them it would stand for good.

@@ -13,13 +13,19 @@ import { Pool } from './pool.js';
 import { Router } from './router.js';
 import { TrustedProxies } from './trust.js';
 
+/** Health verdicts to start from, and who is told of changes (see WorkerOptions). */
+export interface RuntimeHealth {
+  health?: Array<[string, string, boolean]>;
+  onHealth?: (pool: string, endpoint: string, healthy: boolean) => void;
+}
+
 export class Runtime {
   readonly pools = new Map<string, Pool>();
   readonly router: Router<Pool>;
   readonly trusted: TrustedProxies;
   private readonly checkers: HealthChecker[] = [];
 
-  constructor(readonly config: L7Config, metrics: L7Metrics, log: Logger, previous?: Runtime) {
+  constructor(readonly config: L7Config, metrics: L7Metrics, log: Logger, previous?: Runtime, health: RuntimeHealth = {}) {
     const events = {
       ejected: (pool: Pool, ep: Endpoint, ms: number) => {
         metrics.ejected(pool.name, ep.key);
@@ -27,6 +33,7 @@ export class Runtime {
       },
       changed: (pool: Pool, ep: Endpoint, healthy: boolean, reason: string) => {
         metrics.setHealthy(pool.name, ep.key, healthy);
+        health.onHealth?.(pool.name, ep.key, healthy);
         log.warn({ pool: pool.name, endpoint: ep.key, healthy, reason }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
       },
     };
@@ -34,6 +41,11 @@ export class Runtime {
       const old = previous?.pools.get(name);
       const pool = new Pool(spec, events, old ? (key) => old.endpoints.find((e) => e.key === key) : undefined);
       this.pools.set(name, pool);
+      // A replacement worker starts from what the others know, not all healthy (a first start has no verdicts).
+      if (!previous && spec.health) for (const [p, key, up] of health.health ?? []) {
+        const ep = p === name ? pool.endpoints.find((e) => e.key === key) : undefined;
+        if (ep) pool.setHealthy(ep, up);
+      }
       for (const ep of pool.endpoints) metrics.setHealthy(name, ep.key, ep.healthy);
       const hc = new HealthChecker(pool, events);
       hc.start();

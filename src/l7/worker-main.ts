@@ -8,8 +8,12 @@ import type { L7Config } from './config.js';
 import { workerLoggers } from './logging.js';
 import { Worker, type ReloadPlan } from './worker.js';
 
+/** `pool endpoint` → healthy, as the workers last reported it: a replacement worker starts from it. */
+export type HealthSnapshot = Array<[string, string, boolean]>;
+
 export type ToWorker =
-  | { type: 'start' | 'reload' | 'prepare'; config: L7Config }
+  | { type: 'start'; config: L7Config; health?: HealthSnapshot }
+  | { type: 'reload' | 'prepare'; config: L7Config }
   | { type: 'commit' | 'abort' }
   | { type: 'drain'; graceMs: number };
 export type FromWorker =
@@ -17,7 +21,8 @@ export type FromWorker =
   | { type: 'listening'; addresses: Array<{ address: string; port: number; tls: boolean }> }
   | { type: 'prepared' | 'reloaded' | 'aborted' }
   | { type: 'failed'; stage: 'start' | 'reload' | 'prepare' | 'commit'; message: string }
-  | { type: 'drained'; forced: boolean };
+  | { type: 'drained'; forced: boolean }
+  | { type: 'health'; pool: string; endpoint: string; healthy: boolean };
 
 const loggers = workerLoggers({ level: process.env.SLUICE_LOG_LEVEL ?? 'info' });
 const log = loggers.log;
@@ -34,7 +39,10 @@ process.on('message', (m: ToWorker) => {
   void (async () => {
     if (m.type === 'start') {
       try {
-        const w = new Worker(m.config, { logger: log, accessLogger: loggers.access });
+        const w = new Worker(m.config, {
+          logger: log, accessLogger: loggers.access, health: m.health,
+          onHealth: (pool, endpoint, healthy) => send({ type: 'health', pool, endpoint, healthy }),
+        });
         new AggregatorRegistry(); // its constructor installs the worker's answer to the primary's scrape
         AggregatorRegistry.setRegistries([w.metrics.registry]);
         await w.start();

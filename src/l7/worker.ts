@@ -23,6 +23,10 @@ export interface WorkerOptions {
   accessLogger?: Logger;
   /** Serve this worker's own metrics on config.metrics (in the pool the primary serves the sum instead). */
   serveMetrics?: boolean;
+  /** Health verdicts to start from (a replacement worker in the pool), rather than all healthy. */
+  health?: Array<[string, string, boolean]>;
+  /** Told of each active health verdict change (the pool's primary keeps them for replacements). */
+  onHealth?: (pool: string, endpoint: string, healthy: boolean) => void;
 }
 
 export interface BoundListener { address: string; port: number; tls: boolean }
@@ -57,7 +61,7 @@ export class Worker implements ProxyContext {
   constructor(private config: L7Config, private readonly opts: WorkerOptions = {}) {
     this.log = opts.logger ?? pino({ name: 'sluice-l7' });
     this.accessLog = opts.accessLogger ?? this.log.child({ log: 'access' });
-    this.runtime = new Runtime(config, this.metrics, this.log);
+    this.runtime = new Runtime(config, this.metrics, this.log, undefined, opts);
     this.budget = new RetryBudget(config.retryBudget.ratio, config.retryBudget.minRetries, () => this.inflight);
   }
 
@@ -130,7 +134,7 @@ export class Worker implements ProxyContext {
     this.preparing = undefined;
     const { config } = plan;
     const old = this.runtime;
-    this.runtime = new Runtime(config, this.metrics, this.log, old);
+    this.runtime = new Runtime(config, this.metrics, this.log, old, this.opts);
     old.retire(this.runtime);
     this.config = config;
     for (const [l, loaded] of plan.certs) l.useCerts(loaded);

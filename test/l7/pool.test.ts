@@ -189,6 +189,36 @@ describe('a reload that changes l7.workers', () => {
   });
 });
 
+describe('a replacement worker', () => {
+  it('starts from the health verdicts the pool has, not with every endpoint healthy', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-health-'));
+    const file = join(dir, 'sluice.yaml');
+    const good = await backend('good');
+    // Serves requests, but its health check never answers: only a check that timed out marks it down.
+    const bad = await backend('bad', (req, res) => { if (req.url !== '/healthz') { res.setHeader('x-backend', 'bad'); res.end('bad'); } });
+    const port = await freePort();
+    writeFileSync(file, `l7:
+  accessLog: false
+  listeners: [ { address: 127.0.0.1, port: ${port} } ]
+  routes: [ { match: { pathPrefix: / }, pool: app } ]
+  pools:
+    app: { endpoints: [ "${good.address}", "${bad.address}" ], health: { path: /healthz, interval: 1500ms, timeout: 1400ms, fall: 1, rise: 1 } }
+`);
+    const h = await runL7({ configPath: file, workers: 1, logger: quiet, logLevel: 'silent', signals: false });
+    try {
+      const onBad = async (n: number) => { let k = 0; for (let i = 0; i < n; i++) if ((await get(`http://127.0.0.1:${port}/`)).headers['x-backend'] === 'bad') k++; return k; };
+      await sleep(2000); // the first check of `bad` timed out
+      assert.equal(await onBad(10), 0, 'the first worker took bad out');
+      const [victim] = h.workerPids();
+      process.kill(victim, 'SIGKILL');
+      for (let i = 0; i < 100 && (h.workerCount() < 1 || h.workerPids().includes(victim)); i++) await sleep(20);
+      // As soon as the replacement answers, well before its own first check could time out.
+      for (let i = 0; i < 200; i++) { try { await get(`http://127.0.0.1:${port}/`, { timeoutMs: 200 }); break; } catch { await sleep(20); } }
+      assert.equal(await onBad(20), 0, 'the replacement sent requests to an endpoint the pool knew was down');
+    } finally { await h.stop(); await good.close(); await bad.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+});
+
 /** `sluice l7` as its own process (it owns SIGHUP/SIGTERM), ready once it has said so. */
 async function spawnL7(file: string, workers: number): Promise<ChildProcess> {
   const index = fileURLToPath(new URL('../../src/l7/index.js', import.meta.url));
