@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { Mode, Service, ServiceReal } from '../../src/model/types.js';
 import { IpvsDataplane } from '../../src/dataplane/ipvs/index.js';
 import { readFileSync } from 'node:fs';
-import { admDest, admService, assertIpvsHost, sh, topology, type Held, type Topology } from './support.js';
+import { admDest, admService, assertIpvsHost, inNs, sh, topology, type Held, type Topology } from './support.js';
 
 const N = 2; // this file's subnets: 10.98.2.0/24, 10.99.2.0/24; VIPs 10.102.0.x
 const REQUESTS = 24;
@@ -18,7 +18,7 @@ let dp: IpvsDataplane;
 before(async () => {
   assertIpvsHost();
   topo = topology(N);
-  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4', '10.102.0.5', '10.102.0.6', '10.102.0.7', 'fd00:102::1']) topo.addVip(v);
+  for (const v of ['10.102.0.1', '10.102.0.2', '10.102.0.3', '10.102.0.4', '10.102.0.5', '10.102.0.6', '10.102.0.7', '10.102.0.8', 'fd00:102::1', 'fd00:102::2']) topo.addVip(v);
   topo.serve(80);
   topo.serve(8080);
   topo.serveEcho(9000);
@@ -92,6 +92,24 @@ test('a port-0 VIP in DR mode takes connections on every port', async () => {
   const t8080 = topo.getMany('10.102.0.5', 8080, 6);
   const answered = (t: Map<string, number>) => (t.get('real1') ?? 0) + (t.get('real2') ?? 0);
   assert.deepEqual([answered(t80), answered(t8080)], [6, 6], JSON.stringify([[...t80], [...t8080]]));
+});
+
+test('tunnel to IPv6 reals: IPv6 in IPv6, and IPv4 in IPv6 once ip6tnl0 takes any inner protocol', async () => {
+  // The ip6_tunnel module's fallback device decapsulates IPv6 in IPv6 only (mode ip6ip6), and
+  // drops the IPv4 in IPv6 that IPVS sends an IPv6 real of an IPv4 VIP: docs/ipvs.md says to
+  // set it to mode any.
+  for (const r of topo.reals) {
+    inNs(r.ns, 'ip', 'link', 'set', 'ip6tnl0', 'up');
+    inNs(r.ns, 'ip', '-6', 'tunnel', 'change', 'ip6tnl0', 'mode', 'any');
+  }
+  const v6 = (address: string): Service => {
+    const s = svc(address, 'ipip');
+    return { ...s, reals: s.reals.map((r, i) => ({ ...r, address: topo.reals[i].address6 })) };
+  };
+  await dp.sync({ services: [v6('fd00:102::2'), v6('10.102.0.8')] });
+  assert.equal(admService('tcp', '10.102.0.8', 80)?.dests.every((d) => d.fwd === 'Tunnel' && d.address.includes(':')), true);
+  assertServedByBoth(topo.getMany('fd00:102::2', 80, REQUESTS));
+  assertServedByBoth(topo.getMany('10.102.0.8', 80, REQUESTS));
 });
 
 test('IPv6 DR: connections to an IPv6 VIP reach both reals', async () => {
