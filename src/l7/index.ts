@@ -106,6 +106,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     w.on('exit', (code, signal) => {
       workers.delete(w);
       listening.delete(w);
+      keepCounters(w);
       if (retiring.delete(w) || stopping) return;
       if (Date.now() - born > 10_000) restarts = 0;
       log.error({ pid: w.process.pid, code, signal }, 'worker died; starting another');
@@ -144,16 +145,39 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
    * that died, say) drops the request, so every scrape meanwhile hung 5 s and failed.
    */
   let scrapes = 0;
+  /** Each worker's metrics at the last scrape, and the counters and histograms of workers gone since. */
+  const lastSeen = new Map<ClusterWorker, object[]>();
+  let departed: object[] = [];
+  /**
+   * A worker that exits (died, or drained by a resize) takes its counters with it, and their sum
+   * would go down, which Prometheus reads as a reset: rate() would spike. Its counters and
+   * histograms as last scraped stay in the sum (what it counted after that scrape is lost).
+   */
+  const keepCounters = (w: ClusterWorker): void => {
+    const last = lastSeen.get(w);
+    lastSeen.delete(w);
+    if (!last) return;
+    for (const reg of last as Array<Array<{ type?: string }>>) departed.push(reg.filter((m) => m.type === 'counter' || m.type === 'histogram'));
+    if (departed.length < 8) return;
+    // Folded into one set now and then, so a crash loop does not grow the list; kept in the sum meanwhile.
+    const batch = departed.slice();
+    Promise.resolve(AggregatorRegistry.aggregate(batch as never).getMetricsAsJSON())
+      .then((folded) => { departed = [folded, ...departed.slice(batch.length)]; }, () => undefined);
+  };
   const scrape = (): Promise<string> => new Promise((resolve, reject) => {
     const requestId = `sluice-${scrapes++}`;
-    const parts: object[] = [];
+    const parts = new Map<ClusterWorker, object[]>();
     const asked = new Set(listening);
     const cleanups: Array<() => void> = [];
     const settle = (err?: Error): void => {
       clearTimeout(timer);
       for (const c of cleanups) c();
       if (err) reject(err);
-      else Promise.resolve(AggregatorRegistry.aggregate(parts).metrics()).then(resolve, reject);
+      else {
+        // A worker that answered and exited since is in `departed` already.
+        const live = [...parts].flatMap(([w, p]) => (workers.has(w) ? p : []));
+        Promise.resolve(AggregatorRegistry.aggregate([...live, ...departed] as never).metrics()).then(resolve, reject);
+      }
     };
     const answered = (w: ClusterWorker): void => { asked.delete(w); if (asked.size === 0) settle(); };
     const timer = setTimeout(() => settle(new Error(`${asked.size} worker(s) did not answer within 5s`)), 5000);
@@ -162,10 +186,11 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
       const onMsg = (m: { type?: string; requestId?: string; metrics?: object[]; error?: string }) => {
         if (m?.type !== METRICS_RES || m.requestId !== requestId) return;
         if (m.error) return settle(new Error(m.error));
-        parts.push(...(m.metrics ?? []));
+        parts.set(w, m.metrics ?? []);
+        lastSeen.set(w, m.metrics ?? []);
         answered(w);
       };
-      const onExit = () => answered(w); // gone, and its counters with it
+      const onExit = () => answered(w); // gone: its counters as last seen are in `departed`
       w.on('message', onMsg);
       w.once('exit', onExit);
       cleanups.push(() => { w.off('message', onMsg); w.off('exit', onExit); });

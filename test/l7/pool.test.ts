@@ -60,6 +60,20 @@ describe('the worker pool (sluice l7)', () => {
     for (let i = 0; i < 6; i++) assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
   });
 
+  it('keeps a dead worker\'s counts in the summed counters, which never go down (Prometheus would read a reset)', async () => {
+    const count = async () => Number(/sluice_l7_requests_total\{route="0-app",pool="app",code="2xx"\} (\d+)/.exec((await get(`http://127.0.0.1:${metricsPort}/metrics`)).body)?.[1] ?? 0);
+    for (let i = 0; i < 20; i++) await get(`http://127.0.0.1:${port}/c`); // a new connection each: both workers take some
+    const before = await count();
+    assert.ok(before >= 20);
+    const [victim] = h.workerPids();
+    process.kill(victim, 'SIGKILL');
+    for (let i = 0; i < 50 && (h.workerCount() < 2 || h.workerPids().includes(victim)); i++) await sleep(100);
+    await sleep(1500);
+    assert.ok(await count() >= before, 'the sum went down when a worker died');
+    for (let i = 0; i < 4; i++) await get(`http://127.0.0.1:${port}/c`);
+    assert.ok(await count() >= before + 4);
+  });
+
   it('answers a metrics scrape at once while a replacement worker is starting', async () => {
     const [victim] = h.workerPids();
     process.kill(victim, 'SIGKILL');
