@@ -393,3 +393,24 @@ test('encapSource4/6 given as prefixes in a config file: validated, and only the
     await d.close({ keepForwarding: false });
   }
 });
+
+test('a UDP VIP switched from dsr to nat: a client it knew gets the real\'s replies back from the VIP', async () => {
+  const d = await open();
+  try {
+    const udp = (mode: 'dsr' | 'nat') => svc({ port: 53, protocol: 'udp', mode, reals: [{ address: '10.1.0.1', port: 53, weight: 1, state: 'up' }] });
+    const query = frame({ src: '192.168.31.1', dst: '10.0.0.100', proto: 'udp', sport: 5353, dport: 53 }, LB);
+    await d.sync(table(udp('dsr')));
+    assert.equal(d.program.testRun(query).action, XdpAction.TX);
+    await d.sync(table(udp('nat')));
+    const q = d.program.testRun(query);
+    assert.equal(q.action, XdpAction.TX);
+    assert.equal(bytesToIp(q.data.subarray(14 + 16, 14 + 20)), '10.1.0.1', 'the query is NATed to the real');
+    const reply = frame({ src: '10.1.0.1', dst: '192.168.31.1', proto: 'udp', sport: 53, dport: 5353 }, { dst: LB.dst, src: MACS['10.1.0.1'] });
+    const r = d.program.testRun(reply);
+    assert.equal(r.action, XdpAction.TX, 'the reply is rewritten, not passed');
+    assert.equal(bytesToIp(r.data.subarray(14 + 12, 14 + 16)), '10.0.0.100', 'from the VIP');
+    assert.deepEqual(await d.sync(table(udp('nat'))), { added: 0, updated: 0, removed: 0, changes: [] }, 'and the next sync has nothing to do');
+  } finally {
+    await d.close({ keepForwarding: false });
+  }
+});

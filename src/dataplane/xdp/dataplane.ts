@@ -809,6 +809,10 @@ export class XdpDataplane implements Dataplane {
         st.inMap = true;
         if (isNew) { report.added++; report.changes.push(`+vip ${key} (${svc.mode}, ${svc.hash}, id ${st.id}, ${svc.reals.length} reals)`); }
         else { report.updated++; report.changes.push(`~vip ${key} (${svc.mode}, ${svc.hash})`); }
+        // Another mode: the flows the VIP remembers are re-chosen once, in the new mode (nat
+        // creates a flow's way back only when it chooses the flow's real: without this, a UDP
+        // client the VIP knew from before a switch to nat never got a reply rewritten back).
+        if (!isNew && st.meta.mode !== meta.mode) this.#renewGens(st);
         st.meta = meta;
       }
 
@@ -890,6 +894,18 @@ export class XdpDataplane implements Dataplane {
 
   #vipMap(vk: S.VipKey): TypedMap<S.VipKey, S.VipMeta> {
     return vk.addr.length === 4 ? this.#vips : this.#vips6;
+  }
+
+  /** New generations for every real slot of a VIP, after its mode changed: its flows move on their next packet. */
+  #renewGens(st: VipState): void {
+    const defs: Array<[number, S.RealDef]> = [];
+    for (const rs of st.reals.values()) {
+      rs.gen = this.#gens[rs.slot] = (this.#gens[rs.slot] + 1) >>> 0;
+      if (!rs.def) continue;
+      rs.def = { ...rs.def, gen: rs.gen };
+      defs.push([rs.slot, rs.def]);
+    }
+    if (defs.length) this.#reals.setMany(defs);
   }
 
   #freeRealSlots(rs: RealState[]): void {
