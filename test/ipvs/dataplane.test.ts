@@ -283,3 +283,24 @@ test('an IPv4 real of an IPv6 VIP refused because a sync daemon runs is refused 
     await dp.sync({ services: [] });
   }
 });
+
+test('edge values round-trip through the kernel: port 65535, weight 65535, an IPv4-embedding IPv6 address, 600 reals in one service', async () => {
+  const reals = Array.from({ length: 600 }, (_, i) => real(`10.101.${60 + Math.floor(i / 250)}.${(i % 250) + 1}`, { port: 65535 }));
+  const t: ServiceTable = { services: [
+    service({ address: '10.101.0.14', port: 65535, scheduler: 'wlc', reals: [...reals.slice(1), real(reals[0].address, { port: 65535, weight: 65535 })] }),
+    // 64:ff9b::10.101.0.15 in the model's canonical text.
+    service({ address: '64:ff9b::a65:f', port: 65535, reals: [real('64:ff9b::a65:10', { port: 65535, weight: 65535 })] }),
+  ] };
+  const first = await dp.sync(t);
+  assert.equal(first.added, 2 + reals.length + 1);
+  const big = admService('tcp', '10.101.0.14', 65535);
+  assert.equal(big?.dests.length, reals.length);
+  assert.equal(admDest(big, reals[0].address, 65535)?.weight, 65535);
+  assert.deepEqual(admService('tcp', '64:ff9b::a65:f', 65535)?.dests.map((d) => [d.address, d.port, d.weight]), [['64:ff9b::a65:10', 65535, 65535]]);
+  assert.deepEqual((await dp.sync(t)).changes, []);
+  // One weight among 600: one command.
+  const changed = { services: [{ ...t.services[0], reals: t.services[0].reals.map((r) => (r.address === reals[300].address ? { ...r, weight: 9 } : r)) }, t.services[1]] };
+  const r = await dp.sync(changed);
+  assert.deepEqual([r.added, r.updated, r.removed], [0, 1, 0], JSON.stringify(r.changes));
+  await dp.sync({ services: [] });
+});
