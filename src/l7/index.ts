@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { SluiceError } from '../model/errors.js';
-import { endpointKey, type L7Config } from './config.js';
+import type { L7Config } from './config.js';
+import { PoolChecks } from './health.js';
 import { l7Warnings, loadL7Config } from './load.js';
 import { bindMetricsServer } from './metrics.js';
 import type { FromWorker, ToWorker } from './worker-main.js';
@@ -95,14 +96,17 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => { resolveDone = r; });
   let metricsServer: Server | undefined;
-  /** The workers' latest active health verdicts, `pool endpoint` → healthy, for replacements. */
-  const health = new Map<string, [string, string, boolean]>();
+  /** Active health checks, once per endpoint for the whole pool; every serving worker hears each verdict. */
+  const checks = new PoolChecks((pool, endpoint, healthy, reason) => {
+    log.warn({ pool, endpoint, healthy, reason }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
+    // Every worker, starting ones too: one that has not had its config yet gets the verdicts with it.
+    for (const w of workers) if (w.isConnected()) w.send({ type: 'health', verdict: [pool, endpoint, healthy] } satisfies ToWorker);
+  });
 
   const spawn = async (): Promise<void> => {
     const w = cluster.fork(env);
     const born = Date.now();
     workers.add(w);
-    w.on('message', (m: FromWorker) => { if (m.type === 'health') health.set(`${m.pool} ${m.endpoint}`, [m.pool, m.endpoint, m.healthy]); });
     w.on('exit', (code, signal) => {
       workers.delete(w);
       listening.delete(w);
@@ -117,7 +121,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     // Messages sent before the worker's module has loaded would be lost: wait for its hello.
     await waitFor(w, (m) => m.type === 'hello', 'starting');
     let sent = config;
-    w.send({ type: 'start', config: sent, health: [...health.values()] } satisfies ToWorker);
+    w.send({ type: 'start', config: sent, health: checks.verdicts() } satisfies ToWorker);
     await waitFor(w, (m) => m.type === 'listening', 'opening listeners');
     // A reload that happened while this worker started must reach it too; if it cannot apply
     // what every other worker did, it goes, and its replacement starts from the current config.
@@ -137,6 +141,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     for (const w of workers) w.process.kill('SIGKILL');
     throw e;
   }
+  checks.use(config);
   log.info({ workers: count, listeners: config.listeners.map((l) => `${l.address}:${l.port}${l.tls ? ' tls' : ''}`) }, 'l7 pool started');
 
   /**
@@ -223,9 +228,9 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
       throw new SluiceError('ERELOAD', `reload refused, every worker keeps the running config: ${failures.join('; ')}`);
     }
     config = next;
-    // Verdicts of endpoints the reload removed must not come back if one is added again later.
-    for (const [k, [pool, ep]] of health) if (!next.pools[pool]?.endpoints.some((e) => endpointKey(e) === ep)) health.delete(k);
     const committed = await ask(targets, { type: 'commit' }, 'reloaded', 'committing a reload');
+    // After the commit: a verdict on an endpoint the reload added must find it in the workers.
+    checks.use(next);
     committed.forEach((r, i) => {
       if (r.status === 'fulfilled') return;
       // Rare (a port rebound for a kind change was taken meanwhile): a fresh worker gets the config whole.
@@ -273,6 +278,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   const stop = async (): Promise<void> => {
     if (stopping) return done;
     stopping = true;
+    checks.stop();
     const graceMs = config.timeouts.drainMs;
     // A worker still starting serves nothing yet: it just goes.
     for (const w of workers) if (!listening.has(w) && !retiring.has(w)) w.process.kill('SIGKILL');

@@ -7,16 +7,18 @@
 import type { Logger } from 'pino';
 import type { L7Config } from './config.js';
 import type { Endpoint } from './endpoint.js';
-import { HealthChecker } from './health.js';
+import { HealthChecker, type Verdict } from './health.js';
 import type { L7Metrics } from './metrics.js';
 import { Pool } from './pool.js';
 import { Router } from './router.js';
 import { TrustedProxies } from './trust.js';
 
-/** Health verdicts to start from, and who is told of changes (see WorkerOptions). */
+/** Where health verdicts come from (see WorkerOptions). */
 export interface RuntimeHealth {
-  health?: Array<[string, string, boolean]>;
-  onHealth?: (pool: string, endpoint: string, healthy: boolean) => void;
+  /** false: the pool's primary checks and sends verdicts (Worker.setHealth); true by default. */
+  checks?: boolean;
+  /** Verdicts to start from: what the primary knows when a worker starts. */
+  health?: Verdict[];
 }
 
 export class Runtime {
@@ -33,7 +35,6 @@ export class Runtime {
       },
       changed: (pool: Pool, ep: Endpoint, healthy: boolean, reason: string) => {
         metrics.setHealthy(pool.name, ep.key, healthy);
-        health.onHealth?.(pool.name, ep.key, healthy);
         log.warn({ pool: pool.name, endpoint: ep.key, healthy, reason }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
       },
     };
@@ -47,9 +48,14 @@ export class Runtime {
         if (ep) pool.setHealthy(ep, up);
       }
       for (const ep of pool.endpoints) metrics.setHealthy(name, ep.key, ep.healthy);
-      const hc = new HealthChecker(pool, events);
-      hc.start();
-      this.checkers.push(hc);
+      if (spec.health && health.checks !== false) {
+        const hc = new HealthChecker(spec.health, pool.endpoints, (ep, up, reason) => {
+          pool.setHealthy(ep as Endpoint, up);
+          events.changed(pool, ep as Endpoint, up, reason);
+        });
+        hc.start();
+        this.checkers.push(hc);
+      }
     }
     // Endpoints (and pools) the reload removed would report their last health for good: a removed
     // endpoint that was down would keep an alert firing.
@@ -59,6 +65,16 @@ export class Runtime {
     }
     this.router = new Router(config.routes, (name) => this.pools.get(name)!);
     this.trusted = new TrustedProxies(config.trustedProxies);
+  }
+
+  /** A verdict from the pool's primary (it runs the checks): false if this config has no such endpoint. */
+  setHealth(poolName: string, key: string, healthy: boolean, metrics: L7Metrics): boolean {
+    const pool = this.pools.get(poolName);
+    const ep = pool?.spec.health ? pool.endpoints.find((e) => e.key === key) : undefined;
+    if (!pool || !ep) return false;
+    pool.setHealthy(ep, healthy);
+    metrics.setHealthy(poolName, key, healthy);
+    return true;
   }
 
   /** Stop health checks and close connections of endpoints that `next` does not carry over. */

@@ -1,18 +1,18 @@
 /**
  * Entry point of a cluster worker. The primary sends the validated config ('start'), reloads
  * in two steps ('prepare', then 'commit' or 'abort'; 'reload' does both, for a worker that
- * started during one) and asks for a drain ('drain'); the worker answers with what it did.
+ * started during one), asks for a drain ('drain') and sends the verdicts of the active health
+ * checks it runs ('health'); the worker answers with what it did.
  */
 import { AggregatorRegistry } from 'prom-client';
 import type { L7Config } from './config.js';
+import type { Verdict } from './health.js';
 import { workerLoggers } from './logging.js';
 import { Worker, type ReloadPlan } from './worker.js';
 
-/** `pool endpoint` → healthy, as the workers last reported it: a replacement worker starts from it. */
-export type HealthSnapshot = Array<[string, string, boolean]>;
-
 export type ToWorker =
-  | { type: 'start'; config: L7Config; health?: HealthSnapshot }
+  | { type: 'start'; config: L7Config; health?: Verdict[] }
+  | { type: 'health'; verdict: Verdict }
   | { type: 'reload' | 'prepare'; config: L7Config }
   | { type: 'commit' | 'abort' }
   | { type: 'drain'; graceMs: number };
@@ -21,12 +21,13 @@ export type FromWorker =
   | { type: 'listening'; addresses: Array<{ address: string; port: number; tls: boolean }> }
   | { type: 'prepared' | 'reloaded' | 'aborted' }
   | { type: 'failed'; stage: 'start' | 'reload' | 'prepare' | 'commit'; message: string }
-  | { type: 'drained'; forced: boolean }
-  | { type: 'health'; pool: string; endpoint: string; healthy: boolean };
+  | { type: 'drained'; forced: boolean };
 
 const loggers = workerLoggers({ level: process.env.SLUICE_LOG_LEVEL ?? 'info' });
 const log = loggers.log;
 let worker: Worker | undefined;
+/** The worker being started: health verdicts can arrive before it listens. */
+let starting: Worker | undefined;
 let plan: ReloadPlan | undefined;
 let draining = false;
 const send = (m: FromWorker) => process.send?.(m);
@@ -39,10 +40,8 @@ process.on('message', (m: ToWorker) => {
   void (async () => {
     if (m.type === 'start') {
       try {
-        const w = new Worker(m.config, {
-          logger: log, accessLogger: loggers.access, health: m.health,
-          onHealth: (pool, endpoint, healthy) => send({ type: 'health', pool, endpoint, healthy }),
-        });
+        const w = new Worker(m.config, { logger: log, accessLogger: loggers.access, checks: false, health: m.health });
+        starting = w;
         new AggregatorRegistry(); // its constructor installs the worker's answer to the primary's scrape
         AggregatorRegistry.setRegistries([w.metrics.registry]);
         await w.start();
@@ -52,6 +51,8 @@ process.on('message', (m: ToWorker) => {
         send({ type: 'failed', stage: 'start', message: (e as Error).message });
         process.exit(1);
       }
+    } else if (m.type === 'health') {
+      (worker ?? starting)?.setHealth(...m.verdict);
     } else if (m.type === 'reload') {
       await step('reload', { type: 'reloaded' }, () => worker!.reload(m.config));
     } else if (m.type === 'prepare') {

@@ -15,6 +15,7 @@ import type { ProxyContext } from './context.js';
 import { bindKey, Listener, listenerKey } from './listener.js';
 import { L7Metrics, bindMetricsServer } from './metrics.js';
 import { Runtime } from './runtime.js';
+import type { Verdict } from './health.js';
 import type { LoadedCerts } from './tls.js';
 
 export interface WorkerOptions {
@@ -23,10 +24,10 @@ export interface WorkerOptions {
   accessLogger?: Logger;
   /** Serve this worker's own metrics on config.metrics (in the pool the primary serves the sum instead). */
   serveMetrics?: boolean;
-  /** Health verdicts to start from (a replacement worker in the pool), rather than all healthy. */
-  health?: Array<[string, string, boolean]>;
-  /** Told of each active health verdict change (the pool's primary keeps them for replacements). */
-  onHealth?: (pool: string, endpoint: string, healthy: boolean) => void;
+  /** false in the worker pool: the primary runs the active health checks and sends verdicts (setHealth). */
+  checks?: boolean;
+  /** Verdicts to start from (what the primary knows when this worker starts), rather than all healthy. */
+  health?: Verdict[];
 }
 
 export interface BoundListener { address: string; port: number; tls: boolean }
@@ -73,6 +74,11 @@ export class Worker implements ProxyContext {
   }
 
   get inFlight(): number { return this.inflight; }
+
+  /** An active health verdict from the pool's primary, for the running config. */
+  setHealth(pool: string, endpoint: string, healthy: boolean): void {
+    this.runtime.setHealth(pool, endpoint, healthy, this.metrics);
+  }
 
   async start(): Promise<void> {
     for (const spec of this.config.listeners) {

@@ -203,8 +203,39 @@ describe('a reload that changes l7.workers', () => {
   });
 });
 
-describe('a replacement worker', () => {
-  it('starts from the health verdicts the pool has, not with every endpoint healthy', async () => {
+describe('active health checks in the pool', () => {
+  it('check each endpoint once per interval, however many workers there are, and every worker follows', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-checks-'));
+    const file = join(dir, 'sluice.yaml');
+    let checksSeen = 0;
+    let up = true;
+    const b = await backend('b', (req, res) => {
+      if (req.url === '/healthz') { checksSeen++; res.statusCode = up ? 200 : 503; res.end(); return; }
+      res.end('b');
+    });
+    const other = await backend('other');
+    const port = await freePort();
+    writeFileSync(file, `l7:
+  accessLog: false
+  listeners: [ { address: 127.0.0.1, port: ${port} } ]
+  routes: [ { match: { pathPrefix: / }, pool: app } ]
+  pools:
+    app: { endpoints: [ "${b.address}", "${other.address}" ], health: { path: /healthz, interval: 200ms, fall: 1, rise: 1 } }
+`);
+    const h = await runL7({ configPath: file, workers: 3, logger: quiet, logLevel: 'silent', signals: false });
+    try {
+      checksSeen = 0;
+      await sleep(2000);
+      // One checker: ~10 checks in 2 s; one per worker would be ~30.
+      assert.ok(checksSeen >= 5 && checksSeen <= 15, `${checksSeen} checks in 2 s at a 200 ms interval`);
+      up = false;
+      await sleep(600);
+      for (let i = 0; i < 30; i++) assert.equal((await get(`http://127.0.0.1:${port}/`)).body, 'other /', 'a worker still sends to the endpoint the checks took out');
+    } finally { await h.stop(); await b.close(); await other.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
+
+  it('a replacement worker starts from the verdicts the pool has, not with every endpoint healthy', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-health-'));
     const file = join(dir, 'sluice.yaml');
     const good = await backend('good');
