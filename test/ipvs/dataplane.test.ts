@@ -304,3 +304,32 @@ test('edge values round-trip through the kernel: port 65535, weight 65535, an IP
   assert.deepEqual([r.added, r.updated, r.removed], [0, 1, 0], JSON.stringify(r.changes));
   await dp.sync({ services: [] });
 });
+
+test('VIPs this host does not hold (IPVS never sees their packets) are named in a warning, once per change', async () => {
+  sh('ip', 'addr', 'add', '10.101.0.16/32', 'dev', 'lo');
+  sh('ip', '-6', 'addr', 'add', '2001:db8:101::16/128', 'dev', 'lo', 'nodad');
+  // The IPv4 VIP not held is routed on (to a dummy device); the IPv6 one has no route at all.
+  sh('ip', 'link', 'add', 'ipvs-dummy1', 'type', 'dummy');
+  sh('ip', 'link', 'set', 'ipvs-dummy1', 'up');
+  sh('ip', 'route', 'add', '10.101.0.0/24', 'dev', 'ipvs-dummy1');
+  const warns: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+  const logger = { info: () => undefined, warn: (obj: object, msg?: string) => warns.push({ obj: obj as Record<string, unknown>, msg }) };
+  const d = await IpvsDataplane.open({ logger });
+  const t = (...addrs: string[]): ServiceTable => ({ services: addrs.map((address) => service({ address, reals: [real(address.includes(':') ? '2001:db8:101::11' : '10.101.1.1')] })) });
+  try {
+    await d.sync(t('10.101.0.15', '10.101.0.16', '2001:db8:101::15', '2001:db8:101::16'));
+    await d.sync(t('10.101.0.15', '10.101.0.16', '2001:db8:101::15', '2001:db8:101::16'));
+    const said = warns.filter((w) => /not: their connections will not reach IPVS/.test(w.msg ?? ''));
+    assert.equal(said.length, 1, JSON.stringify(warns));
+    assert.deepEqual(said[0].obj.vips, ['10.101.0.15', '2001:db8:101::15']);
+    assert.match(said[0].msg ?? '', /ip addr add 10\.101\.0\.15\/32 dev lo/);
+    sh('ip', 'addr', 'add', '10.101.0.15/32', 'dev', 'lo');
+    sh('ip', '-6', 'addr', 'add', '2001:db8:101::15/128', 'dev', 'lo', 'nodad');
+    await d.sync(t('10.101.0.15', '10.101.0.16', '2001:db8:101::15', '2001:db8:101::16'));
+    assert.equal(warns.length, 1, JSON.stringify(warns));
+  } finally {
+    await d.close({ keepForwarding: false });
+    sh('ip', 'link', 'del', 'ipvs-dummy1');
+    for (const a of ['10.101.0.15/32', '10.101.0.16/32', '2001:db8:101::15/128', '2001:db8:101::16/128']) try { sh('ip', 'addr', 'del', a, 'dev', 'lo'); } catch { /* not added */ }
+  }
+});

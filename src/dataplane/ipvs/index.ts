@@ -12,7 +12,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ipFamily } from '../../model/address.js';
+import { ipFamily, ipToBytes } from '../../model/address.js';
 import { realKey, vipKey } from '../../model/keys.js';
 import type { Dataplane, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
 import { IpvsClient, IpvsError } from './client.js';
@@ -73,6 +73,8 @@ export class IpvsDataplane implements Dataplane {
   #closed = false;
   #foreign = '';
   #quiescentError: string | null = null;
+  #nonLocal = '';
+  #rt: import('netlink').RtNetlinkSocket | undefined;
 
   private constructor(client: IpvsClient, owned: Set<string>, file: string | undefined, log: IpvsLogger | undefined) {
     this.#client = client;
@@ -132,6 +134,7 @@ export class IpvsDataplane implements Dataplane {
     this.#noteForeign(services.map((s) => serviceIdKey(s)).filter((k) => !this.#owned.has(k) && !wantKeys.has(k)));
     const p = plan(desired, actual, this.#owned);
     if (desired.services.some((s) => s.port === 0)) this.#expireQuiescentTemplates();
+    await this.#noteNonLocal(desired);
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: p.changes };
     if (p.ops.length === 0) {
       const same = this.#owned.size === p.owned.size && [...p.owned].every((k) => this.#owned.has(k));
@@ -188,6 +191,41 @@ export class IpvsDataplane implements Dataplane {
         'IPVS: cannot set expire_quiescent_template: clients of port-0 VIPs keep reaching drained and down reals while their persistence lasts');
     }
     this.#quiescentError = why;
+  }
+
+  /**
+   * IPVS looks at packets the host accepts as its own (netfilter's LOCAL_IN): a packet to a VIP
+   * the host does not hold is routed on, or answered "network unreachable", and never reaches
+   * the service. The XDP data plane needs no such address, so a host set up for it and fallen
+   * back to IPVS forwards nothing, silently. Say so, naming the VIPs: once, and again whenever
+   * that set changes. (sluice does not add the addresses itself: who answers ARP for a VIP is
+   * the operator's choice, e.g. keepalived's VRRP holds it on the master only.)
+   */
+  async #noteNonLocal(desired: ServiceTable): Promise<void> {
+    const addrs = [...new Set(desired.services.map((s) => s.address))];
+    const missing: string[] = [];
+    for (const a of addrs) if (!(await this.#isLocal(a))) missing.push(a);
+    const sig = missing.sort().join(' ');
+    if (sig === this.#nonLocal) return;
+    this.#nonLocal = sig;
+    if (missing.length) {
+      this.#log?.warn({ vips: missing },
+        `IPVS sees only packets to this host's own addresses, and these VIPs are not: their connections will not reach IPVS until each is held locally, e.g. ip addr add ${joinHostPrefix(missing[0])} dev lo`);
+    }
+  }
+
+  /** Whether the kernel routes `addr` to this host (a route of type local), by a route lookup. */
+  async #isLocal(addr: string): Promise<boolean> {
+    try {
+      this.#rt ??= (await loadNetlink()).createRtNetlink();
+      const v6 = ipFamily(addr) === 6;
+      const [r] = await this.#rt.getRoute({ family: v6 ? 10 : 2, dstLen: v6 ? 128 : 32 }, { dst: ipToBytes(addr) }, { timeout: 2000 });
+      const t = r?.data.type as unknown;
+      return t === 2 || t === 'LOCAL';
+    } catch (e) {
+      // No route at all ("network unreachable") means not local; anything else: do not guess.
+      return !/ENETUNREACH|EHOSTUNREACH/.test((e as Error).message);
+    }
   }
 
   /** Say which services sluice leaves alone: once, and again whenever that set changes (not every periodic sync). */
@@ -273,6 +311,7 @@ export class IpvsDataplane implements Dataplane {
     await this.#queue.catch(() => undefined);
     this.#closed = true;
     this.#client.close();
+    this.#rt?.socket.close();
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -284,6 +323,11 @@ export class IpvsDataplane implements Dataplane {
   #assertOpen(): void {
     if (this.#closed) throw new Error('the IPVS data plane is closed');
   }
+}
+
+/** `10.0.0.1/32`, `2001:db8::1/128`. */
+function joinHostPrefix(addr: string): string {
+  return `${addr}/${ipFamily(addr) === 6 ? 128 : 32}`;
 }
 
 /** An op in the words of the CLI: `add real 10.0.0.11:80 to 10.0.0.1:80/tcp`. */
