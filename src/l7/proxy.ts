@@ -188,6 +188,20 @@ export class ProxyRequest implements Exchange {
     });
   }
 
+  /**
+   * 103 Early Hints go on to the client (its Link headers: what a browser can act on before the
+   * response); 100 and 102 are the upstream's business with sluice, which speaks to the client itself.
+   */
+  onInterim(status: number, headers: string[]): void {
+    if (status !== 103 || this.headSent || this.discard || this.finished) return;
+    const link: string[] = [];
+    for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 4 && headers[i].toLowerCase() === 'link') link.push(headers[i + 1]);
+    if (!link.length) return;
+    // Node takes one link per value: a header that joins several with commas is split back.
+    const links = link.flatMap((v) => v.split(/,\s*(?=<)/));
+    try { (this.res as ServerResponse).writeEarlyHints({ link: links }); } catch { /* a Link Node refuses: the hint is only a hint */ }
+  }
+
   onHead(h: ResponseHead): void {
     const pick = this.pick!;
     this.tHead = performance.now();

@@ -175,3 +175,21 @@ describe('IPv6', () => {
     } finally { await p.close(); up.closeAllConnections(); up.close(); }
   });
 });
+
+describe('interim responses', () => {
+  it('relays 103 Early Hints with their Link headers before the response', async () => {
+    const b = await backend('b', (_req, res) => {
+      res.writeEarlyHints({ link: ['</app.css>; rel=preload; as=style', '</app.js>; rel=preload; as=script'] });
+      setTimeout(() => res.end('done'), 20);
+    });
+    const p = await proxy(simple([b.address]));
+    try {
+      const r = await raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      assert.match(r, /^HTTP\/1\.1 103 Early Hints\r\n/);
+      const interim = r.slice(0, r.indexOf('\r\n\r\n'));
+      assert.match(interim, /\r\nlink: <\/app\.css>; rel=preload; as=style, <\/app\.js>; rel=preload; as=script/i);
+      assert.match(r.slice(interim.length + 4), /^HTTP\/1\.1 200 /);
+      assert.ok(r.endsWith('done'));
+    } finally { await p.close(); await b.close(); }
+  });
+});

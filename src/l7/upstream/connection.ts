@@ -26,6 +26,7 @@ export class UpstreamError extends SluiceError {
 }
 
 export interface Exchange {
+  onInterim?(status: number, headers: string[]): void;
   onHead(head: ResponseHead): void;
   onBody(chunk: Buffer): void;
   onEnd(): void;
@@ -153,6 +154,8 @@ export class Connection implements ParserSink {
     this.dead = true;
     this.socket.destroy();
   }
+
+  onInterim(status: number, headers: string[]): void { this.ex?.onInterim?.(status, headers); }
 
   onHead(head: ResponseHead): void {
     this.headSeen = true;

@@ -16,6 +16,8 @@ export interface ResponseHead {
 }
 
 export interface ParserSink {
+  /** A 1xx interim response (100, 102, 103) before the final one. */
+  onInterim?(status: number, headers: string[]): void;
   onHead(head: ResponseHead): void;
   onBody(chunk: Buffer): void;
   onEnd(keepAlive: boolean): void;
@@ -200,6 +202,7 @@ export class ResponseParser {
       // relayed (the client asked for no protocol switch) and leaves the connection in another protocol.
       if (status === 101) throw new ParseError('upstream switched protocols (101) without an upgrade request');
       this.state = State.Head; // 100 Continue, 103 Early Hints: wait for the final response
+      this.sink.onInterim?.(status, headers);
       return;
     }
     // A response framed both ways is a smuggling risk: read it as chunked, then drop the connection.
