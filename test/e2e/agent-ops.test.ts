@@ -51,6 +51,8 @@ test('a drained real keeps its established flows and takes no new ones', async (
   const stream = spawn('nsenter', [`--net=/run/netns/${topo.ns('client')}`, process.execPath, join(REPO_ROOT, 'scripts', 'lib', 'stream.mjs'), '10.99.100.1', '9000', '3000']);
   let out = '';
   stream.stdout.on('data', (d) => (out += d));
+  // Listened to from the start: on a loaded host the steps below outlast the 3 s stream.
+  const closed = new Promise((r) => stream.on('close', r));
   await new Promise((r) => setTimeout(r, 700));
   await agent.ok(['real', 'add', '10.99.100.1:9000/tcp', ADDR.real2.v4]);
   await agent.ok(['real', 'set', '10.99.100.1:9000/tcp', ADDR.real1.v4, '--drain']);
@@ -60,7 +62,7 @@ test('a drained real keeps its established flows and takes no new ones', async (
   await agent.ok(['real', 'add', '10.99.100.1:80/tcp', ADDR.real2.v4]);
   await agent.ok(['real', 'set', '10.99.100.1:80/tcp', ADDR.real1.v4, '--drain']);
   assert.deepEqual(topo.tally('10.99.100.1', 80, 60), { real2: 60 });
-  await new Promise((r) => stream.on('close', r));
+  await closed;
   const res = JSON.parse(out);
   assert.equal(res.error, null, 'the drained real\'s stream was not reset');
   assert.ok(res.received >= res.sent - 1, JSON.stringify(res));
