@@ -76,21 +76,32 @@ export interface RunningAgent {
 
 export async function runAgent(o: AgentCliOptions): Promise<RunningAgent> {
   const log = o.logger ?? pino({ name: 'sluice-agent' });
-  // Everything that can be refused is checked before the data plane is touched.
-  if (o.metrics) parseHostPort(o.metrics);
-  const store = new StateStore(o.stateDir);
-  const initial = initialState(o, store);
-  const lock = AgentLock.acquire({ stateDir: o.stateDir, pinDir: o.pinDir });
+  // A SIGHUP while starting (opening the data plane takes seconds) must not kill the agent, which
+  // is what Node does on a SIGHUP nobody listens to, nor be lost: the file may have changed after
+  // it was read. It is remembered, and the config reloaded once the agent is ready.
+  let hupWhileStarting = false;
+  const onEarlyHup = () => { hupWhileStarting = true; log.info('SIGHUP while starting: the config is reloaded once the agent is ready'); };
+  process.on('SIGHUP', onEarlyHup);
+  const takeEarlyHup = () => { process.off('SIGHUP', onEarlyHup); return hupWhileStarting; };
   try {
-    await claimSocket(o.socket);
-    return await start(o, log, store, initial, lock);
-  } catch (e) {
-    lock.release();
-    throw e;
+    // Everything that can be refused is checked before the data plane is touched.
+    if (o.metrics) parseHostPort(o.metrics);
+    const store = new StateStore(o.stateDir);
+    const initial = initialState(o, store);
+    const lock = AgentLock.acquire({ stateDir: o.stateDir, pinDir: o.pinDir });
+    try {
+      await claimSocket(o.socket);
+      return await start(o, log, store, initial, lock, takeEarlyHup);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  } finally {
+    takeEarlyHup();
   }
 }
 
-async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial: Config, lock: AgentLock): Promise<RunningAgent> {
+async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial: Config, lock: AgentLock, takeEarlyHup: () => boolean): Promise<RunningAgent> {
   const opened = await openDataplane({ spec: initial.dataplane, pinDir: o.pinDir, stateDir: o.stateDir, logger: log });
   log.info({ dataplane: opened.kind, reason: opened.reason, interface: opened.interface, programId: opened.programId }, 'data plane ready');
   let agent: Agent | undefined;
@@ -123,7 +134,10 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
   const running = agent;
   log.info({ socket: o.socket, metrics: o.metrics, vips: running.config.vips.length }, 'agent ready');
 
+  let stopping: Promise<void> | null = null;
   const onHup = () => {
+    // Still listened to while stopping: an unheard SIGHUP would kill the agent mid-stop.
+    if (stopping) { log.info('SIGHUP while stopping: ignored'); return; }
     if (!o.config) { log.info('SIGHUP: no --config to reload'); return; }
     const path = o.config;
     running.change((c) => applyConfig(c, withFlags(readConfigDocument(path), overrides(o))))
@@ -131,16 +145,16 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
       .catch((e) => log.error({ err: e, config: path }, 'config reload refused; the running state is unchanged'));
   };
   process.on('SIGHUP', onHup);
+  if (takeEarlyHup()) onHup();
 
-  let stopping: Promise<void> | null = null;
   const stop = (keepForwarding = true) => {
     stopping ??= (async () => {
-      process.off('SIGHUP', onHup);
       await closeServers(servers);
       // The pool drains (in-flight requests finish) while XDP keeps forwarding.
       await l7.close();
       await running.close(keepForwarding);
       lock.release();
+      process.off('SIGHUP', onHup);
       log.info({ keepForwarding }, 'agent stopped');
     })();
     return stopping;

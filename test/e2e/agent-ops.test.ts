@@ -97,3 +97,17 @@ test('SIGHUP with an invalid file changes nothing and says why in the log', asyn
   assert.deepEqual(await agent.json(['vip', 'list']), before);
   assert.deepEqual(topo.tally('10.99.100.2', 80, 10), { real3: 10 });
 });
+
+test('a SIGHUP while the agent starts neither kills it nor is lost: the file as it was then is the state', async () => {
+  await agent.kill('SIGTERM');
+  writeConfig([`{ address: 10.99.100.3, port: 80, reals: [ { address: ${ADDR.real1.v4} } ] }`]);
+  // systemctl start, then at once reload: the signal comes while the data plane is being opened.
+  await agent.start(['--config', configFile, '--metrics', METRICS], (p) => setTimeout(() => {
+    writeConfig([`{ address: 10.99.100.4, port: 80, reals: [ { address: ${ADDR.real2.v4} } ] }`]);
+    p.kill('SIGHUP');
+  }, 400));
+  const vips = await waitFor(() => agent.json(['vip', 'list']), (v: any[]) => v.length === 1 && v[0].key === '10.99.100.4:80/tcp');
+  assert.deepEqual(vips.map((v: any) => v.key), ['10.99.100.4:80/tcp'], agent.log);
+  assert.equal(agent.proc!.exitCode, null, 'still running');
+  assert.equal(agent.proc!.signalCode, null, 'not killed by the SIGHUP');
+});

@@ -33,12 +33,13 @@ export class AgentProcess {
     running.add(this);
   }
 
-  /** Start (or restart) the agent and wait until its API answers. */
-  async start(args: string[] = []): Promise<void> {
+  /** Start (or restart) the agent and wait until its API answers; `onSpawn` sees the process at once (to signal it while it starts). */
+  async start(args: string[] = [], onSpawn?: (p: ChildProcess) => void): Promise<void> {
     this.proc = spawn('nsenter', [`--net=/run/netns/${this.topo.ns('lb')}`, process.execPath, SLUICE, 'agent',
       '--interface', 'eth0', '--socket', this.socket, '--state-dir', this.stateDir, '--pin-dir', this.pinDir,
       ...this.extraArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const p = this.proc;
+    onSpawn?.(p);
     p.stdout!.on('data', (d) => (this.log += d));
     p.stderr!.on('data', (d) => (this.log += d));
     const deadline = Date.now() + 30_000;
