@@ -55,6 +55,8 @@ class Checker {
   }
   duration(v: unknown, path: string, dfltMs: number): number {
     if (v === undefined) return dfltMs;
+    // `interval: 5` meant as seconds would probe every 5 ms: a duration states its unit.
+    if (typeof v === 'number') { this.fail(path, `must be a duration with its unit, like 500ms, 2s or 1m (${v} has none)`); return dfltMs; }
     const ms = parseDuration(v);
     if (ms === null || ms <= 0 || ms > 3_600_000) { this.fail(path, 'must be a duration like 500ms, 2s or 1m'); return dfltMs; }
     return ms;

@@ -141,3 +141,9 @@ test('an empty config file is refused rather than read as "no VIPs"; `vips: []` 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a health interval or timeout without a unit is refused, not read as milliseconds', () => {
+  assert.throws(() => validateConfig(vipDoc({ health: { type: 'tcp', interval: 5, timeout: 1 } })),
+    /vips\[0\]\.health\.interval: must be a duration with its unit, like 500ms, 2s or 1m \(5 has none\); vips\[0\]\.health\.timeout: must be a duration with its unit/);
+  assert.equal(validateConfig(vipDoc({ health: { type: 'tcp', interval: '5s', timeout: '1s' } })).vips[0].health.intervalMs, 5000);
+});
