@@ -23,6 +23,27 @@ export function originForm(url: string): string {
   return slash < 0 ? '/' : url.slice(slash);
 }
 
+/**
+ * The authority of an absolute-form target (`http://host:8080/p` → `host:8080`), which RFC 9112
+ * §3.2.2 says replaces the Host header; undefined for origin form (and for userinfo@, refused).
+ */
+export function targetAuthority(url: string): string | undefined {
+  if (url.startsWith('/') || url === '*') return undefined;
+  const scheme = url.indexOf('://');
+  if (scheme < 0) return undefined;
+  const end = url.slice(scheme + 3).search(/[/?#]/);
+  const auth = end < 0 ? url.slice(scheme + 3) : url.slice(scheme + 3, scheme + 3 + end);
+  return auth === '' ? undefined : auth;
+}
+
+/**
+ * A request to refuse with 400 before routing: two Host lines (Node keeps the first, an upstream
+ * might take the other: RFC 9112 §3.2), a fragment, or userinfo in an absolute-form target.
+ */
+export function ambiguousTarget(hostLines: number, target: string, authority: string | undefined): boolean {
+  return hostLines > 1 || hasFragment(target) || (authority !== undefined && authority.includes('@'));
+}
+
 /** The path of an origin-form target: no query string. */
 export function pathOf(target: string): string {
   const q = target.indexOf('?');

@@ -8,7 +8,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import { constants as h2constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
 import { authorityOf, headerCount, requestHead, responseHeaders } from './headers.js';
-import { hasFragment, originForm, pathOf, routingPath } from './path.js';
+import { ambiguousTarget, originForm, pathOf, routingPath, targetAuthority } from './path.js';
 import type { Pick, Pool } from './pool.js';
 import type { CompiledRoute } from './router.js';
 import { normalizeHost } from './router.js';
@@ -110,7 +110,8 @@ export class ProxyRequest implements Exchange {
     }
     const target = originForm(req.url ?? '/');
     this.path = pathOf(target);
-    const authority = h2 ? (req as Http2ServerRequest).authority : undefined;
+    // An absolute-form target names the host, and its Host header is ignored (RFC 9112 §3.2.2).
+    const authority = h2 ? (req as Http2ServerRequest).authority : targetAuthority(req.url ?? '/');
     this.host = normalizeHost(authority ?? req.headers.host);
     const trusted = rt.trusted.has(this.clientIp);
     const built = requestHead({
@@ -122,8 +123,7 @@ export class ProxyRequest implements Exchange {
     }, randomUUID);
     this.head = built.head;
     this.requestId = built.requestId;
-    // Node keeps the first of two Host lines; an upstream might take the other (RFC 9112 §3.2: 400).
-    if (built.hosts > 1 || hasFragment(target)) return this.refuse(400);
+    if (ambiguousTarget(built.hosts, target, authority)) return this.refuse(400);
     this.route = rt.router.match({ method: this.method, host: this.host, path: routingPath(this.path), headers: req.headers });
     if (!this.route) return this.refuse(404);
     this.attempt();

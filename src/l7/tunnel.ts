@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context.js';
 import { authorityOf, headerCount, requestHead } from './headers.js';
-import { hasFragment, originForm, pathOf, routingPath } from './path.js';
+import { ambiguousTarget, originForm, pathOf, routingPath, targetAuthority } from './path.js';
 import { rawShortReply } from './proxy.js';
 import { normalizeHost } from './router.js';
 import { peerAddress } from './trust.js';
@@ -25,14 +25,15 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   const method = req.method ?? 'GET';
   const target = originForm(req.url ?? '/');
   const path = pathOf(target);
-  const host = normalizeHost(req.headers.host);
+  const authority = targetAuthority(req.url ?? '/'); // absolute form: it replaces Host (RFC 9112 §3.2.2)
+  const host = normalizeHost(authority ?? req.headers.host);
   const built = requestHead({
-    method, url: target, rawHeaders: req.rawHeaders, clientIp, trusted: rt.trusted.has(clientIp), proto,
+    method, url: target, rawHeaders: req.rawHeaders, authority, clientIp, trusted: rt.trusted.has(clientIp), proto,
     httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via, body: 'none',
     upgrade: String(req.headers.upgrade ?? 'websocket'), fallbackHost: authorityOf(req.socket.localAddress, req.socket.localPort, proto),
   }, randomUUID);
   const tooMany = headerCount(req.rawHeaders, false) > rt.config.limits.maxHeaders;
-  const invalid = built.hosts > 1 || hasFragment(target);
+  const invalid = ambiguousTarget(built.hosts, target, authority);
   const route = tooMany || invalid ? undefined : rt.router.match({ method, host, path: routingPath(path), headers: req.headers });
   let status = 0;
   let upstream: string | undefined;

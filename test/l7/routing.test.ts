@@ -28,6 +28,18 @@ describe('routing: first matching route wins', () => {
   it('matches an exact host and a path prefix', async () => {
     assert.equal(await via('/v1/users', { host: 'api.example.com' }), 'api');
   });
+  it('routes an absolute-form target by its authority, which replaces the Host header (RFC 9112 §3.2.2)', async () => {
+    const r = await raw(p.port, 'GET http://api.example.com/v1/users HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n');
+    assert.match(r, /^HTTP\/1\.1 200 /);
+    assert.match(r, /\r\nx-backend: api\r\n/i);
+    const seen = api.seen.at(-1)!;
+    assert.equal(seen.url, '/v1/users');
+    assert.equal(seen.headers.host, 'api.example.com');
+  });
+  it('refuses an absolute-form target with userinfo with 400', async () => {
+    const r = await raw(p.port, 'GET http://user@api.example.com/v1/users HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n');
+    assert.match(r, /^HTTP\/1\.1 400 /);
+  });
   it('matches hosts case-insensitively and ignores the port', async () => {
     assert.equal(await via('/v1/users', { host: 'API.Example.com:8443' }), 'api');
   });
