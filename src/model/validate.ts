@@ -91,6 +91,8 @@ function checkHealth(c: Checker, v: unknown, path: string): HealthSpec {
   // A probe outliving its interval would overlap the next one and stretch fall × interval.
   if (h.timeoutMs > h.intervalMs) c.fail(join(path, 'timeout'), `must not exceed the interval (${h.timeoutMs}ms > ${h.intervalMs}ms)`);
   if (type === 'none' && o.port !== undefined) c.fail(join(path, 'port'), 'has no use without a health check (type none)');
+  // `type: tcp, path: /healthz` most likely meant an HTTP check: say so rather than probe TCP.
+  if (type !== 'http' && o.path !== undefined) c.fail(join(path, 'path'), `has no use without an http check (type ${type})`);
   if (type === 'http') {
     const p = o.path ?? '/';
     if (typeof p !== 'string' || !p.startsWith('/') || /\s/.test(p)) c.fail(join(path, 'path'), 'must be an absolute path like /healthz');

@@ -147,3 +147,9 @@ test('a health interval or timeout without a unit is refused, not read as millis
     /vips\[0\]\.health\.interval: must be a duration with its unit, like 500ms, 2s or 1m \(5 has none\); vips\[0\]\.health\.timeout: must be a duration with its unit/);
   assert.equal(validateConfig(vipDoc({ health: { type: 'tcp', interval: '5s', timeout: '1s' } })).vips[0].health.intervalMs, 5000);
 });
+
+test('a health path without an http check is refused, not silently dropped', () => {
+  assert.throws(() => validateConfig(vipDoc({ health: { type: 'tcp', path: '/healthz' } })), /vips\[0\]\.health\.path: has no use without an http check \(type tcp\)/);
+  assert.throws(() => validateConfig(vipDoc({ health: { type: 'none', path: '/healthz' } })), /vips\[0\]\.health\.path: has no use without an http check \(type none\)/);
+  assert.equal(validateConfig(vipDoc({ health: { path: '/healthz' } })).vips[0].health.type, 'http');
+});
