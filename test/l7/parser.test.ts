@@ -93,6 +93,13 @@ describe('upstream response parser', () => {
     assert.throws(() => parse(['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n']), ParseError);
   });
 
+  it('refuses transfer codings other than one chunked (the coding would be lost on the way to the client)', () => {
+    assert.throws(() => parse(['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n']), /transfer coding not supported: gzip, chunked/);
+    assert.throws(() => parse(['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx']), ParseError);
+    assert.throws(() => parse(['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n']), ParseError);
+    assert.equal(parse(['HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n']).body, 'ok');
+  });
+
   it('refuses a head larger than 64 KiB', () => {
     assert.throws(() => parse([`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70_000)}`]), ParseError);
   });

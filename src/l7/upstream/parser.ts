@@ -189,8 +189,12 @@ export class ResponseParser {
         if (length >= 0) headers.length -= 2;
         length = Number(value);
       } else if (lower === 'transfer-encoding') {
+        // Only `chunked`, once: the chunks come off here, and Transfer-Encoding (hop-by-hop) with
+        // them, so a `gzip, chunked` body would reach the client as gzip bytes that nothing says
+        // to decode. Servers do not send other transfer codings; one that does gets a 502.
+        if (te || !/^\s*chunked\s*$/i.test(value)) throw new ParseError(`upstream transfer coding not supported: ${value}`);
         te = true;
-        chunked = /(^|,)\s*chunked\s*$/i.test(value);
+        chunked = true;
       } else if (lower === 'connection') {
         const v = value.toLowerCase();
         if (v.includes('close')) keepAlive = false;
@@ -218,8 +222,7 @@ export class ResponseParser {
     this.keepAlive = keepAlive;
     this.sink.onHead({ status, reason, headers, keepAlive });
     if (this.bodyless || status === 204 || status === 304) { this.state = State.Done; this.finish(more); }
-    else if (te && chunked) { this.state = State.ChunkSize; this.line = ''; }
-    else if (te) { this.keepAlive = false; this.state = State.UntilClose; }
+    else if (chunked) { this.state = State.ChunkSize; this.line = ''; }
     else if (length >= 0) {
       this.remaining = length;
       this.state = length === 0 ? State.Done : State.Length;
