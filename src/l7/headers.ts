@@ -27,7 +27,7 @@ export interface RequestHeadInput {
    * Host for a request that came without one (HTTP/1.0 allows that; the HTTP/1.1 sent upstream
    * must have one, RFC 9112 §3.2): the address the client connected to, as it would have named it.
    */
-  fallbackHost?: string;
+  fallbackHost?: () => string | undefined;
 }
 
 const REQUEST_ID = /^[\w\-.:+/=]{1,200}$/;
@@ -89,7 +89,7 @@ export function requestHead(i: RequestHeadInput, newId: () => string): BuiltHead
     head += `${name}: ${value}\r\n`;
   }
   if (i.authority !== undefined) head += `host: ${i.authority}\r\n`;
-  else if (host === undefined && i.fallbackHost !== undefined) head += `host: ${i.fallbackHost}\r\n`;
+  else if (host === undefined) { const h = i.fallbackHost?.(); if (h !== undefined) head += `host: ${h}\r\n`; }
   if (cookie !== undefined) head += `cookie: ${cookie}\r\n`;
   const client = i.clientIp;
   const proto = (i.trusted && xfp) || i.proto;

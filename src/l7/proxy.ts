@@ -119,7 +119,7 @@ export class ProxyRequest implements Exchange {
       trusted, proto: this.proto, httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via,
       // A declared empty body keeps its `Content-Length: 0`: some upstreams answer a POST without one 411.
       body: this.chunked ? 'chunked' : cl !== undefined ? 'length' : 'none', contentLength: cl,
-      fallbackHost: h2 ? undefined : authorityOf(req.socket?.localAddress, req.socket?.localPort, this.proto),
+      fallbackHost: h2 ? undefined : () => authorityOf(req.socket?.localAddress, req.socket?.localPort, this.proto),
     }, randomUUID);
     this.head = built.head;
     this.requestId = built.requestId;

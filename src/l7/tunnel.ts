@@ -30,7 +30,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   const built = requestHead({
     method, url: target, rawHeaders: req.rawHeaders, authority, clientIp, trusted: rt.trusted.has(clientIp), proto,
     httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via, body: 'none',
-    upgrade: String(req.headers.upgrade ?? 'websocket'), fallbackHost: authorityOf(req.socket.localAddress, req.socket.localPort, proto),
+    upgrade: String(req.headers.upgrade ?? 'websocket'), fallbackHost: () => authorityOf(req.socket.localAddress, req.socket.localPort, proto),
   }, randomUUID);
   const tooMany = headerCount(req.rawHeaders, false) > rt.config.limits.maxHeaders;
   const invalid = ambiguousTarget(built.hosts, target, authority);
