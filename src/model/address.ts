@@ -25,6 +25,15 @@ export function unusableAddress(addr: string): string | null {
   return null;
 }
 
+/**
+ * Why an IPv6 literal with a zone (`2001:db8::1%eth0`) is refused, or null. Node's isIP takes
+ * the zone and canonicalIp drops it, so `%eth0` would vanish without a word.
+ */
+export function zoneOf(text: string): string | null {
+  const i = text.indexOf('%');
+  return i >= 0 && isIP(text) === 6 ? `has a zone (${text.slice(i)})` : null;
+}
+
 export function ipFamily(addr: string): 4 | 6 {
   return addr.includes(':') ? 6 : 4;
 }

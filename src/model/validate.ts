@@ -1,5 +1,5 @@
 import { isPrime } from '../maglev/index.js';
-import { canonicalIp, canonicalMac, ipFamily, unusableAddress } from './address.js';
+import { canonicalIp, canonicalMac, ipFamily, unusableAddress, zoneOf } from './address.js';
 import { ValidationError, type Issue } from './errors.js';
 import { vipKey, realKey } from './keys.js';
 import {
@@ -41,6 +41,8 @@ class Checker {
     return v as T;
   }
   ip(v: unknown, path: string): string {
+    const zone = typeof v === 'string' ? zoneOf(v) : null;
+    if (zone) { this.fail(path, `${zone}: a VIP or real address takes none`); return '0.0.0.0'; }
     const a = typeof v === 'string' ? canonicalIp(v) : null;
     if (!a) this.fail(path, 'must be an IPv4 or IPv6 address');
     const why = a ? unusableAddress(a) : null;

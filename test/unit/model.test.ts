@@ -153,3 +153,11 @@ test('a health path without an http check is refused, not silently dropped', () 
   assert.throws(() => validateConfig(vipDoc({ health: { type: 'none', path: '/healthz' } })), /vips\[0\]\.health\.path: has no use without an http check \(type none\)/);
   assert.equal(validateConfig(vipDoc({ health: { path: '/healthz' } })).vips[0].health.type, 'http');
 });
+
+test('an IPv6 address with a zone is refused as VIP or real, not stripped of it', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '2001:db8::1%eth0', port: 80 }] }), /vips\[0\]\.address: has a zone \(%eth0\)/);
+  assert.throws(() => validateConfig({ vips: [{ address: '2001:db8::1', port: 80, reals: [{ address: '2001:db8::11%2' }] }] }), /vips\[0\]\.reals\[0\]\.address: has a zone \(%2\)/);
+  assert.throws(() => parseVipKey('[2001:db8::1%eth0]:80/tcp'), /"2001:db8::1%eth0" has a zone \(%eth0\)/);
+  assert.throws(() => parseRealRef('2001:db8::11%eth0'), /"2001:db8::11%eth0" has a zone/);
+  assert.throws(() => parseRealRef('[2001:db8::11%eth0]:8080'), /"2001:db8::11%eth0" has a zone/);
+});
