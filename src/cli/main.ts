@@ -64,7 +64,9 @@ export async function main(argv = process.argv): Promise<number> {
     }
     const err = e as SluiceError;
     const usage = err instanceof UsageError || err instanceof ValidationError;
-    process.stderr.write(`sluice: ${err.message}\n`);
+    // One line, as the contract says, even when a lower layer's message has several (libbpf's do).
+    const reason = String(err.message).split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+    process.stderr.write(`sluice: ${reason}\n`);
     return usage ? 2 : 1;
   }
 }

@@ -117,3 +117,10 @@ test('apply -f of a file with an empty vips key is refused while VIPs run', asyn
   assert.match(r.stderr, /vips: is missing/);
   assert.equal(stateFile(), before);
 });
+
+test('a refusal whose reason has several lines is said on one line', async () => {
+  dp.failNext = Object.assign(new Error('bpf_link_create(BPF_XDP): Device or resource busy (EBUSY)\nifindex 2'), { code: 'EBUSY' });
+  const r = await sluice(['vip', 'add', '10.99.100.9:80/tcp', ...S()]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr, 'sluice: the data plane refused the change: bpf_link_create(BPF_XDP): Device or resource busy (EBUSY); ifindex 2\n');
+});
