@@ -30,7 +30,7 @@ function take(path: string, what: string): void {
       try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
       return;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new SluiceError((e as NodeJS.ErrnoException).code ?? 'EIO', `cannot lock ${what} (${path}): ${(e as Error).message}`);
     }
     let pid = NaN;
     try { pid = Number(readFileSync(path, 'utf8').trim()); } catch { /* vanished: try again */ }

@@ -32,7 +32,12 @@ export function writeAtomic(path: string, data: string, mode = 0o600): void {
 export class StateStore {
   readonly path: string;
   constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      // Node's own text ("ENOENT: no such file or directory, mkdir ...", on a read-only parent) does not say what the directory is for.
+      throw new SluiceError('ESTATE', `cannot make the state dir ${dir} (--state-dir): ${(e as Error).message}`);
+    }
     this.path = join(dir, STATE_FILE);
   }
 

@@ -81,3 +81,12 @@ test('an agent started with a config file without a vips list is refused over a 
   assert.match(r.stderr, /vips: is missing, which would remove every VIP \(1 configured\)/);
   assert.equal(readFileSync(join(stateDir, 'state.json'), 'utf8'), saved);
 });
+
+test('a state dir that cannot be made is refused naming the directory and the flag, exit 1', async () => {
+  const blocker = join(dir, 'a-file');
+  writeFileSync(blocker, 'not a directory\n');
+  const stateDir = join(blocker, 'state');
+  const r = await sluice(['agent', '--state-dir', stateDir, '--socket', join(dir, 'blocked.sock'), '--pin-dir', `/sys/fs/bpf/sluice-unit-blocked-${process.pid}`]);
+  assert.equal(r.code, 1, `exit code: ${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`^sluice: cannot make the state dir ${stateDir} \\(--state-dir\\): ENOTDIR`));
+});
