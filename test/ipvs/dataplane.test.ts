@@ -195,14 +195,28 @@ test('an unknown scheduler is refused with a reason that names it and the VIP, w
   await dp.sync({ services: [] });
 });
 
-test('a pre-existing service equal to a desired one is taken over without a change, then is sluice\'s to remove', async () => {
+test('a pre-existing service equal to a desired one is taken over without a change, said in the log, then is sluice\'s to remove', async () => {
   sh('ipvsadm', '-A', '-t', '10.101.0.10:80', '-s', 'mh', '-b', 'mh-fallback,mh-port');
   for (const r of ['10.101.1.1', '10.101.1.2']) sh('ipvsadm', '-a', '-t', '10.101.0.10:80', '-r', `${r}:80`, '-g', '-w', '1');
-  const r = await dp.sync({ services: [service({ address: '10.101.0.10' })] });
-  assert.deepEqual([r.added, r.updated, r.removed], [0, 0, 0]);
-  assert.ok(dp.ownedServices().includes('10.101.0.10:80/tcp'));
-  await dp.sync({ services: [] });
-  assert.equal(admService('tcp', '10.101.0.10', 80), undefined);
+  sh('ipvsadm', '-A', '-t', '10.101.0.17:80', '-s', 'wlc');
+  const warns: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+  const logger = { info: () => undefined, warn: (obj: object, msg?: string) => warns.push({ obj: obj as Record<string, unknown>, msg }) };
+  const d = await IpvsDataplane.open({ logger });
+  try {
+    const r = await d.sync({ services: [service({ address: '10.101.0.10' })] });
+    assert.deepEqual([r.added, r.updated, r.removed], [0, 0, 0]);
+    assert.ok(d.ownedServices().includes('10.101.0.10:80/tcp'));
+    // One that needs commands (another scheduler) is said the same way.
+    await d.sync({ services: [service({ address: '10.101.0.10' }), service({ address: '10.101.0.17' })] });
+    await d.sync({ services: [service({ address: '10.101.0.10' }), service({ address: '10.101.0.17' })] });
+    const said = warns.filter((w) => /are sluice's now/.test(w.msg ?? '')).map((w) => w.obj.services);
+    assert.deepEqual(said, [['10.101.0.10:80/tcp'], ['10.101.0.17:80/tcp']], JSON.stringify(warns));
+    await d.sync({ services: [] });
+    assert.equal(admService('tcp', '10.101.0.10', 80), undefined);
+    assert.equal(admService('tcp', '10.101.0.17', 80), undefined);
+  } finally {
+    await d.close({ keepForwarding: false });
+  }
 });
 
 test('200 services with 4 reals each: dumps span many netlink messages, and a re-sync is still a no-op', async () => {

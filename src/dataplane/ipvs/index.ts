@@ -136,15 +136,16 @@ export class IpvsDataplane implements Dataplane {
     if (desired.services.some((s) => s.port === 0)) this.#expireQuiescentTemplates();
     await this.#noteNonLocal(desired);
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: p.changes };
-    if (p.ops.length === 0) {
-      const same = this.#owned.size === p.owned.size && [...p.owned].every((k) => this.#owned.has(k));
-      if (!same) { this.#owned = p.owned; writeOwned(this.#file, this.#owned); }
-      return report;
-    }
     // Services another tool made that this sync takes over, as they were: if the kernel
     // refuses any command, they are given back so, and stay the other tool's (the caller's
     // rollback, a sync of the previous state, would otherwise remove them as sluice's).
     const takenOver = actual.filter((a) => !this.#owned.has(serviceIdKey(a.svc)));
+    if (p.ops.length === 0) {
+      const same = this.#owned.size === p.owned.size && [...p.owned].every((k) => this.#owned.has(k));
+      if (!same) { this.#owned = p.owned; writeOwned(this.#file, this.#owned); }
+      this.#noteTakenOver(takenOver);
+      return report;
+    }
     // Record the new services as sluice's before creating them; forget removed ones after.
     writeOwned(this.#file, new Set([...this.#owned, ...p.owned]));
     for (const k of p.owned) this.#owned.add(k);
@@ -162,7 +163,19 @@ export class IpvsDataplane implements Dataplane {
     this.#owned = p.owned;
     writeOwned(this.#file, this.#owned);
     this.#log?.info({ added: report.added, updated: report.updated, removed: report.removed, changes: report.changes }, 'IPVS synced');
+    this.#noteTakenOver(takenOver);
     return report;
+  }
+
+  /**
+   * A service another tool made is sluice's from the sync that takes it over: removing the VIP
+   * from sluice then removes it from IPVS. Said whether or not the take-over needed a command
+   * (one equal to the VIP needs none, and then no 'IPVS synced' line and no change count).
+   */
+  #noteTakenOver(takenOver: ActualService[]): void {
+    if (!takenOver.length) return;
+    this.#log?.warn({ services: takenOver.map((a) => serviceIdKey(a.svc)) },
+      'IPVS services that existed before sluice asked for them (same address, port and protocol as a VIP) are sluice\'s now: removing the VIP removes them');
   }
 
   /**
