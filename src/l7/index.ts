@@ -81,6 +81,11 @@ function waitFor(w: ClusterWorker, pred: (m: FromWorker) => boolean, what: strin
 export async function runL7(opts: L7Options): Promise<L7Handle> {
   if (!cluster.isPrimary) throw new SluiceError('ECLUSTER', 'runL7 runs in the primary process');
   const log = opts.logger ?? pino({ name: 'sluice-l7' });
+  // A SIGHUP before the pool is up (systemctl start, then reload) must not end it (Node's default),
+  // nor be lost: the file may have changed after it was read. It is done once the pool is up.
+  let hupWhileStarting = false;
+  const earlyHup = (): void => { hupWhileStarting = true; };
+  if (opts.signals !== false) process.on('SIGHUP', earlyHup);
   let config = loadL7Config(opts.configPath);
   for (const w of l7Warnings(config)) log.warn(w);
   const count = opts.workers ?? config.workers ?? availableParallelism();
@@ -138,6 +143,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     await Promise.all(Array.from({ length: count }, () => spawn()));
   } catch (e) {
     stopping = true;
+    process.off('SIGHUP', earlyHup);
     for (const w of workers) w.process.kill('SIGKILL');
     throw e;
   }
@@ -299,7 +305,11 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
     ['SIGTERM', () => { void stop(); }],
     ['SIGINT', () => { void stop(); }],
   ];
-  if (opts.signals !== false) for (const [s, f] of handlers) process.on(s, f);
+  if (opts.signals !== false) {
+    for (const [s, f] of handlers) process.on(s, f);
+    process.off('SIGHUP', earlyHup);
+    if (hupWhileStarting) handlers[0][1]();
+  }
   // Run by the agent (agent/l7-pool.ts): say when a SIGHUP is safe, and drain when the agent is gone.
   if (process.env.SLUICE_L7_PARENT && process.send) {
     process.channel?.unref();

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { runL7, type L7Handle } from '../../src/l7/index.js';
+import { SLUICE } from '../support/cli.js';
 import { backend, freePort, get, sleep, type Backend } from './helpers.js';
 
 const quiet = pino({ level: 'silent' });
@@ -294,6 +295,27 @@ describe('signals', () => {
       assert.equal(body, 'b /');
       const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve); child.kill('SIGTERM'); });
       assert.equal(code, 0);
+    } finally { child.kill('SIGKILL'); await a.close(); await b.close(); rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  it('sluice l7 survives a SIGHUP while it starts, and applies the file as it is by then', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-early-'));
+    const file = join(dir, 'sluice.yaml');
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    const port = await freePort();
+    writeFileSync(file, l7Yaml(port, a.address));
+    const child = spawn(process.execPath, [SLUICE, 'l7', '--config', file, '--workers', '1'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    try {
+      await sleep(150); // the CLI is loading: nothing of the pool listens yet
+      writeFileSync(file, l7Yaml(port, b.address));
+      child.kill('SIGHUP');
+      let body = '';
+      for (let i = 0; i < 100 && body !== 'b /'; i++) {
+        await sleep(100);
+        assert.equal(child.exitCode ?? child.signalCode, null, 'sluice l7 died of the SIGHUP');
+        body = await get(`http://127.0.0.1:${port}/`).then((r) => r.body, () => '');
+      }
+      assert.equal(body, 'b /');
     } finally { child.kill('SIGKILL'); await a.close(); await b.close(); rmSync(dir, { recursive: true, force: true }); }
   });
 
