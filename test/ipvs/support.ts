@@ -197,15 +197,17 @@ export function topology(n: number): Topology {
       const p = spawn('nsenter', [`--net=/run/netns/${client}`, 'nc', vip, String(port)], { stdio: ['pipe', 'pipe', 'ignore'] });
       let buf = '';
       const waiting: Array<(line: string) => void> = [];
-      p.stdout.setEncoding('utf8');
-      p.stdout.on('data', (d: string) => {
-        buf += d;
+      // Hand each complete line to the oldest waiter.
+      const pump = () => {
         for (let i; (i = buf.indexOf('\n')) >= 0 && waiting.length;) { const line = buf.slice(0, i); buf = buf.slice(i + 1); waiting.shift()!(line); }
-      });
+      };
+      p.stdout.setEncoding('utf8');
+      p.stdout.on('data', (d: string) => { buf += d; pump(); });
       const next = (what: string) => new Promise<string>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no ${what} from ${vip}:${port} within 5 s`)), 5000);
-        waiting.push((line) => { clearTimeout(t); resolve(line); });
-        p.stdout.emit('data', '');
+        const take = (line: string) => { clearTimeout(t); resolve(line); };
+        const t = setTimeout(() => { waiting.splice(waiting.indexOf(take), 1); reject(new Error(`no ${what} from ${vip}:${port} within 5 s`)); }, 5000);
+        waiting.push(take);
+        pump();
       });
       const close = () => { p.kill('SIGKILL'); };
       return next('greeting').then((real) => ({
