@@ -16,8 +16,10 @@ function vipArg(text: string): string {
   return vipKey(parseVipKey(text));
 }
 
-function realArg(text: string): { address: string; port?: number } {
-  return parseRealRef(text);
+/** The real as its VIP stores it: `10.0.0.11:80` on a port-80 VIP is `10.0.0.11`, so "ok: ..." names it as `real list` does. */
+function realArg(text: string, vip: string): { address: string; port?: number } {
+  const r = parseRealRef(text);
+  return r.port === parseVipKey(vip).port ? { address: r.address } : r;
 }
 
 /** `tcp`, `http:/healthz`, `none`. */
@@ -70,7 +72,7 @@ export function realCommands(): Command {
     .option('--mac <mac>', 'next-hop MAC for dsr (default: from the neighbour table)')
     .action(async (vipText: string, realText: string, o: Opts & { weight: number; mac?: string }) => {
       const vip = vipArg(vipText);
-      const r = realArg(realText);
+      const r = realArg(realText, vip);
       if (o.mac !== undefined && !canonicalMac(o.mac)) throw new UsageError(`--mac "${o.mac}" is not a MAC address like 02:00:00:00:00:01`);
       await call(o.socket, 'POST', `${vipPath(vip)}/reals`, { ...r, weight: o.weight, ...(o.mac ? { mac: o.mac } : {}) });
       process.stdout.write(`ok: added real ${realKey(r)} to ${vip}\n`);
@@ -78,7 +80,7 @@ export function realCommands(): Command {
   common(real.command('del <vip> <real>').description('remove a real'), false)
     .action(async (vipText: string, realText: string, o: Opts) => {
       const vip = vipArg(vipText);
-      const r = realKey(realArg(realText));
+      const r = realKey(realArg(realText, vip));
       await call(o.socket, 'DELETE', realPath(vip, r));
       process.stdout.write(`ok: removed real ${r} from ${vip}\n`);
     });
@@ -88,7 +90,7 @@ export function realCommands(): Command {
     .addOption(new Option('--undrain', 'take new flows again'))
     .action(async (vipText: string, realText: string, o: Opts & { weight?: number; drain?: boolean; undrain?: boolean }) => {
       const vip = vipArg(vipText);
-      const r = realKey(realArg(realText));
+      const r = realKey(realArg(realText, vip));
       if (o.weight === undefined && !o.drain && !o.undrain) throw new UsageError('real set needs --weight N, --drain or --undrain');
       const change = { ...(o.weight !== undefined ? { weight: o.weight } : {}), ...(o.drain ? { drain: true } : o.undrain ? { drain: false } : {}) };
       await call(o.socket, 'PATCH', realPath(vip, r), change);

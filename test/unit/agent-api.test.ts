@@ -124,3 +124,13 @@ test('a refusal whose reason has several lines is said on one line', async () =>
   assert.equal(r.code, 1, r.stderr);
   assert.equal(r.stderr, 'sluice: the data plane refused the change: bpf_link_create(BPF_XDP): Device or resource busy (EBUSY); ifindex 2\n');
 });
+
+test('real add, set and del written with the VIP\'s port name the real as real list does', async () => {
+  let r = await sluice(['real', 'add', VIP, '10.99.0.13:80', ...S()]);
+  assert.equal(r.stdout, `ok: added real 10.99.0.13 to ${VIP}\n`, r.stderr);
+  assert.ok((await json(['real', 'list', VIP])).some((x: any) => x.key === '10.99.0.13'));
+  r = await sluice(['real', 'set', VIP, '10.99.0.13:80', '--weight', '3', ...S()]);
+  assert.equal(r.stdout, `ok: 10.99.0.13 of ${VIP}: weight=3\n`, r.stderr);
+  r = await sluice(['real', 'del', VIP, '10.99.0.13:80', ...S()]);
+  assert.equal(r.stdout, `ok: removed real 10.99.0.13 from ${VIP}\n`, r.stderr);
+});
