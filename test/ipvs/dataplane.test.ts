@@ -347,3 +347,34 @@ test('VIPs this host does not hold (IPVS never sees their packets) are named in 
     for (const a of ['10.101.0.15/32', '10.101.0.16/32', '2001:db8:101::15/128', '2001:db8:101::16/128']) try { sh('ip', 'addr', 'del', a, 'dev', 'lo'); } catch { /* not added */ }
   }
 });
+
+test('NAT VIPs on a host that does not forward (IPVS then drops the reals\' replies) are named in a warning, once per change', async () => {
+  const was = [sh('sysctl', '-n', 'net.ipv4.ip_forward').trim(), sh('sysctl', '-n', 'net.ipv6.conf.all.forwarding').trim()];
+  sh('sysctl', '-qw', 'net.ipv4.ip_forward=0');
+  sh('sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  const warns: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+  const logger = { info: () => undefined, warn: (obj: object, msg?: string) => warns.push({ obj: obj as Record<string, unknown>, msg }) };
+  const d = await IpvsDataplane.open({ logger });
+  const said = () => warns.filter((w) => /IPVS NAT needs this host to forward/.test(w.msg ?? ''));
+  const t: ServiceTable = { services: [
+    service({ address: '10.101.0.18', mode: 'nat', reals: [real('10.101.1.1', { port: 8080 })] }),
+    service({ address: '10.101.0.19', mode: 'dsr' }),
+    service({ address: '2001:db8:101::18', mode: 'nat', reals: [real('2001:db8:101::11')] }),
+  ] };
+  try {
+    await d.sync(t);
+    await d.sync(t);
+    assert.deepEqual(said().map((w) => w.obj.sysctls), [['net.ipv4.ip_forward=0 (10.101.0.18:80/tcp)']], JSON.stringify(warns));
+    sh('sysctl', '-qw', 'net.ipv6.conf.all.forwarding=0');
+    await d.sync(t);
+    assert.deepEqual(said().map((w) => w.obj.sysctls)[1], ['net.ipv4.ip_forward=0 (10.101.0.18:80/tcp)', 'net.ipv6.conf.all.forwarding=0 ([2001:db8:101::18]:80/tcp)']);
+    sh('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    sh('sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+    await d.sync(t);
+    assert.equal(said().length, 2);
+  } finally {
+    await d.close({ keepForwarding: false });
+    sh('sysctl', '-qw', `net.ipv4.ip_forward=${was[0]}`);
+    sh('sysctl', '-qw', `net.ipv6.conf.all.forwarding=${was[1]}`);
+  }
+});

@@ -74,6 +74,7 @@ export class IpvsDataplane implements Dataplane {
   #foreign = '';
   #quiescentError: string | null = null;
   #nonLocal = '';
+  #forwardingOff = '';
   #rt: import('netlink').RtNetlinkSocket | undefined;
 
   private constructor(client: IpvsClient, owned: Set<string>, file: string | undefined, log: IpvsLogger | undefined) {
@@ -135,6 +136,7 @@ export class IpvsDataplane implements Dataplane {
     const p = plan(desired, actual, this.#owned);
     if (desired.services.some((s) => s.port === 0)) this.#expireQuiescentTemplates();
     await this.#noteNonLocal(desired);
+    this.#noteForwarding(desired);
     const report: SyncReport = { added: 0, updated: 0, removed: 0, changes: p.changes };
     // Services another tool made that this sync takes over, as they were: if the kernel
     // refuses any command, they are given back so, and stay the other tool's (the caller's
@@ -224,6 +226,32 @@ export class IpvsDataplane implements Dataplane {
     if (missing.length) {
       this.#log?.warn({ vips: missing },
         `IPVS sees only packets to this host's own addresses, and these VIPs are not: their connections will not reach IPVS until each is held locally, e.g. ip addr add ${joinHostPrefix(missing[0])} dev lo`);
+    }
+  }
+
+  /**
+   * IPVS NAT rewrites the reals' replies on their way through the host's forwarding path
+   * (netfilter's FORWARD): with forwarding off the kernel drops them first, and the clients'
+   * connections hang in SYN_RECV. The XDP data plane rewrites them before routing and needs no
+   * forwarding, so say so for the families of the NAT VIPs, once per change. (Turning a host into
+   * a router is the operator's decision, not sluice's.)
+   */
+  #noteForwarding(desired: ServiceTable): void {
+    const off: string[] = [];
+    for (const fam of [4, 6] as const) {
+      const vips = desired.services.filter((s) => s.mode === 'nat' && ipFamily(s.address) === fam).map((s) => serviceIdKey(s));
+      if (!vips.length) continue;
+      const sysctl = fam === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding';
+      let value: string;
+      try { value = readFileSync(`/proc/sys/${sysctl.replace(/\./g, '/')}`, 'utf8').trim(); } catch { continue; }
+      if (value === '0') off.push(`${sysctl}=0 (${vips.join(', ')})`);
+    }
+    const sig = off.join(' ');
+    if (sig === this.#forwardingOff) return;
+    this.#forwardingOff = sig;
+    if (off.length) {
+      this.#log?.warn({ sysctls: off },
+        'IPVS NAT needs this host to forward the reals\' replies, and forwarding is off: the NAT VIPs\' connections will hang until it is on (sysctl -w net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1)');
     }
   }
 
