@@ -1,6 +1,6 @@
 /** The worker pool under node:cluster (runL7): restart, reload under load, bad reloads, drain, summed metrics. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
@@ -306,7 +306,11 @@ describe('signals', () => {
     writeFileSync(file, l7Yaml(port, a.address));
     const child = spawn(process.execPath, [SLUICE, 'l7', '--config', file, '--workers', '1'], { stdio: ['ignore', 'ignore', 'inherit'] });
     try {
-      await sleep(150); // the CLI is loading: nothing of the pool listens yet
+      // As soon as the CLI catches SIGHUP (/proc SigCgt, signal 1): it is loading, nothing of the pool listens yet.
+      const catchesHup = () => { try { return (BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]}`) & 1n) !== 0n; } catch { return false; } };
+      for (let i = 0; i < 500 && !catchesHup(); i++) await sleep(5);
+      assert.ok(catchesHup());
+      assert.equal(await get(`http://127.0.0.1:${port}/`).then(() => 'up', () => 'down'), 'down');
       writeFileSync(file, l7Yaml(port, b.address));
       child.kill('SIGHUP');
       let body = '';
