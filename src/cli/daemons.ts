@@ -1,13 +1,31 @@
 /** `sluice agent` and `sluice l7`: the long-running processes. */
+import { existsSync, statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_SOCKET } from './client.js';
-import { intArg } from './main.js';
+import { intArg, UsageError } from './main.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/sluice';
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
 /** DESIGN §2 shows `sluice l7 [--config FILE]`: without one, the file the README's units use. */
 export const DEFAULT_L7_CONFIG = '/etc/sluice/sluice.yaml';
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/**
+ * A --pin-dir given on the command line must be on a bpffs. Elsewhere pinning fails only after
+ * the program is loaded, with a bare "bpf_obj_pin: Operation not permitted (EPERM)", and auto
+ * takes that for "XDP cannot be used" and falls back to IPVS. (The default, /sys/fs/bpf/sluice,
+ * keeps auto's fallback on a host without bpffs.)
+ */
+export function checkPinDir(pinDir: string): void {
+  let p = resolve(pinDir);
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  if (statfsSync(p).type !== BPF_FS_MAGIC) {
+    throw new UsageError(`--pin-dir ${pinDir} is not on a bpffs (${p} is not); give a directory under /sys/fs/bpf`);
+  }
+}
 
 type AgentOpts = {
   config?: string; interface?: string; dataplane?: 'auto' | 'xdp' | 'ipvs'; xdpMode?: 'native' | 'generic';
@@ -27,7 +45,8 @@ export function agentCommand(): Command {
     .option('--pin-dir <dir>', 'bpffs directory for pinned program, maps and link', DEFAULT_PIN_DIR)
     .option('--cleanup', 'detach and unpin the XDP program, remove sluice\'s IPVS services, and exit')
     .addOption(new Option('--log-level <level>', 'pino log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
-    .action(async (o: AgentOpts) => {
+    .action(async (o: AgentOpts, cmd: Command) => {
+      if (cmd.getOptionValueSource('pinDir') === 'cli') checkPinDir(o.pinDir);
       const logger = pino({ name: 'sluice-agent', level: o.logLevel });
       // Loaded here, not at the top: the CLI's client commands need neither libbpf nor netlink.
       const [{ runAgent }, { cleanupDataplane }, { AgentLock }] = await Promise.all([import('../agent/daemon.js'), import('../dataplane/open.js'), import('../agent/lock.js')]);

@@ -90,3 +90,11 @@ test('a state dir that cannot be made is refused naming the directory and the fl
   assert.equal(r.code, 1, `exit code: ${r.stdout}${r.stderr}`);
   assert.match(r.stderr, new RegExp(`^sluice: cannot make the state dir ${stateDir} \\(--state-dir\\): ENOTDIR`));
 });
+
+test('a --pin-dir that is not on a bpffs is a usage error before anything is touched', async () => {
+  const stateDir = join(dir, 'pins-elsewhere');
+  const r = await sluice(['agent', '--interface', 'sl-nonexist', '--pin-dir', join(dir, 'pins'), '--state-dir', stateDir, '--socket', join(dir, 'pins.sock')]);
+  assert.equal(r.code, 2, `exit code: ${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`^sluice: --pin-dir ${join(dir, 'pins')} is not on a bpffs \\(${dir} is not\\); give a directory under /sys/fs/bpf`));
+  assert.equal(readdirSync(dir).includes('pins-elsewhere'), false, 'no state dir made');
+});
