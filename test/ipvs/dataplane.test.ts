@@ -378,3 +378,35 @@ test('NAT VIPs on a host that does not forward (IPVS then drops the reals\' repl
     sh('sysctl', '-qw', `net.ipv6.conf.all.forwarding=${was[1]}`);
   }
 });
+
+test('a DR real behind a gateway (IPVS would hand its connections to the gateway) is kept at weight 0 and named in a warning', async () => {
+  sh('ip', 'link', 'add', 'ipvs-dummy2', 'type', 'dummy');
+  sh('ip', 'link', 'set', 'ipvs-dummy2', 'up');
+  sh('ip', 'addr', 'add', '10.101.71.1/24', 'dev', 'ipvs-dummy2');
+  sh('ip', 'route', 'add', '10.101.70.0/24', 'via', '10.101.71.2');
+  const warns: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+  const logger = { info: () => undefined, warn: (obj: object, msg?: string) => warns.push({ obj: obj as Record<string, unknown>, msg }) };
+  const d = await IpvsDataplane.open({ logger });
+  const t: ServiceTable = { services: [
+    service({ address: '10.101.0.20', reals: [real('10.101.70.5', { weight: 3 }), real('10.101.71.5', { weight: 2 })] }),
+    // An ipip real is routed, gateway or not.
+    service({ address: '10.101.0.21', mode: 'ipip', reals: [real('10.101.70.5', { weight: 3 })] }),
+  ] };
+  const weights = () => [admService('tcp', '10.101.0.20', 80), admService('tcp', '10.101.0.21', 80)].map((s) => s?.dests.map((x) => [x.address, x.weight]).sort());
+  try {
+    await d.sync(t);
+    await d.sync(t);
+    assert.deepEqual(weights(), [[['10.101.70.5', 0], ['10.101.71.5', 2]], [['10.101.70.5', 3]]]);
+    const said = warns.filter((w) => /behind a gateway/.test(w.msg ?? ''));
+    assert.deepEqual(said.map((w) => w.obj.reals), [[{ real: '10.101.70.5', gateway: '10.101.71.2' }]], JSON.stringify(warns));
+    // Once the real is on-link, it gets its weight.
+    sh('ip', 'route', 'del', '10.101.70.0/24');
+    sh('ip', 'route', 'add', '10.101.70.0/24', 'dev', 'ipvs-dummy2');
+    const r = await d.sync(t);
+    assert.equal(r.updated, 1, JSON.stringify(r.changes));
+    assert.deepEqual(weights()[0], [['10.101.70.5', 3], ['10.101.71.5', 2]]);
+  } finally {
+    await d.close({ keepForwarding: false });
+    sh('ip', 'link', 'del', 'ipvs-dummy2');
+  }
+});

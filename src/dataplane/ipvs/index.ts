@@ -12,7 +12,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ipFamily, ipToBytes } from '../../model/address.js';
+import { bytesToIp, ipFamily, ipToBytes } from '../../model/address.js';
 import { realKey, vipKey } from '../../model/keys.js';
 import type { Dataplane, ServiceTable, StatsSnapshot, SyncReport } from '../../model/types.js';
 import { IpvsClient, IpvsError } from './client.js';
@@ -75,6 +75,7 @@ export class IpvsDataplane implements Dataplane {
   #quiescentError: string | null = null;
   #nonLocal = '';
   #forwardingOff = '';
+  #offLink = '';
   #rt: import('netlink').RtNetlinkSocket | undefined;
 
   private constructor(client: IpvsClient, owned: Set<string>, file: string | undefined, log: IpvsLogger | undefined) {
@@ -133,7 +134,8 @@ export class IpvsDataplane implements Dataplane {
       if (this.#owned.has(k) || wantKeys.has(k)) actual.push({ svc, dests: await this.#client.dests(svc) });
     }
     this.#noteForeign(services.map((s) => serviceIdKey(s)).filter((k) => !this.#owned.has(k) && !wantKeys.has(k)));
-    const p = plan(desired, actual, this.#owned);
+    const offLink = await this.#offLinkDrReals(desired);
+    const p = plan(offLink.size ? keepOut(desired, offLink) : desired, actual, this.#owned);
     if (desired.services.some((s) => s.port === 0)) this.#expireQuiescentTemplates();
     await this.#noteNonLocal(desired);
     this.#noteForwarding(desired);
@@ -255,6 +257,44 @@ export class IpvsDataplane implements Dataplane {
     }
   }
 
+  /**
+   * IPVS DR sends a real's frames to the next hop of the route to it, with the VIP as the
+   * destination: for a real behind a gateway that is the gateway, which answers the connection
+   * itself if it holds the VIP, or routes it on (back to the balancer, say). The XDP data plane
+   * keeps such a real out of its ring; here it gets weight 0 (it stays listed), and the reals and
+   * their gateways are named in a warning, once per change. Returns real address → gateway.
+   */
+  async #offLinkDrReals(desired: ServiceTable): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const addrs = new Set(desired.services.filter((s) => s.mode === 'dsr').flatMap((s) => s.reals.map((r) => r.address)));
+    for (const a of addrs) {
+      const gw = await this.#gatewayOf(a);
+      if (gw) out.set(a, gw);
+    }
+    const sig = [...out].map(([a, g]) => `${a}>${g}`).sort().join(' ');
+    if (sig !== this.#offLink) {
+      this.#offLink = sig;
+      if (out.size) {
+        this.#log?.warn({ reals: [...out].map(([real, gateway]) => ({ real, gateway })) },
+          'IPVS DR reaches a real only on the balancer\'s own link, and these are behind a gateway (which would get their connections): kept at weight 0 until the route to them is on-link');
+      }
+    }
+    return out;
+  }
+
+  /** The gateway of the route to `addr`, or null when it is on-link, local or has no route. */
+  async #gatewayOf(addr: string): Promise<string | null> {
+    try {
+      this.#rt ??= (await loadNetlink()).createRtNetlink();
+      const v6 = ipFamily(addr) === 6;
+      const [r] = await this.#rt.getRoute({ family: v6 ? 10 : 2, dstLen: v6 ? 128 : 32 }, { dst: ipToBytes(addr) }, { timeout: 2000 });
+      const gw = r?.attrs.gateway;
+      return gw ? bytesToIp(gw) : null;
+    } catch {
+      return null;
+    }
+  }
+
   /** Whether the kernel routes `addr` to this host (a route of type local), by a route lookup. */
   async #isLocal(addr: string): Promise<boolean> {
     try {
@@ -364,6 +404,15 @@ export class IpvsDataplane implements Dataplane {
   #assertOpen(): void {
     if (this.#closed) throw new Error('the IPVS data plane is closed');
   }
+}
+
+/** The table with the DR reals in `offLink` at weight 0 (as if down), all else as it is. */
+function keepOut(desired: ServiceTable, offLink: Map<string, string>): ServiceTable {
+  return {
+    services: desired.services.map((s) => (s.mode !== 'dsr' ? s : {
+      ...s, reals: s.reals.map((r) => (r.state === 'up' && offLink.has(r.address) ? { ...r, state: 'down' as const } : r)),
+    })),
+  };
 }
 
 /** `10.0.0.1/32`, `2001:db8::1/128`. */
