@@ -65,8 +65,13 @@ export function initialState(o: AgentCliOptions, store: StateStore): Config {
 function withFlags(doc: unknown, flags: Partial<DataplaneSpec>): unknown {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return doc;
   const d = doc as Record<string, unknown>;
-  const dp = d.dataplane && typeof d.dataplane === 'object' && !Array.isArray(d.dataplane) ? d.dataplane : {};
-  return { ...d, dataplane: { ...dp, ...flags } };
+  // A dataplane that is no mapping (`dataplane: eth0`) is left for validation to refuse, not replaced.
+  if (d.dataplane !== undefined && d.dataplane !== null && !isMapping(d.dataplane)) return doc;
+  return { ...d, dataplane: { ...(isMapping(d.dataplane) ? d.dataplane : {}), ...flags } };
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 export interface RunningAgent {

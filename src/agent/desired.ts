@@ -125,9 +125,12 @@ const FIXED: Array<keyof DataplaneSpec> = ['kind', 'interface', 'xdpMode', 'ring
 export function applyConfig(c: Config, doc: unknown): Config {
   refuseImplicitRemoveAll(doc, c);
   const d = doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : null;
-  const given = d && d.dataplane && typeof d.dataplane === 'object' ? (d.dataplane as Record<string, unknown>) : {};
-  // Fields the document leaves out keep their running values, so validation sees the real limits.
-  const merged = d ? { ...d, dataplane: { ...stripUndefined(c.dataplane), ...given } } : doc;
+  const dp = d?.dataplane;
+  const mapping = typeof dp === 'object' && dp !== null && !Array.isArray(dp);
+  const given = mapping ? (dp as Record<string, unknown>) : {};
+  // Fields the document leaves out keep their running values, so validation sees the real limits;
+  // a dataplane that is no mapping (`dataplane: eth0`) is left for validation to refuse.
+  const merged = d && (mapping || dp === undefined || dp === null) ? { ...d, dataplane: { ...stripUndefined(c.dataplane), ...given } } : doc;
   const next = validateDocument(merged);
   const issues = FIXED.filter((k) => given[k] !== undefined && next.dataplane[k] !== c.dataplane[k])
     .map((k) => ({ path: `dataplane.${k}`, message: `is ${String(c.dataplane[k])} in the running agent; changing it needs an agent restart` }));

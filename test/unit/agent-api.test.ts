@@ -134,3 +134,15 @@ test('real add, set and del written with the VIP\'s port name the real as real l
   r = await sluice(['real', 'del', VIP, '10.99.0.13:80', ...S()]);
   assert.equal(r.stdout, `ok: removed real 10.99.0.13 from ${VIP}\n`, r.stderr);
 });
+
+test('apply -f of a file whose dataplane is no mapping is refused naming it, not read as the defaults', async () => {
+  const before = stateFile();
+  const f = join(dir, 'dataplane-string.yaml');
+  for (const dp of ['eth0', '[ eth0 ]']) {
+    writeFileSync(f, `dataplane: ${dp}\nvips: []\n`);
+    const r = await sluice(['apply', '-f', f, ...S()]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, 'sluice: dataplane: must be an object\n', dp);
+  }
+  assert.equal(stateFile(), before);
+});

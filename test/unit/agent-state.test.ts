@@ -98,3 +98,11 @@ test('a --pin-dir that is not on a bpffs is a usage error before anything is tou
   assert.match(r.stderr, new RegExp(`^sluice: --pin-dir ${join(dir, 'pins')} is not on a bpffs \\(${dir} is not\\); give a directory under /sys/fs/bpf`));
   assert.equal(readdirSync(dir).includes('pins-elsewhere'), false, 'no state dir made');
 });
+
+test('an agent started with a config file whose dataplane is no mapping is refused naming it', async () => {
+  const cfg = join(dir, 'dp-string.yaml');
+  writeFileSync(cfg, 'dataplane: eth0\nvips: []\n');
+  const r = await sluice(['agent', '--config', cfg, '--state-dir', join(dir, 'dp-string'), '--socket', join(dir, 'dp-string.sock'), '--pin-dir', `/sys/fs/bpf/sluice-unit-dpstr-${process.pid}`]);
+  assert.equal(r.code, 2, `exit code: ${r.stdout}${r.stderr}`);
+  assert.equal(r.stderr, 'sluice: dataplane: must be an object\n');
+});
