@@ -75,6 +75,10 @@ export async function serveMetrics(agent: Agent, listen: string, log: Logger): P
       res.writeHead(500).end('stats unavailable\n');
     }
   });
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, () => resolve()); });
+  await new Promise<void>((resolve, reject) => {
+    // Node's text ("listen EADDRINUSE: address already in use 127.0.0.1:9465") names no flag.
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new SluiceError(e.code ?? 'EIO', `--metrics ${listen}: cannot listen there (${e.message})`)));
+    server.listen(port, host, () => resolve());
+  });
   return server;
 }

@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import type { Registry } from 'prom-client';
 import { Agent } from '../../src/agent/agent.js';
 import { serveApi } from '../../src/agent/api.js';
-import { metricsRegistry } from '../../src/agent/metrics.js';
+import { metricsRegistry, serveMetrics } from '../../src/agent/metrics.js';
 import { StateStore } from '../../src/agent/store.js';
 import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
 import { MemoryDataplane } from '../support/memory-dataplane.js';
@@ -145,4 +146,15 @@ test('apply -f of a file whose dataplane is no mapping is refused naming it, not
     assert.equal(r.stderr, 'sluice: dataplane: must be an object\n', dp);
   }
   assert.equal(stateFile(), before);
+});
+
+test('a --metrics address that cannot be listened on is refused naming the flag', async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  const listen = `127.0.0.1:${(taken.address() as AddressInfo).port}`;
+  try {
+    await assert.rejects(serveMetrics(agent, listen, pino({ level: 'silent' })), new RegExp(`^SluiceError: --metrics ${listen}: cannot listen there \\(listen EADDRINUSE`));
+  } finally {
+    taken.close();
+  }
 });
