@@ -12,13 +12,13 @@ export class ApiError extends SluiceError {
   }
 }
 
-export function call<T = unknown>(socket: string, method: string, path: string, body?: unknown): Promise<T> {
+export function call<T = unknown>(socket: string, method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = request({
       socketPath: socket, method, path,
       headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
-      timeout: 30_000,
+      timeout: timeoutMs,
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -34,7 +34,10 @@ export function call<T = unknown>(socket: string, method: string, path: string, 
         resolve(json as T);
       });
     });
-    req.on('timeout', () => req.destroy(new ApiError('ETIMEDOUT', `the agent at ${socket} did not answer within 30 s`, 0)));
+    // A change the agent took is saved before it programs the data plane, which can take long
+    // (many reals to resolve): a timeout is no refusal, and must not read as one.
+    const after = method === 'GET' ? '' : '; the change may still be made (the agent saves it before it programs the data plane): see `sluice status` and `sluice vip list`';
+    req.on('timeout', () => req.destroy(new ApiError('ETIMEDOUT', `the agent at ${socket} did not answer within ${timeoutMs / 1000} s${after}`, 0)));
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof ApiError) return reject(e);
       const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ': is `sluice agent` running?' : e.code === 'EACCES' ? ': the API socket is root only' : '';

@@ -18,6 +18,7 @@ import { StateStore } from '../../src/agent/store.js';
 import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
 import { MemoryDataplane } from '../support/memory-dataplane.js';
 import { sluice } from '../support/cli.js';
+import { call } from '../../src/cli/client.js';
 
 let dir: string, socket: string, agent: Agent, server: Server, dp: MemoryDataplane;
 const S = () => ['--socket', socket];
@@ -156,5 +157,22 @@ test('a --metrics address that cannot be listened on is refused naming the flag'
     await assert.rejects(serveMetrics(agent, listen, pino({ level: 'silent' })), new RegExp(`^SluiceError: --metrics ${listen}: cannot listen there \\(listen EADDRINUSE`));
   } finally {
     taken.close();
+  }
+});
+
+test('a change the agent does not answer in time is not reported as refused: it may still be made', async () => {
+  const slow = join(dir, 'slow.sock');
+  // Takes the request and never answers, as an agent busy programming many reals.
+  const srv = createServer(() => undefined);
+  await new Promise<void>((r) => srv.listen(slow, () => r()));
+  try {
+    await assert.rejects(call(slow, 'PUT', '/v1/config', { vips: [] }, 200), (e: Error) => {
+      assert.match(e.message, /^the agent at .*slow\.sock did not answer within 0\.2 s; the change may still be made .*see `sluice status`/);
+      return true;
+    });
+    await assert.rejects(call(slow, 'GET', '/v1/status', undefined, 200), /did not answer within 0\.2 s$/);
+  } finally {
+    srv.closeAllConnections();
+    srv.close();
   }
 });
