@@ -18,6 +18,8 @@ const SLUICE = join(ROOT, 'bin', 'sluice');
 
 let topo: Topology;
 let dir: string;
+/** The agent's --pin-dir: it must be on a bpffs (the CLI refuses another), even with IPVS. */
+let pins: string;
 let socket: string;
 let agent: ChildProcess | undefined;
 let agentLog = '';
@@ -25,7 +27,7 @@ let agentLog = '';
 function startAgent(args = ['--dataplane', 'ipvs', '--state-dir', join(dir, 'state')]): Promise<void> {
   agentLog = '';
   const p = spawn(process.execPath, [SLUICE, 'agent', ...args, '--socket', socket,
-    '--pin-dir', join(dir, 'pins'), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--pin-dir', pins, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
   p.stdout!.on('data', (d) => (agentLog += d));
   p.stderr!.on('data', (d) => (agentLog += d));
   agent = p;
@@ -79,6 +81,7 @@ async function until(what: string, cond: () => boolean, ms = 15_000): Promise<vo
 before(async () => {
   assertIpvsHost();
   dir = mkdtempSync(join(tmpdir(), 'ipvs-agent-'));
+  pins = mkdtempSync('/sys/fs/bpf/ipvs-agent-');
   socket = join(dir, 'agent.sock');
   topo = topology(N);
   for (const v of ['10.103.0.1', '10.103.0.2', '10.103.0.3']) topo.addVip(v);
@@ -92,10 +95,11 @@ before(async () => {
 
 after(async () => {
   await stopAgent();
-  try { sh(process.execPath, SLUICE, 'agent', '--cleanup', '--state-dir', join(dir, 'state'), '--pin-dir', join(dir, 'pins')); } catch { /* best effort */ }
+  try { sh(process.execPath, SLUICE, 'agent', '--cleanup', '--state-dir', join(dir, 'state'), '--pin-dir', pins); } catch { /* best effort */ }
   try { sh('ipvsadm', '-D', '-t', '10.103.9.9:25'); } catch { /* gone */ }
   topo?.destroy();
   rmSync(dir, { recursive: true, force: true });
+  rmSync(pins, { recursive: true, force: true });
 });
 
 test('status says the IPVS data plane runs, and why', () => {
@@ -176,7 +180,7 @@ test('the service sluice did not make is untouched, then and after cleanup', asy
   const theirs = () => admService('tcp', '10.103.9.9', 25);
   assert.deepEqual(theirs()?.dests.map((d) => [d.address, d.fwd, d.weight]), [['10.99.3.11', 'Masq', 7]]);
   await stopAgent();
-  const out = sh(process.execPath, SLUICE, 'agent', '--cleanup', '--state-dir', join(dir, 'state'), '--pin-dir', join(dir, 'pins'));
+  const out = sh(process.execPath, SLUICE, 'agent', '--cleanup', '--state-dir', join(dir, 'state'), '--pin-dir', pins);
   assert.match(out, /IPVS services removed/);
   assert.equal(admService('tcp', '10.103.0.2', 80), undefined);
   assert.equal(admService('tcp', '10.103.0.3', 80), undefined);
