@@ -76,11 +76,13 @@ test('SIGKILL of the agent does not stall a TCP stream through the VIP, and the 
   const stream = spawn('nsenter', [`--net=/run/netns/${topo.ns('client')}`, process.execPath, join(REPO_ROOT, 'scripts', 'lib', 'stream.mjs'), '10.99.100.1', '9000', '4000']);
   let out = '';
   stream.stdout.on('data', (d) => (out += d));
+  // Listened to from the start: on a loaded host the restart below outlasts the 4 s stream.
+  const closed = new Promise((r) => stream.on('close', r));
   await new Promise((r) => setTimeout(r, 1000));
   await agent.kill('SIGKILL');
   await new Promise((r) => setTimeout(r, 500));
   await agent.start();
-  await new Promise((r) => stream.on('close', r));
+  await closed;
   const res = JSON.parse(out);
   assert.equal(res.error, null);
   assert.ok(res.received >= res.sent - 1, JSON.stringify(res));
