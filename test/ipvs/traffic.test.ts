@@ -119,26 +119,26 @@ test('IPv6 DR: connections to an IPv6 VIP reach both reals', async () => {
   assertServedByBoth(topo.getMany('fd00:102::1', 80, REQUESTS));
 });
 
-/** Open connections until one lands on the other real than `not` (at most 8), closing the rest. */
-async function holdOn(vip: string, port: number, want: string): Promise<Held> {
-  for (let i = 0; i < 8; i++) {
-    const h = await topo.hold(vip, port);
-    if (h.real === want) return h;
-    h.close();
-  }
-  throw new Error(`no connection to ${vip}:${port} reached ${want}`);
+/**
+ * Sync `s` with both reals up, open a connection to `port` that stays open, then drain the real
+ * it reached: the held connection and the name of the other real.
+ */
+async function holdThenDrain(s: Service, port: number): Promise<{ held: Held; other: string }> {
+  await dp.sync({ services: [s] });
+  const held = await topo.hold(s.address, port);
+  const i = topo.reals.findIndex((r) => r.name === held.real);
+  assert.ok(i >= 0, `held connection greeted by ${held.real}`);
+  await dp.sync({ services: [{ ...s, reals: s.reals.map((r, j) => (j === i ? { ...r, state: 'drain' as const } : r)) }] });
+  return { held, other: topo.reals[1 - i].name };
 }
 
 test('a drained real keeps its open connection and gets no new ones', async () => {
-  const s = { ...svc('10.102.0.6', 'dsr'), port: 9000 };
-  const reals = (drain: boolean) => s.reals.map((r, i) => ({ ...r, port: 9000, state: drain && i === 0 ? 'drain' as const : 'up' as const }));
-  await dp.sync({ services: [{ ...s, reals: reals(false) }] });
-  const held = await holdOn('10.102.0.6', 9000, 'real1');
+  const s = svc('10.102.0.6', 'dsr');
+  const { held, other } = await holdThenDrain({ ...s, port: 9000, reals: s.reals.map((r) => ({ ...r, port: 9000 })) }, 9000);
   try {
-    await dp.sync({ services: [{ ...s, reals: reals(true) }] });
     const fresh: string[] = [];
     for (let i = 0; i < 6; i++) { const h = await topo.hold('10.102.0.6', 9000); fresh.push(h.real); h.close(); }
-    assert.deepEqual(fresh, Array(6).fill('real2'));
+    assert.deepEqual(fresh, Array(6).fill(other));
     assert.equal(await held.echo('still there'), 'still there');
   } finally {
     held.close();
@@ -148,15 +148,12 @@ test('a drained real keeps its open connection and gets no new ones', async () =
 test('a port-0 VIP sends no new connections to a drained real, not even from a client it holds a connection of', async () => {
   // The kernel's default: IPVS then keeps using a persistence template whose real is at weight 0.
   sh('sysctl', '-qw', 'net.ipv4.vs.expire_quiescent_template=0');
-  const s = { ...svc('10.102.0.7', 'dsr'), port: 0 };
-  const reals = (drain: boolean) => s.reals.map((r, i) => ({ ...r, port: 0, state: drain && i === 0 ? 'drain' as const : 'up' as const }));
-  await dp.sync({ services: [{ ...s, reals: reals(false) }] });
-  // The client's persistence template now names real1, and lives as long as this connection.
-  const held = await holdOn('10.102.0.7', 9000, 'real1');
+  const s = svc('10.102.0.7', 'dsr');
+  // The client's persistence template names the real of the held connection, and lives as long as it.
+  const { held, other } = await holdThenDrain({ ...s, port: 0, reals: s.reals.map((r) => ({ ...r, port: 0 })) }, 9000);
   try {
-    await dp.sync({ services: [{ ...s, reals: reals(true) }] });
     const t = topo.getMany('10.102.0.7', 80, 6);
-    assert.deepEqual([...t], [['real2', 6]]);
+    assert.deepEqual([...t], [[other, 6]]);
     assert.equal(readFileSync('/proc/sys/net/ipv4/vs/expire_quiescent_template', 'utf8').trim(), '1');
     assert.equal(await held.echo('still there'), 'still there');
   } finally {
