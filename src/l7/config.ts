@@ -134,13 +134,25 @@ export function parseSize(v: unknown): number | null {
   return Number(m[1]) * { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'];
 }
 
-/** `host:port`, `[v6]:port` → parts, or null. */
+/**
+ * An address as sockets take it, canonical: an IPv6 link-local upstream or listener needs its
+ * zone (`fe80::1%eth0`), which connect() and listen() use and canonicalIp alone would drop.
+ */
+function socketIp(text: string): string | null {
+  const pct = text.indexOf('%');
+  if (pct < 0) return canonicalIp(text);
+  const ip = canonicalIp(text.slice(0, pct));
+  const zone = text.slice(pct + 1);
+  return ip && ipFamily(ip) === 6 && /^[\w.-]{1,15}$/.test(zone) ? `${ip}%${zone}` : null;
+}
+
+/** `host:port`, `[v6]:port`, `[v6%zone]:port` → parts, or null. */
 export function parseHostPort(text: string): { host: string; port: number } | null {
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:\[\]]+):(\d{1,5})$/.exec(text);
   if (!m) return null;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return null;
-  const ip = canonicalIp(m[1]);
+  const ip = socketIp(m[1]);
   if (ip) return { host: ip, port };
   return HOSTNAME.test(m[1]) && !text.startsWith('[') ? { host: m[1].toLowerCase(), port } : null;
 }
@@ -174,7 +186,7 @@ function checkCidr(c: Checker, v: unknown, path: string): string | undefined {
 function checkListener(c: Checker, v: unknown, path: string): ListenerSpec & { workers?: number } {
   const o = c.object(v, path);
   c.known(o, path, ['address', 'port', 'workers', 'tls']);
-  const address = o.address === undefined ? '0.0.0.0' : canonicalIp(String(o.address));
+  const address = o.address === undefined ? '0.0.0.0' : socketIp(String(o.address));
   if (!address) c.fail(`${path}.address`, 'must be an IPv4 or IPv6 address');
   if (o.port === undefined) c.fail(`${path}.port`, 'is required');
   const l: ListenerSpec & { workers?: number } = { address: address ?? '0.0.0.0', port: c.int(o.port, `${path}.port`, 0, 65535, 0) };

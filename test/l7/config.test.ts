@@ -56,6 +56,13 @@ describe('l7 config', () => {
     assert.deepEqual(c.pools.web.health, { path: '/healthz', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2 });
   });
 
+  it('keeps the zone of an IPv6 link-local endpoint or listener, which sockets need', () => {
+    const c = validateL7({ ...minimal, listeners: [{ address: 'FE80::1%eth0', port: 80 }], pools: { web: { endpoints: ['[fe80::0:2%eth1]:8080'] } } });
+    assert.equal(c.listeners[0].address, 'fe80::1%eth0');
+    assert.deepEqual(c.pools.web.endpoints[0], { host: 'fe80::2%eth1', port: 8080, weight: 1 });
+    assert.deepEqual(issues({ ...minimal, pools: { web: { endpoints: ['[10.0.0.1%eth0]:80'] } } }), ['l7.pools.web.endpoints[0]: must be host:port like 10.0.0.1:8080 or [2001:db8::1]:8080']);
+  });
+
   it('names the path of a bad endpoint', () => {
     assert.deepEqual(issues({ ...minimal, pools: { api: { endpoints: ['10.0.0.1:80', 'nope'] } }, routes: [{ pool: 'api' }] }),
       ['l7.pools.api.endpoints[1]: must be host:port like 10.0.0.1:8080 or [2001:db8::1]:8080']);
