@@ -122,6 +122,8 @@ export class Agent {
         this.#config = prev;
         this.#updateHealthTargets();
         await this.#sync('rollback').catch((e2) => this.#log.error({ err: e2 }, 'rollback sync failed'));
+        // The L7 pool's file could not be written (a full disk): the pool still runs the old section.
+        if (e instanceof SluiceError && e.code === 'EL7') throw e;
         throw new SluiceError('EDATAPLANE', `the data plane refused the change: ${(e as Error).message}`);
       }
       return next;

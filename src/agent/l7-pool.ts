@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { validateL7 } from '../l7/config.js';
+import { SluiceError } from '../model/errors.js';
 import { writeAtomic } from './store.js';
 
 export const L7_FILE = 'l7.json';
@@ -66,20 +67,23 @@ export class L7Pool {
       if (this.#child) { this.o.logger.info('the config has no l7 section any more: stopping the l7 pool'); await this.#stopChild(); }
       return;
     }
-    this.#wanted = true;
-    this.#drainMs = validateL7(l7).timeouts.drainMs;
+    const drainMs = validateL7(l7).timeouts.drainMs;
     const text = `${JSON.stringify({ l7 }, null, 2)}\n`;
-    if (text !== this.#written) {
-      writeAtomic(this.file, text);
-      this.#written = text;
-      if (this.#child) {
-        this.o.logger.info({ pid: this.#child.pid }, 'l7 section changed: reloading the l7 pool');
-        this.#reloadPending = true;
-        this.#reloadIfReady();
-        return;
+    const changed = text !== this.#written;
+    if (changed) {
+      try { writeAtomic(this.file, text); } catch (e) {
+        throw new SluiceError('EL7', `the change was not made: the L7 pool's config ${this.file} could not be written (${(e as Error).message}); the pool keeps the running l7 section`);
       }
+      this.#written = text;
     }
-    if (!this.#child && !this.#restartTimer) this.#start();
+    this.#wanted = true;
+    this.#drainMs = drainMs;
+    if (this.#child) {
+      if (!changed) return;
+      this.o.logger.info({ pid: this.#child.pid }, 'l7 section changed: reloading the l7 pool');
+      this.#reloadPending = true;
+      this.#reloadIfReady();
+    } else if (!this.#restartTimer) this.#start();
   }
 
   status(): L7PoolStatus | undefined {

@@ -12,6 +12,7 @@ import pino from 'pino';
 import { sluice } from '../support/cli.js';
 import { Agent } from '../../src/agent/agent.js';
 import { addVip } from '../../src/agent/desired.js';
+import { L7Pool } from '../../src/agent/l7-pool.js';
 import { StateStore } from '../../src/agent/store.js';
 import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
 import { MemoryDataplane } from '../support/memory-dataplane.js';
@@ -65,6 +66,30 @@ test('a change the state dir cannot take is refused naming the file, changes not
     assert.equal(JSON.stringify(dp.table), table, 'data plane unchanged');
     assert.deepEqual(readdirSync(stateDir).sort(), ['state.json'], 'no state.json.tmp-* left behind');
   } finally {
+    await agent.close(false);
+  }
+});
+
+test('an l7 section the L7 pool\'s file cannot take is refused as such, and the state keeps the running one', async () => {
+  const stateDir = join(dir, 'l7unwritable');
+  const pool = new L7Pool({ stateDir, logger: pino({ level: 'silent' }) });
+  const agent = await Agent.start({
+    store: new StateStore(stateDir), dataplane: new MemoryDataplane(), logger: pino({ level: 'silent' }), onChange: (c) => pool.sync(c.l7),
+    initial: { dataplane: { ...DEFAULT_DATAPLANE }, vips: [] }, info: { kind: 'xdp', reason: 'test' },
+  });
+  try {
+    mkdirSync(join(stateDir, 'l7.json')); // a write that fails as a full disk does
+    const l7 = { listeners: [{ address: '127.0.0.1', port: 18999 }], routes: [{ pool: 'p' }], pools: { p: { endpoints: ['127.0.0.1:1'] } } };
+    await assert.rejects(agent.change((c) => ({ ...c, l7 })), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'EL7');
+      assert.match(e.message, /^the change was not made: the L7 pool's config .*l7unwritable\/l7\.json could not be written/);
+      return true;
+    });
+    assert.equal(agent.config.l7, undefined);
+    assert.equal(JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')).l7, undefined, 'the saved state is the running one');
+    assert.equal(pool.status(), undefined, 'no pool is wanted: status shows none');
+  } finally {
+    await pool.close();
     await agent.close(false);
   }
 });
