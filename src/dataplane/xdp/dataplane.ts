@@ -91,7 +91,9 @@ interface VipState {
   inMap: boolean;
 }
 
-/** STALE next hops a refresh probes at most (one ping each); the others wait for later refreshes. */
+/** How long a sync waits for the next hops it probed to resolve. */
+const PROBE_WAIT_MS = 1000;
+/** STALE next hops a refresh probes at most (one datagram each); the others wait for later refreshes. */
 const MAX_STALE_PROBES = 64;
 
 /** What is known of the way to one real address. */
@@ -521,7 +523,7 @@ export class XdpDataplane implements Dataplane {
 
   /**
    * Look up routes and next-hop MACs for these addresses: the neighbour table every time (one
-   * netlink dump), a probe (one ping each, in parallel) for those still missing whose last probe
+   * netlink dump), a probe (one datagram each) for those still missing whose last probe
    * is older than probeIntervalMs, and nothing for those resolved within neighbourTtlMs unless
    * `force`. A failed lookup keeps the last good answer.
    */
@@ -564,12 +566,18 @@ export class XdpDataplane implements Dataplane {
         }
         await Promise.all([...hops.values()].map((h) => probe(h.addr, h.dev)));
         for (const { a } of toProbe) { const h = this.#hops.get(a); if (h) h.probedAt = Date.now(); }
-        // The probes changed the neighbour table: read it again, in a new view.
-        const fresh = await openNetView();
-        try {
-          for (const { a, i } of toProbe) macs[i] = await fresh.neighbour(nextHop(a, routes[i]), routes[i]?.ifindex || undefined).catch(() => null);
-        } finally {
-          fresh.close();
+        // The probes changed the neighbour table: read it again, in a new view, until every probed
+        // next hop resolved or a second went by (the datagrams wait for the kernel to resolve them).
+        const until = Date.now() + PROBE_WAIT_MS;
+        for (;;) {
+          const fresh = await openNetView();
+          try {
+            for (const { a, i } of toProbe) macs[i] = await fresh.neighbour(nextHop(a, routes[i]), routes[i]?.ifindex || undefined).catch(() => null);
+          } finally {
+            fresh.close();
+          }
+          if (toProbe.every(({ i }) => macs[i]) || Date.now() >= until) break;
+          await new Promise((r) => setTimeout(r, 25));
         }
         for (const { a } of toProbe) { if (!this.#hops.has(a)) this.#hops.set(a, { route: null, mac: null, at: 0, probedAt: Date.now() }); }
       }

@@ -5,11 +5,14 @@
  * `ip -j`, one process per question.
  */
 import { execFile } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { promisify } from 'node:util';
 import { bytesToIp, bytesToMac, canonicalMac, ipFamily, ipToBytes } from '../../model/address.js';
 import { loadNetlink } from '../netlink.js';
 
 const run = promisify(execFile);
+/** RFC 863: what a probe datagram is sent to. */
+const DISCARD_PORT = 9;
 
 export interface Route {
   /** Egress interface. */
@@ -195,13 +198,20 @@ export async function openNetView(): Promise<NetView> {
 }
 
 /**
- * Make the kernel resolve an on-link address on `dev` (one ping; the answer does not matter). An
- * IPv6 link-local address (the usual IPv6 gateway) is scoped to its interface: unscoped, the
- * kernel sends it out of whichever interface's fe80::/64 route comes first, and the neighbour
- * on `dev` is never resolved.
+ * Make the kernel resolve an on-link address on `dev`: one empty UDP datagram to the discard
+ * port, sent from this process (the kernel resolves the neighbour, or re-confirms a STALE one,
+ * to send it; whatever answers does not matter). Not a ping: a process per address made a
+ * table of thousands of unresolved reals take minutes a round. An IPv6 link-local address (the
+ * usual IPv6 gateway) is scoped to its interface: unscoped, the kernel sends it out of whichever
+ * interface's fe80::/64 route comes first, and the neighbour on `dev` is never resolved.
  */
-export async function probe(addr: string, dev?: string, timeoutMs = 1000): Promise<void> {
+export function probe(addr: string, dev?: string): Promise<void> {
   const v6 = ipFamily(addr) === 6;
   const target = v6 && dev && /^fe[89ab]/i.test(addr) ? `${addr}%${dev}` : addr;
-  await run('ping', [v6 ? '-6' : '-4', '-n', '-q', '-c', '1', '-W', String(Math.max(1, Math.ceil(timeoutMs / 1000))), target]).catch(() => undefined);
+  return new Promise((resolve) => {
+    const s = createSocket(v6 ? 'udp6' : 'udp4');
+    const done = () => { try { s.close(); } catch { /* closed */ } resolve(); };
+    s.once('error', done);
+    s.send(Buffer.alloc(0), DISCARD_PORT, target, done);
+  });
 }
