@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { Link, unpinAll } from '../bpf/index.js';
 import { SluiceError, type Dataplane, type DataplaneSpec } from '../model/index.js';
 import { XdpDataplane } from './xdp/index.js';
+import { openNetView } from './xdp/neigh.js';
 import { IpvsDataplane, OWNERSHIP_FILE, ipvsAvailable } from './ipvs/index.js';
 
 export interface OpenedDataplane {
@@ -32,6 +33,13 @@ export async function openDataplane(o: OpenOptions): Promise<OpenedDataplane> {
   if (!spec.interface) {
     if (spec.kind === 'xdp') throw new SluiceError('EINVAL', 'the XDP data plane needs --interface (or dataplane.interface in the config)');
     return openIpvs(o, 'auto: no interface given for XDP');
+  }
+  // A mistyped interface is the operator's mistake, not a reason for auto to fall back to IPVS.
+  const view = await openNetView();
+  try {
+    if (!(await view.link(spec.interface))) throw new SluiceError('EINVAL', `interface ${spec.interface} does not exist in this network namespace (--interface or dataplane.interface)`);
+  } finally {
+    view.close();
   }
   try {
     const dp = await XdpDataplane.open({ spec, interface: spec.interface, pinDir: o.pinDir, logger });

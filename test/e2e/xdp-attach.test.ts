@@ -115,3 +115,16 @@ describe('attaching where native XDP cannot go', () => {
     assert.match(r.line!, /jbr has no native XDP; use xdpMode generic/);
   });
 });
+
+describe('an interface that does not exist', () => {
+  for (const kind of ['auto', 'xdp'] as const) {
+    test(`is refused as such with dataplane ${kind} (auto does not fall back to IPVS over a typo)`, async () => {
+      const { openDataplane } = await import('../../src/dataplane/open.js');
+      const { DEFAULT_DATAPLANE } = await import('../../src/model/types.js');
+      const pino = (await import('pino')).default;
+      await assert.rejects(openDataplane({ spec: { ...DEFAULT_DATAPLANE, kind, interface: 'nosuch0' }, pinDir: PIN, stateDir: `/tmp/sluice-xa-${id}`, logger: pino({ level: 'silent' }) }),
+        /interface nosuch0 does not exist in this network namespace \(--interface or dataplane\.interface\)/);
+      assert.equal(existsSync(join(PIN, 'prog')), false, 'nothing loaded');
+    });
+  }
+});
