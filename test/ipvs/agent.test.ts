@@ -189,8 +189,16 @@ test('the service sluice did not make is untouched, then and after cleanup', asy
 
 test('--dataplane auto falls back to IPVS when XDP cannot attach, and status says why', async () => {
   await stopAgent();
-  await startAgent(['--dataplane', 'auto', '--interface', 'nosuchif0', '--state-dir', join(dir, 'state-auto')]);
-  const s = JSON.parse(ok('status', '--json')) as { dataplane: { kind: string; reason: string } };
-  assert.equal(s.dataplane.kind, 'ipvs');
-  assert.match(s.dataplane.reason, /^auto: XDP failed on nosuchif0/);
+  // A bridge takes no native XDP. (An interface that does not exist is a typo, refused instead.)
+  sh('ip', 'link', 'add', 'sl-noxdp0', 'type', 'bridge');
+  sh('ip', 'link', 'set', 'sl-noxdp0', 'up');
+  try {
+    await startAgent(['--dataplane', 'auto', '--interface', 'sl-noxdp0', '--state-dir', join(dir, 'state-auto')]);
+    const s = JSON.parse(ok('status', '--json')) as { dataplane: { kind: string; reason: string } };
+    assert.equal(s.dataplane.kind, 'ipvs');
+    assert.match(s.dataplane.reason, /^auto: XDP failed on sl-noxdp0/);
+  } finally {
+    await stopAgent();
+    sh('ip', 'link', 'del', 'sl-noxdp0');
+  }
 });
