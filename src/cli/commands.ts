@@ -141,7 +141,9 @@ export function statsCommand(): Command {
   return common(new Command('stats').description('packets, bytes and new flows per VIP and per real, with health'))
     .option('--watch', 'refresh every --interval seconds until interrupted (with --json: one snapshot per line)')
     .option('--interval <s>', 'refresh interval for --watch', intArg(1, 3600), 1)
-    .action(async (o: Opts & { watch?: boolean; interval: number }) => {
+    .action(async (o: Opts & { watch?: boolean; interval: number }, cmd: Command) => {
+      // Taken and ignored, it would let `stats --interval 5` look like it watches.
+      if (!o.watch && cmd.getOptionValueSource('interval') === 'cli') throw new UsageError('--interval is the refresh interval of --watch: give --watch too');
       const show = (s: any) => {
         const g = Object.entries(s.global as Record<string, number>).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${human(n)}`).join(' ');
         // --watch --json: one snapshot per line, so a script can read them as they come.

@@ -183,6 +183,13 @@ test('stats prints a row per VIP and per real', async () => {
   assert.match(r.stdout, /10\.99\.0\.21:5353/);
 });
 
+test('stats --interval without --watch is a usage error (exit 2), not silently one snapshot', async () => {
+  const r = await sluice(['stats', '--interval', '5', ...S()]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--interval is the refresh interval of --watch: give --watch too/);
+  assert.equal(r.stdout, '');
+});
+
 test('stats --watch prints a fresh table every --interval until stopped', async () => {
   const r = await sluice(['stats', '--watch', '--interval', '1', '--json', ...S()], { timeoutMs: 2500 });
   const snapshots = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
