@@ -42,11 +42,6 @@ export class Runtime {
       const old = previous?.pools.get(name);
       const pool = new Pool(spec, events, old ? (key) => old.endpoints.find((e) => e.key === key) : undefined);
       this.pools.set(name, pool);
-      // A replacement worker starts from what the others know, not all healthy (a first start has no verdicts).
-      if (!previous && spec.health) for (const [p, key, up] of health.health ?? []) {
-        const ep = p === name ? pool.endpoints.find((e) => e.key === key) : undefined;
-        if (ep) pool.setHealthy(ep, up);
-      }
       for (const ep of pool.endpoints) metrics.setHealthy(name, ep.key, ep.healthy);
       if (spec.health && health.checks !== false) {
         const hc = new HealthChecker(spec.health, pool.endpoints, (ep, up, reason) => {
@@ -57,6 +52,8 @@ export class Runtime {
         this.checkers.push(hc);
       }
     }
+    // A replacement worker starts from what the primary knows, not all healthy (a first start has no verdicts).
+    if (!previous) for (const [pool, key, up] of health.health ?? []) this.setHealth(pool, key, up, metrics);
     // Endpoints (and pools) the reload removed would report their last health for good: a removed
     // endpoint that was down would keep an alert firing.
     if (previous) for (const [name, old] of previous.pools) {
@@ -67,14 +64,13 @@ export class Runtime {
     this.trusted = new TrustedProxies(config.trustedProxies);
   }
 
-  /** A verdict from the pool's primary (it runs the checks): false if this config has no such endpoint. */
-  setHealth(poolName: string, key: string, healthy: boolean, metrics: L7Metrics): boolean {
+  /** A verdict from the pool's primary (it runs the checks); one on an endpoint this config lacks is dropped. */
+  setHealth(poolName: string, key: string, healthy: boolean, metrics: L7Metrics): void {
     const pool = this.pools.get(poolName);
     const ep = pool?.spec.health ? pool.endpoints.find((e) => e.key === key) : undefined;
-    if (!pool || !ep) return false;
+    if (!pool || !ep) return;
     pool.setHealthy(ep, healthy);
     metrics.setHealthy(poolName, key, healthy);
-    return true;
   }
 
   /** Stop health checks and close connections of endpoints that `next` does not carry over. */
