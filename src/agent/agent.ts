@@ -159,6 +159,7 @@ export class Agent {
   }
 
   status(): Record<string, unknown> {
+    const l7 = this.#l7Status?.();
     const reals = this.#config.vips.flatMap((v) => v.reals.map((r) => ({ v, r })));
     const down = reals.filter(({ v, r }) => this.health(vipKey(v), realKey(r)) === 'down').length;
     const drained = reals.filter(({ r }) => r.drain).length;
@@ -172,7 +173,7 @@ export class Agent {
       health: { up: reals.length - down, down, drained },
       limits: { maxVips: this.#config.dataplane.maxVips, maxReals: this.#config.dataplane.maxReals, ringSize: this.#config.dataplane.ringSize, flowTableSize: this.#config.dataplane.flowTableSize },
       lastSync: this.#lastSync,
-      ...(this.#l7Status?.() ? { l7: this.#l7Status() } : {}),
+      ...(l7 ? { l7 } : {}),
     };
   }
 

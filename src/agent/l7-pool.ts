@@ -14,15 +14,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { validateL7 } from '../l7/config.js';
+import { L7_READY } from '../l7/index.js';
 import { SluiceError } from '../model/errors.js';
 import { writeAtomic } from './store.js';
 
-export const L7_FILE = 'l7.json';
+const L7_FILE = 'l7.json';
 const SLUICE_BIN = fileURLToPath(new URL('../../../bin/sluice', import.meta.url));
 /** What a draining pool gets on top of its own drain grace before it is killed (its workers get 5 s). */
 const STOP_MARGIN_MS = 10_000;
-/** The pool's message once its signal handlers are in place: a SIGHUP before that would kill it. */
-export const L7_READY = 'sluice-l7-ready';
 
 export interface L7PoolOptions {
   stateDir: string;

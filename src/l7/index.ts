@@ -49,6 +49,9 @@ export interface L7Handle {
   metricsAddress(): { address: string; port: number } | undefined;
 }
 
+/** What a pool run by the agent (agent/l7-pool.ts) says once its signal handlers are in place. */
+export const L7_READY = 'sluice-l7-ready';
+
 /** prom-client's cluster messages, which each worker's AggregatorRegistry answers. */
 const METRICS_REQ = 'prom-client:getMetricsReq';
 const METRICS_RES = 'prom-client:getMetricsRes';
@@ -314,7 +317,7 @@ export async function runL7(opts: L7Options): Promise<L7Handle> {
   if (process.env.SLUICE_L7_PARENT && process.send) {
     process.channel?.unref();
     process.once('disconnect', () => { log.warn('the agent that runs this pool is gone: draining'); void stop(); });
-    process.send({ type: 'sluice-l7-ready' });
+    process.send({ type: L7_READY });
   }
 
   return {
