@@ -25,7 +25,7 @@ export interface RouteSpec {
 export interface EndpointSpec { host: string; port: number; weight: number }
 /** An endpoint's name in logs, metrics and across reloads: `host:port`, IPv6 in brackets. */
 export function endpointKey(e: { host: string; port: number }): string {
-  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+  return joinHostPort(e.host, e.port);
 }
 export type HashOn = { header: string } | { cookie: string } | { clientIp: true };
 export interface PoolHealth { path: string; intervalMs: number; timeoutMs: number; rise: number; fall: number; host?: string }
@@ -327,7 +327,7 @@ function checkPool(c: Checker, name: string, v: unknown, path: string): PoolSpec
   eps.forEach((e, i) => {
     const ep = checkEndpoint(c, e, `${path}.endpoints[${i}]`);
     if (!ep) return;
-    const key = `${ep.host}:${ep.port}`;
+    const key = endpointKey(ep);
     if (seen.has(key)) c.fail(`${path}.endpoints[${i}]`, `duplicate endpoint ${key}`);
     seen.add(key);
     p.endpoints.push(ep);

@@ -3,6 +3,7 @@
  * ones the Connection header names are removed both ways, X-Forwarded-* / Forwarded are set
  * (extended only for trusted peers), Via gets our hop, and the request id travels both ways.
  */
+import { peerAddress } from './trust.js';
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'http2-settings']);
 
@@ -110,8 +111,8 @@ export function requestHead(i: RequestHeadInput, newId: () => string): BuiltHead
 
 /** `addr:port` as a Host value: IPv6 in brackets, the scheme's default port left out. */
 export function authorityOf(addr: string | undefined, port: number | undefined, proto: 'http' | 'https'): string | undefined {
-  if (!addr) return undefined;
-  const a = addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+  const a = peerAddress(addr);
+  if (!a) return undefined;
   const h = a.includes(':') ? `[${a}]` : a;
   return port === undefined || port === (proto === 'https' ? 443 : 80) ? h : `${h}:${port}`;
 }
