@@ -73,15 +73,20 @@ export class Pool {
     this.epoch = availability.epoch;
   }
 
-  availableCount(now = Date.now()): number {
+  /** The available endpoints as of `now`: rebuilt when an ejection ran out, or any pool's availability moved. */
+  private current(now: number): void {
     if (this.dirty || now >= this.nextExpiry || this.epoch !== availability.epoch) this.refresh(now);
+  }
+
+  availableCount(now = Date.now()): number {
+    this.current(now);
     return this.available.length;
   }
 
   /** Choose an endpoint; `avoid` holds endpoints a retry should not go back to, when others exist. */
   pick(input: PickInput, avoid?: Set<Endpoint>): Pick | undefined {
     const now = Date.now();
-    if (this.dirty || now >= this.nextExpiry || this.epoch !== availability.epoch) this.refresh(now);
+    this.current(now);
     const sticky = this.spec.sticky;
     if (sticky && !avoid) {
       const id = getCookie(input.headers.cookie, sticky.cookie);
