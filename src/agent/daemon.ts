@@ -28,12 +28,12 @@ export interface AgentCliOptions {
   logLevel?: string;
 }
 
-/** Command-line flags win over the config file and the saved state. */
 /** Stop the API and metrics servers, their open connections included. */
 function closeServers(servers: Server[]): Promise<void[]> {
   return Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
 }
 
+/** Command-line flags win over the config file and the saved state. */
 function overrides(o: AgentCliOptions): Partial<DataplaneSpec> {
   return {
     ...(o.interface ? { interface: o.interface } : {}),
