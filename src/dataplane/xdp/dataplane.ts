@@ -119,6 +119,11 @@ function sameDef(a: S.RealDef, b: S.RealDef): boolean {
   return a.addr.equals(b.addr) && a.mac.equals(b.mac) && a.port === b.port && a.gen === b.gen && a.flags === b.flags && a.txPort === b.txPort && a.owner === b.owner;
 }
 
+/** The key of a real's slot in its VIP's state: address and port (`10.0.0.11:80`, as stats() names it). */
+function slotKey(r: ServiceReal): string {
+  return realKey({ address: r.address, port: r.port });
+}
+
 /** The route to one of this host's own addresses: no link to send a real's frames on (and no XDP on lo). */
 function isLocal(route: Route): boolean {
   return route.dev === 'lo';
@@ -773,7 +778,7 @@ export class XdpDataplane implements Dataplane {
       // 2. Reals. A slot the new ring may point at is written before the ring; a slot marked
       //    down only after the ring stops pointing at it, so no new flow meets a real marked
       //    down (the program would drop it) or is sent to it.
-      const wantReals = new Map(svc.reals.map((r) => [realKey({ address: r.address, port: r.port }), r]));
+      const wantReals = new Map(svc.reals.map((r) => [slotKey(r), r]));
       const gone = [...st.reals.values()].filter((r) => !wantReals.has(r.key));
       const before: Array<[number, S.RealDef]> = [];
       const after: Array<[number, S.RealDef]> = [];
@@ -852,7 +857,7 @@ export class XdpDataplane implements Dataplane {
     for (const [key, svc] of want) {
       vips++;
       const st = this.#state.get(key);
-      const keys = new Set(svc.reals.map((r) => realKey({ address: r.address, port: r.port })));
+      const keys = new Set(svc.reals.map(slotKey));
       for (const k of keys) if (!st?.reals.has(k)) newPairs++;
       if (st) for (const k of st.reals.keys()) if (!keys.has(k)) freed++;
     }
@@ -873,7 +878,7 @@ export class XdpDataplane implements Dataplane {
       if (this.#freeSlots.length >= need) return;
       const st = this.#state.get(key);
       if (!st) continue;
-      const keys = new Set(svc.reals.map((r) => realKey({ address: r.address, port: r.port })));
+      const keys = new Set(svc.reals.map(slotKey));
       const gone = [...st.reals.values()].filter((r) => !keys.has(r.key));
       if (!gone.length) continue;
       const goneSlots = new Set(gone.map((r) => r.slot));
