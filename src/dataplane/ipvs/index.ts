@@ -282,13 +282,18 @@ export class IpvsDataplane implements Dataplane {
     return out;
   }
 
+  /** The kernel's route to `addr` (one rtnetlink lookup); throws as the kernel refuses it (ENETUNREACH, ...). */
+  async #routeTo(addr: string): Promise<import('netlink').rt.RouteMessage | undefined> {
+    this.#rt ??= (await loadNetlink()).createRtNetlink();
+    const v6 = ipFamily(addr) === 6;
+    const [r] = await this.#rt.getRoute({ family: v6 ? 10 : 2, dstLen: v6 ? 128 : 32 }, { dst: ipToBytes(addr) }, { timeout: 2000 });
+    return r;
+  }
+
   /** The gateway of the route to `addr`, or null when it is on-link, local or has no route. */
   async #gatewayOf(addr: string): Promise<string | null> {
     try {
-      this.#rt ??= (await loadNetlink()).createRtNetlink();
-      const v6 = ipFamily(addr) === 6;
-      const [r] = await this.#rt.getRoute({ family: v6 ? 10 : 2, dstLen: v6 ? 128 : 32 }, { dst: ipToBytes(addr) }, { timeout: 2000 });
-      const gw = r?.attrs.gateway;
+      const gw = (await this.#routeTo(addr))?.attrs.gateway;
       return gw ? bytesToIp(gw) : null;
     } catch {
       return null;
@@ -298,10 +303,7 @@ export class IpvsDataplane implements Dataplane {
   /** Whether the kernel routes `addr` to this host (a route of type local), by a route lookup. */
   async #isLocal(addr: string): Promise<boolean> {
     try {
-      this.#rt ??= (await loadNetlink()).createRtNetlink();
-      const v6 = ipFamily(addr) === 6;
-      const [r] = await this.#rt.getRoute({ family: v6 ? 10 : 2, dstLen: v6 ? 128 : 32 }, { dst: ipToBytes(addr) }, { timeout: 2000 });
-      const t = r?.data.type as unknown;
+      const t = (await this.#routeTo(addr))?.data.type as unknown;
       return t === 2 || t === 'LOCAL';
     } catch (e) {
       // No route at all ("network unreachable") means not local; anything else: do not guess.
