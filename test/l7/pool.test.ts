@@ -204,6 +204,17 @@ describe('a reload that changes l7.workers', () => {
   });
 });
 
+/** One pool of `endpoints` with active health checks `health` (a YAML mapping). */
+function checkedYaml(port: number, endpoints: string[], health: string): string {
+  return `l7:
+  accessLog: false
+  listeners: [ { address: 127.0.0.1, port: ${port} } ]
+  routes: [ { match: { pathPrefix: / }, pool: app } ]
+  pools:
+    app: { endpoints: [ ${endpoints.map((e) => `"${e}"`).join(', ')} ], health: ${health} }
+`;
+}
+
 describe('active health checks in the pool', () => {
   it('check each endpoint once per interval, however many workers there are, and every worker follows', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-checks-'));
@@ -216,13 +227,7 @@ describe('active health checks in the pool', () => {
     });
     const other = await backend('other');
     const port = await freePort();
-    writeFileSync(file, `l7:
-  accessLog: false
-  listeners: [ { address: 127.0.0.1, port: ${port} } ]
-  routes: [ { match: { pathPrefix: / }, pool: app } ]
-  pools:
-    app: { endpoints: [ "${b.address}", "${other.address}" ], health: { path: /healthz, interval: 200ms, fall: 1, rise: 1 } }
-`);
+    writeFileSync(file, checkedYaml(port, [b.address, other.address], '{ path: /healthz, interval: 200ms, fall: 1, rise: 1 }'));
     const h = await runL7({ configPath: file, workers: 3, logger: quiet, logLevel: 'silent', signals: false });
     try {
       checksSeen = 0;
@@ -235,7 +240,6 @@ describe('active health checks in the pool', () => {
     } finally { await h.stop(); await b.close(); await other.close(); rmSync(dir, { recursive: true, force: true }); }
   });
 
-
   it('a replacement worker starts from the verdicts the pool has, not with every endpoint healthy', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-l7-health-'));
     const file = join(dir, 'sluice.yaml');
@@ -243,13 +247,7 @@ describe('active health checks in the pool', () => {
     // Serves requests, but its health check never answers: only a check that timed out marks it down.
     const bad = await backend('bad', (req, res) => { if (req.url !== '/healthz') { res.setHeader('x-backend', 'bad'); res.end('bad'); } });
     const port = await freePort();
-    writeFileSync(file, `l7:
-  accessLog: false
-  listeners: [ { address: 127.0.0.1, port: ${port} } ]
-  routes: [ { match: { pathPrefix: / }, pool: app } ]
-  pools:
-    app: { endpoints: [ "${good.address}", "${bad.address}" ], health: { path: /healthz, interval: 1500ms, timeout: 1400ms, fall: 1, rise: 1 } }
-`);
+    writeFileSync(file, checkedYaml(port, [good.address, bad.address], '{ path: /healthz, interval: 1500ms, timeout: 1400ms, fall: 1, rise: 1 }'));
     const h = await runL7({ configPath: file, workers: 1, logger: quiet, logLevel: 'silent', signals: false });
     try {
       const onBad = async (n: number) => { let k = 0; for (let i = 0; i < n; i++) if ((await get(`http://127.0.0.1:${port}/`)).headers['x-backend'] === 'bad') k++; return k; };
