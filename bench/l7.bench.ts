@@ -5,7 +5,9 @@
  * undici Pool (the two stock upstream clients sluice's own is measured against), nginx proxy_pass
  * with upstream keepalive, and one sluice l7 worker with and without its access log.
  * A raw TCP relay (one upstream connection per client connection, bytes piped, no HTTP) shows
- * what the same socket reads and writes cost a Node process with no HTTP work at all.
+ * what the same socket reads and writes cost a Node process with no HTTP work at all; a node:http
+ * server in front of the least upstream side that works here (below) shows what node:http's
+ * server costs a proxy before it does anything of its own.
  * Load: wrk -t1 -c50, bounded duration. Targets: sluice ≥ 0.6× hello, ≥ 1.3× plain proxy.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -59,6 +61,53 @@ net.createServer((c) => {
   const u = net.connect(${up}, '127.0.0.1');
   c.pipe(u); u.pipe(c);
   c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
+}).listen(${port}, '127.0.0.1');`;
+
+/**
+ * node:http's server with the least upstream side that works against this backend: one upstream
+ * socket per client connection, the head copied from rawHeaders, responses framed by
+ * Content-Length only. Not a proxy anyone should run (no framing checks, no pooling, no errors):
+ * a reference for the part of any node:http-based proxy's cost that is node:http's server.
+ */
+const NODE_HTTP_FLOOR = (port: number, up: number) => `
+import http from 'node:http';
+import net from 'node:net';
+const END = Buffer.from('\\r\\n\\r\\n');
+const ups = new WeakMap();
+function upstreamOf(sock) {
+  let u = ups.get(sock);
+  if (u) return u;
+  const s = net.connect(${up}, '127.0.0.1');
+  s.setNoDelay(true);
+  u = { s, buf: null, res: null };
+  s.on('data', (d) => {
+    u.buf = u.buf ? Buffer.concat([u.buf, d]) : d;
+    const e = u.buf.indexOf(END);
+    if (e < 0) return;
+    const lines = u.buf.latin1Slice(0, e).split('\\r\\n');
+    let len = 0; const h = [];
+    for (let i = 1; i < lines.length; i++) {
+      const l = lines[i]; const k = l.indexOf(':'); const name = l.slice(0, k); const v = l.slice(k + 1).trim(); const n = name.toLowerCase();
+      if (n === 'content-length') len = Number(v);
+      if (n !== 'connection' && n !== 'keep-alive') h.push(name, v);
+    }
+    if (u.buf.length < e + 4 + len) return;
+    const body = u.buf.subarray(e + 4, e + 4 + len);
+    u.buf = null;
+    const res = u.res; u.res = null;
+    res.writeHead(Number(lines[0].slice(9, 12)), h); res.end(body);
+  });
+  s.on('error', () => sock.destroy());
+  sock.on('close', () => s.destroy());
+  ups.set(sock, u);
+  return u;
+}
+http.createServer((req, res) => {
+  const u = upstreamOf(req.socket); u.res = res;
+  let out = req.method + ' ' + req.url + ' HTTP/1.1\\r\\n';
+  const r = req.rawHeaders;
+  for (let i = 0; i < r.length; i += 2) { const n = r[i].toLowerCase(); if (n !== 'connection' && n !== 'keep-alive') out += r[i] + ': ' + r[i + 1] + '\\r\\n'; }
+  u.s.write(out + 'x-forwarded-for: ' + req.socket.remoteAddress + '\\r\\n\\r\\n', 'latin1');
 }).listen(${port}, '127.0.0.1');`;
 
 const UNDICI_PROXY = (port: number, up: number) => `
@@ -171,6 +220,7 @@ async function main(): Promise<void> {
       ['node http.request proxy (keep-alive)', (p) => nodeProc(PLAIN_PROXY(p, backendPort))],
       ['node + undici Pool proxy', (p) => nodeProc(UNDICI_PROXY(p, backendPort))],
       ['node raw TCP relay (no HTTP, reference)', (p) => nodeProc(TCP_RELAY(p, backendPort))],
+      ['node:http server + least upstream (reference)', (p) => nodeProc(NODE_HTTP_FLOOR(p, backendPort))],
       ['nginx proxy_pass (keepalive 64)', (p) => nginxProc(nginxConf(dir,
         `upstream app { server 127.0.0.1:${backendPort}; keepalive 64; }
          server { listen 127.0.0.1:${p}; keepalive_requests 1000000; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }`))],
@@ -198,6 +248,7 @@ async function main(): Promise<void> {
         'one run on a shared 2-core machine: compare ratios, not absolute numbers',
         'CPU µs/req: CPU time of the server process (and its children) per request: robust to other load on the machine',
         'raw TCP relay: the same reads and writes as any proxy here, no HTTP: the part of a proxy\'s cost that is socket I/O',
+        'node:http server + least upstream: not a usable proxy; what node:http\'s server side costs any proxy built on it',
       ],
       data: { durationS: DURATION, rounds: ROUNDS, connections: CONNECTIONS, results: rows, ratios: { sluiceVsHello: sluice / hello, sluiceVsPlain: sluice / plain } },
     };
