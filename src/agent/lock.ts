@@ -5,8 +5,8 @@
  * SIGKILL) is taken over, which is what a restart after a crash needs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { SluiceError } from '../model/index.js';
 
 /** bpffs holds only BPF objects: the pin dir's lock lives here, named by a hash of its path. */
@@ -40,6 +40,23 @@ function take(path: string, what: string): void {
   throw new SluiceError('EBUSY', `could not take the lock ${path} for ${what}`);
 }
 
+/**
+ * One name per directory, however it was written: the pin dir's lock is named by a hash of its
+ * path, and `/sys/fs/bpf/sluice/`, `/sys/fs/bpf//sluice` or a relative path must not make a
+ * second lock for the same pins. Symlinks in the part that exists are resolved too.
+ */
+export function canonicalDir(dir: string): string {
+  const abs = resolve(dir);
+  if (existsSync(abs)) return realpathSync(abs);
+  const parent = dirname(abs);
+  return parent === abs ? abs : join(canonicalDir(parent), basename(abs));
+}
+
+/** The lock file of a pin dir (bpffs holds only BPF objects, so it lives under PIN_LOCK_DIR). */
+export function pinLockPath(pinDir: string): string {
+  return join(PIN_LOCK_DIR, `pins-${createHash('sha256').update(canonicalDir(pinDir)).digest('hex').slice(0, 16)}.lock`);
+}
+
 export class AgentLock {
   private constructor(private readonly paths: string[]) {}
 
@@ -51,7 +68,7 @@ export class AgentLock {
     const withState = o.createStateDir !== false || existsSync(o.stateDir);
     if (withState) mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(PIN_LOCK_DIR, { recursive: true, mode: 0o700 });
-    const pinLock = join(PIN_LOCK_DIR, `pins-${createHash('sha256').update(o.pinDir).digest('hex').slice(0, 16)}.lock`);
+    const pinLock = pinLockPath(o.pinDir);
     const held: string[] = [];
     try {
       if (withState) {
