@@ -6,7 +6,7 @@
  */
 import { createServer as createHttp, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
-import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import { createSecureServer, Http2ServerRequest, type Http2SecureServer, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { L7Config, ListenerSpec } from './config.js';
@@ -47,7 +47,7 @@ export class Listener {
     const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, expectsContinue = false) => {
       // Counted here, before anything can fail, so a drain waits for every request.
       ctx.requestStarted();
-      const guard = req.httpVersionMajor === 2 ? undefined : this.guards.get(req.socket as Duplex);
+      const guard = req instanceof Http2ServerRequest ? undefined : this.guards.get(req.socket as Duplex);
       if (guard) {
         clearTimeout(guard);
         this.guards.delete(req.socket as Duplex);
@@ -101,10 +101,11 @@ export class Listener {
   private refuseConnect(req: IncomingMessage | Http2ServerRequest, sockOrRes: Duplex | Http2ServerResponse): void {
     this.ctx.metrics.clientError(405);
     if (this.ctx.runtime.config.accessLog) {
-      const host = req.httpVersionMajor === 2 ? (req as Http2ServerRequest).authority : req.headers.host;
+      const host = req instanceof Http2ServerRequest ? req.authority : req.headers.host;
       this.ctx.accessLog.info({ method: req.method, host, status: 405, bytes: 0, route: '-', client: peerAddress(req.socket?.remoteAddress), error: 'CONNECT is not supported' });
     }
-    if (req.httpVersionMajor === 2) {
+    // By its object: Node's HTTP/1 parser says 2 for `CONNECT a:1 HTTP/2.0` too.
+    if (req instanceof Http2ServerRequest) {
       const res = sockOrRes as Http2ServerResponse;
       res.statusCode = 405;
       res.end();

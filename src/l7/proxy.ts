@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import { constants as h2constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { constants as h2constants, Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
 import { authorityOf, headerCount, requestHead, responseHeaders } from './headers.js';
 import { ambiguousTarget, originForm, pathOf, routingPath, targetAuthority } from './path.js';
@@ -83,9 +83,15 @@ export class ProxyRequest implements Exchange {
   private sendTimer: NodeJS.Timeout | undefined;
   private sendTimedOut = false;
   private onClientDrain: (() => void) | undefined;
+  /**
+   * The request came over HTTP/2. Told by its object, not by httpVersionMajor: Node's HTTP/1
+   * parser takes `GET / HTTP/2.0` and says 2, though that request has no stream.
+   */
+  private readonly h2: boolean;
 
   constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https', private readonly expectsContinue = false) {
     this.rt = ctx.runtime;
+    this.h2 = req instanceof Http2ServerRequest;
     this.method = req.method ?? 'GET';
     this.clientIp = peerAddress(req.socket?.remoteAddress);
   }
@@ -94,7 +100,10 @@ export class ProxyRequest implements Exchange {
     const { req, rt } = this;
     const limits = rt.config.limits;
     this.res.once('close', this.onClientClose);
-    const h2 = req.httpVersionMajor === 2;
+    const h2 = this.h2;
+    // HTTP/1 connections carry HTTP/1.x only: Node's parser also takes 0.9 and 2.0, which
+    // nothing here (nor upstream) speaks (RFC 9110 §15.6.6).
+    if (!h2 && req.httpVersionMajor !== 1) return this.refuse(505);
     if (headerCount(req.rawHeaders, h2) > limits.maxHeaders) return this.refuse(431);
     let cl = req.headers['content-length'];
     // An HTTP/2 POST can end with its headers and say no length; the HTTP/1.1 sent upstream must
@@ -134,9 +143,9 @@ export class ProxyRequest implements Exchange {
     this.responded = true;
     if (!this.requestId) this.requestId = randomUUID();
     // A refused request's body is not read: close rather than leave it in the connection.
-    const extra = this.ctx.draining || this.hasBody || status === 400 || status === 431 || status === 413 ? { connection: 'close' } : undefined;
-    shortReply(this.res, status, this.rt.config.requestIdHeader, this.requestId, this.req.httpVersionMajor === 2 ? undefined : extra);
-    if (this.hasBody && this.req.httpVersionMajor !== 2) this.req.resume();
+    const extra = this.ctx.draining || this.hasBody || status === 400 || status === 431 || status === 413 || status === 505 ? { connection: 'close' } : undefined;
+    shortReply(this.res, status, this.rt.config.requestIdHeader, this.requestId, this.h2 ? undefined : extra);
+    if (this.hasBody && !this.h2) this.req.resume();
   }
 
   private attempt(): void {
@@ -225,14 +234,14 @@ export class ProxyRequest implements Exchange {
     } catch (e) {
       (res as ServerResponse).removeHeader?.('content-length');
       // writeHead took the upstream's reason phrase before it threw: the 502 must not say `502 OK`.
-      if (this.req.httpVersionMajor !== 2) (res as ServerResponse).statusMessage = '';
+      if (!this.h2) (res as ServerResponse).statusMessage = '';
       throw new ParseError(`upstream response cannot be relayed: ${(e as Error).message}`);
     }
     this.headSent = true;
   }
 
   private writeHead(res: Res, h: ResponseHead, headers: string[]): void {
-    if (this.req.httpVersionMajor === 2) {
+    if (this.h2) {
       const obj: Record<string, string | string[]> = {};
       for (let i = 0; i < headers.length; i += 2) {
         const k = headers[i].toLowerCase();
@@ -348,7 +357,7 @@ export class ProxyRequest implements Exchange {
    * shorter than its content-length): the client sent a bad request, it did not leave.
    */
   private protocolError(): boolean {
-    if (this.req.httpVersionMajor !== 2) return false;
+    if (!this.h2) return false;
     if ((this.req as Http2ServerRequest).stream?.rstCode !== h2constants.NGHTTP2_PROTOCOL_ERROR) return false;
     this.upstreamError ??= 'ERR_HTTP2_PROTOCOL_ERROR';
     this.ctx.metrics.clientError(400);

@@ -56,6 +56,8 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     status = code;
     client.end(rawShortReply(code, { [rt.config.requestIdHeader]: built.requestId }));
   };
+  // Node's HTTP/1 parser also takes 0.9 and 2.0 (see ProxyRequest.start).
+  if (req.httpVersionMajor !== 1) return refuse(505);
   if (tooMany) return refuse(431);
   if (invalid) return refuse(400);
   if (!route) return refuse(404);

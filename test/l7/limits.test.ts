@@ -58,6 +58,22 @@ describe('bad and oversized requests get the right 4xx and never reach a pool', 
     assert.equal(b.hits, n);
   });
 
+  it('answers 505 to an HTTP/1 request line that says HTTP/2.0, rather than take it for an HTTP/2 stream and crash', async () => {
+    const n = hitsBefore();
+    const r = await raw(p.port, 'GET / HTTP/2.0\r\nHost: x\r\n\r\n');
+    assert.equal(statusOf(r), 505);
+    assert.match(r, /\r\nconnection: close\r\n/i);
+    assert.equal(b.hits, n);
+    assert.equal((await get(p.url + '/after')).status, 200);
+  });
+
+  it('answers 505 to a request line that says HTTP/0.9, and to an upgrade that says HTTP/2.0', async () => {
+    const n = hitsBefore();
+    assert.equal(statusOf(await raw(p.port, 'GET / HTTP/0.9\r\nHost: x\r\n\r\n')), 505);
+    assert.equal(statusOf(await raw(p.port, 'GET / HTTP/2.0\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n')), 505);
+    assert.equal(b.hits, n);
+  });
+
   it('refuses HTTP/1.1 without Host with 400', async () => {
     assert.equal(statusOf(await raw(p.port, 'GET / HTTP/1.1\r\n\r\n')), 400);
   });
