@@ -27,10 +27,17 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   const path = pathOf(target);
   const authority = targetAuthority(req.url ?? '/'); // absolute form: it replaces Host (RFC 9112 §3.2.2)
   const host = normalizeHost(authority ?? req.headers.host);
+  // h2c is never asked of an upstream (Envoy and HAProxy drop it too): one that switched would
+  // take the client's HTTP/2 streams on this connection, each to any path, past every route
+  // (h2c smuggling). Asked for alone, the request is served as the HTTP/1.1 request it also is.
+  const wanted = withoutH2c(String(req.headers.upgrade ?? 'websocket'));
+  const plain = wanted === '';
+  const cl = plain ? req.headers['content-length'] : undefined;
   const built = requestHead({
     method, url: target, rawHeaders: req.rawHeaders, authority, clientIp, trusted: rt.trusted.has(clientIp), proto,
-    httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via, body: 'none',
-    upgrade: String(req.headers.upgrade ?? 'websocket'), fallbackHost: () => authorityOf(req.socket.localAddress, req.socket.localPort, proto),
+    httpVersion: req.httpVersion, requestIdHeader: rt.config.requestIdHeader, via: rt.config.via,
+    body: cl !== undefined ? 'length' : 'none', contentLength: cl,
+    upgrade: plain ? undefined : wanted, fallbackHost: () => authorityOf(req.socket.localAddress, req.socket.localPort, proto),
   }, randomUUID);
   const tooMany = headerCount(req.rawHeaders, false) > rt.config.limits.maxHeaders;
   const invalid = ambiguousTarget(built.hosts, target, authority);
@@ -59,7 +66,9 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   // Node's HTTP/1 parser also takes 0.9 and 2.0 (see ProxyRequest.start).
   if (req.httpVersionMajor !== 1) return refuse(505);
   if (tooMany) return refuse(431);
-  if (invalid) return refuse(400);
+  // Node does not read the body of an upgrade request: a chunked one cannot be framed here.
+  if (invalid || (plain && req.headers['transfer-encoding'] !== undefined)) return refuse(400);
+  if (cl !== undefined && Number(cl) > rt.config.limits.maxBodyBytes) return refuse(413);
   if (!route) return refuse(404);
   const pick = route.pool.pick({ headers: req.headers, clientIp });
   if (!pick) return refuse(503);
@@ -83,7 +92,20 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   sock.once('connect', () => {
     sock.setTimeout(spec.timeoutMs);
     sock.write(built.head, 'latin1');
+    if (cl !== undefined) sendBody(Number(cl));
   });
+  // A plain request's body, exactly its Content-Length: what the client sends past it is not
+  // the upstream's (the connection closes after the response).
+  const sendBody = (length: number) => {
+    let left = length;
+    const take = (d: Buffer) => {
+      const n = Math.min(left, d.length);
+      if (n > 0) { sock.write(d.subarray(0, n)); left -= n; }
+      if (left === 0) { client.off('data', take); client.pause(); }
+    };
+    if (early.length) take(early);
+    if (left > 0) client.on('data', take);
+  };
   // A refused upgrade leaves the upstream speaking HTTP: the client must not get to talk to it
   // unrouted (a second request on that connection would skip routes and X-Forwarded-For). So
   // sluice relays the refusal, framed by the response parser, then closes both sides.
@@ -102,10 +124,13 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     pending = pending.length ? Buffer.concat([pending, d]) : d;
     const end = pending.indexOf(CRLFCRLF);
     if (end < 0) { if (pending.length > 65536) fail(502, 'EPARSE'); return; }
+    const code = Number(pending.toString('latin1', 9, 12)) || 0;
+    // A switch nobody asked this upstream for: its bytes are another protocol's.
+    if (plain && code === 101) return fail(502, 'EPARSE');
     answered = true;
     sock.off('data', onData);
     route.pool.success(pick.ep);
-    status = Number(pending.toString('latin1', 9, 12)) || 0;
+    status = code;
     ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, status || 'EPARSE');
     if (status !== 101) return relayRefusal(pending);
     sock.setTimeout(0);
@@ -123,4 +148,10 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     });
   };
   sock.on('data', onData);
+}
+
+/** The protocols of an Upgrade header other than h2c, as a header value ('' when h2c was all). */
+function withoutH2c(upgrade: string): string {
+  if (!/h2c/i.test(upgrade)) return upgrade;
+  return upgrade.split(',').map((t) => t.trim()).filter((t) => t !== '' && t.toLowerCase() !== 'h2c').join(', ');
 }

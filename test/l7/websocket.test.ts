@@ -30,6 +30,21 @@ async function wsEcho(): Promise<{ port: number; close(): void; upgrades: Incomi
   return { port: (s.address() as { port: number }).port, close: () => { s.closeAllConnections(); s.close(); for (const k of sockets) k.destroy(); }, upgrades, sockets };
 }
 
+/** An upstream that speaks h2c: it switches whenever asked, and records the plain requests it serves. */
+async function h2cUpstream(): Promise<{ port: number; close(): void; switched: number; plain: Array<{ headers: IncomingMessage['headers']; body: string }> }> {
+  const u = { port: 0, switched: 0, plain: [] as Array<{ headers: IncomingMessage['headers']; body: string }>, close: () => {} };
+  const s = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => { body += d.toString('latin1'); });
+    req.on('end', () => { u.plain.push({ headers: req.headers, body }); res.end('plain'); });
+  });
+  s.on('upgrade', (_req: IncomingMessage, sock: Duplex) => { u.switched++; sock.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n'); });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  u.port = (s.address() as { port: number }).port;
+  u.close = () => { s.closeAllConnections(); s.close(); };
+  return u;
+}
+
 function frame(text: string): Buffer {
   const p = Buffer.from(text);
   const mask = Buffer.from([1, 2, 3, 4]);
@@ -186,6 +201,31 @@ describe('WebSocket upgrades', () => {
       assert.equal(statusOf(r), 400);
       assert.equal(up.upgrades, 1);
       assert.deepEqual(up.after, []);
+    } finally { await p.close(); up.close(); }
+  });
+
+  it('never asks an upstream for h2c: the request is served as plain HTTP/1.1, so no HTTP/2 streams reach the upstream unrouted', async () => {
+    const up = await h2cUpstream();
+    const p = await proxy(simple([`127.0.0.1:${up.port}`]));
+    try {
+      const r = await raw(p.port, 'GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+      assert.equal(statusOf(r), 200);
+      assert.match(r, /\r\n\r\nplain$/);
+      assert.equal(up.switched, 0);
+      assert.equal(up.plain.length, 1);
+      assert.equal(up.plain[0].headers.upgrade, undefined);
+      assert.equal(up.plain[0].headers['http2-settings'], undefined);
+    } finally { await p.close(); up.close(); }
+  });
+
+  it('sends the body of an h2c request served as plain HTTP/1.1, exactly its Content-Length and nothing after it', async () => {
+    const up = await h2cUpstream();
+    const p = await proxy(simple([`127.0.0.1:${up.port}`]));
+    try {
+      const r = await raw(p.port, 'POST /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 5\r\n\r\nhelloGET /admin HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(statusOf(r), 200);
+      assert.equal(up.switched, 0);
+      assert.deepEqual(up.plain.map((q) => q.body), ['hello']);
     } finally { await p.close(); up.close(); }
   });
 
