@@ -1,6 +1,6 @@
 /** The client commands: vip, real, apply, status, stats. */
 import { Command, Option } from 'commander';
-import { parseRealRef, parseVipKey, readConfigDocument, realKey, vipKey, canonicalMac, ValidationError } from '../model/index.js';
+import { parseRealRef, parseVipKey, readConfigDocument, realKey, vipKey, canonicalMac, unusableMac, ValidationError } from '../model/index.js';
 import { ApiError, call, realPath, vipPath } from './client.js';
 import { human, table } from './format.js';
 import { common, hashOption, intArg, modeOption, schedulerOption, UsageError } from './main.js';
@@ -74,6 +74,8 @@ export function realCommands(): Command {
       const vip = vipArg(vipText);
       const r = realArg(realText, vip);
       if (o.mac !== undefined && !canonicalMac(o.mac)) throw new UsageError(`--mac "${o.mac}" is not a MAC address like 02:00:00:00:00:01`);
+      const why = o.mac === undefined ? null : unusableMac(canonicalMac(o.mac)!);
+      if (why) throw new UsageError(`--mac ${o.mac} ${why}: a next hop must be one station's unicast MAC`);
       await call(o.socket, 'POST', `${vipPath(vip)}/reals`, { ...r, weight: o.weight, ...(o.mac ? { mac: o.mac } : {}) });
       process.stdout.write(`ok: added real ${realKey(r)} to ${vip}\n`);
     });

@@ -9,14 +9,34 @@ export function canonicalIp(text: string): string | null {
 }
 
 /**
+ * Why a dotted quad with a leading zero (`010.0.0.1`) is not taken, or null: inet_aton, ping and
+ * most C tools read `010` as octal 8, others as decimal 10, so it names two hosts. Said instead of
+ * a bare "not an address", which reads as a typo elsewhere.
+ */
+export function leadingZeroOf(text: string): string | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text.replace(/^.*:/, ''));
+  if (!m || !m.slice(1).some((o) => o.length > 1 && o.startsWith('0'))) return null;
+  const decimal = m.slice(1).map(Number);
+  if (decimal.some((o) => o > 255)) return null;
+  return `has a leading zero, which some tools read as octal: write ${text.slice(0, text.length - m[0].length)}${decimal.join('.')} if that is meant`;
+}
+
+/**
  * Why an address can be neither a VIP nor a real, or null: the unspecified address, multicast
  * and the limited broadcast never name one host (a real "at" 0.0.0.0 would be the balancer); an
  * IPv6 link-local address names a host only together with an interface, which neither carries;
- * an IPv4-mapped IPv6 address would make an IPv6 service that IPv4 packets never reach.
+ * an IPv4-mapped IPv6 address would make an IPv6 service that IPv4 packets never reach. Loopback
+ * never comes in on an interface nor goes out of one (the kernel drops it as a martian), and
+ * 0.0.0.0/8 is a source-only block; an IPv4-compatible IPv6 address (`::10.0.0.1`, deprecated by
+ * RFC 4291) is almost always the IPv4 address written with a stray `::`.
  */
 export function unusableAddress(addr: string): string | null {
   const b = ipToBytes(addr);
   if (b.every((x) => x === 0)) return 'is the unspecified address';
+  if (b.length === 4 && b[0] === 127) return 'is loopback (127.0.0.0/8), which never reaches the wire';
+  if (b.length === 4 && b[0] === 0) return 'is in 0.0.0.0/8 ("this network", a source address only)';
+  if (b.length === 16 && b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'is loopback (::1), which never reaches the wire';
+  if (b.length === 16 && b.subarray(0, 12).every((x) => x === 0)) return `is IPv4-compatible (::/96, deprecated): write the IPv4 address ${b.subarray(12).join('.')}`;
   if (b.length === 4 && b[0] >= 224 && b[0] <= 239) return 'is multicast (224.0.0.0/4)';
   if (b.length === 4 && b.every((x) => x === 255)) return 'is the broadcast address';
   if (b.length === 16 && b[0] === 0xff) return 'is multicast (ff00::/8)';
@@ -87,6 +107,20 @@ function ipv6ToText(b: Buffer): string {
 export function canonicalMac(text: string): string | null {
   const m = /^([0-9a-f]{2})([:-][0-9a-f]{2}){5}$/i.test(text);
   return m ? text.toLowerCase().replace(/-/g, ':') : null;
+}
+
+/**
+ * Why a MAC cannot be a next hop, or null. The balancer writes it as the destination of every
+ * frame it forwards: a group address (broadcast ff:ff:ff:ff:ff:ff, multicast 01:00:5e:...: the
+ * low bit of the first octet) floods the segment, so every real holding the VIP answers the
+ * same connection; all zeros is no station at all.
+ */
+export function unusableMac(mac: string): string | null {
+  const b = macToBytes(mac);
+  if (b.every((x) => x === 0xff)) return 'is the broadcast address';
+  if (b[0] & 1) return 'is a multicast (group) address';
+  if (b.every((x) => x === 0)) return 'is all zeros';
+  return null;
 }
 
 export function macToBytes(mac: string): Buffer {

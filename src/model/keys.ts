@@ -1,4 +1,4 @@
-import { canonicalIp, ipFamily, joinHostPort, zoneOf } from './address.js';
+import { canonicalIp, ipFamily, joinHostPort, leadingZeroOf, zoneOf } from './address.js';
 import { ValidationError } from './errors.js';
 import type { Protocol } from './types.js';
 
@@ -18,6 +18,8 @@ export function parseVipKey(text: string): { address: string; port: number; prot
   if (!m) throw new ValidationError([{ path: 'vip', message: `"${text}" is not ADDR:PORT/PROTO (IPv6 in brackets: [2001:db8::1]:443/tcp)` }]);
   const zone = zoneOf(m[1] ?? m[2]);
   if (zone) throw new ValidationError([{ path: 'vip', message: `"${m[1] ?? m[2]}" ${zone}: a VIP address takes none` }]);
+  const octal = leadingZeroOf(m[1] ?? m[2]);
+  if (octal) throw new ValidationError([{ path: 'vip', message: `"${m[1] ?? m[2]}" ${octal}` }]);
   const address = canonicalIp(m[1] ?? m[2]);
   if (!address || (m[2] !== undefined && ipFamily(address) === 6)) {
     throw new ValidationError([{ path: 'vip', message: `"${m[1] ?? m[2]}" is not an IPv4 address or a bracketed IPv6 address` }]);
@@ -36,6 +38,8 @@ export function parseRealRef(text: string): { address: string; port?: number } {
   else if (/^[^:]+:\d+$/.test(text)) { [host, portText] = text.split(':'); }
   const zone = zoneOf(host);
   if (zone) throw new ValidationError([{ path: 'real', message: `"${host}" ${zone}: a real address takes none` }]);
+  const octal = leadingZeroOf(host);
+  if (octal) throw new ValidationError([{ path: 'real', message: `"${host}" ${octal}` }]);
   const address = canonicalIp(host);
   if (!address) throw new ValidationError([{ path: 'real', message: `"${text}" is not an IP address (with an optional :PORT)` }]);
   return portText === undefined ? { address } : { address, port: parsePort(portText, 'real', false) };

@@ -1,5 +1,5 @@
 import { isPrime } from '../maglev/index.js';
-import { canonicalIp, canonicalMac, ipFamily, unusableAddress, zoneOf } from './address.js';
+import { canonicalIp, canonicalMac, ipFamily, leadingZeroOf, unusableAddress, unusableMac, zoneOf } from './address.js';
 import { ValidationError, type Issue } from './errors.js';
 import { vipKey, realKey } from './keys.js';
 import {
@@ -43,6 +43,8 @@ class Checker {
   ip(v: unknown, path: string): string {
     const zone = typeof v === 'string' ? zoneOf(v) : null;
     if (zone) { this.fail(path, `${zone}: a VIP or real address takes none`); return '0.0.0.0'; }
+    const octal = typeof v === 'string' ? leadingZeroOf(v) : null;
+    if (octal) { this.fail(path, octal); return '0.0.0.0'; }
     const a = typeof v === 'string' ? canonicalIp(v) : null;
     if (!a) this.fail(path, 'must be an IPv4 or IPv6 address');
     const why = a ? unusableAddress(a) : null;
@@ -52,8 +54,10 @@ class Checker {
   mac(v: unknown, path: string): string | undefined {
     if (v === undefined) return undefined;
     const m = typeof v === 'string' ? canonicalMac(v) : null;
-    if (!m) this.fail(path, 'must be a MAC address like 02:00:00:00:00:01');
-    return m ?? undefined;
+    if (!m) { this.fail(path, 'must be a MAC address like 02:00:00:00:00:01'); return undefined; }
+    const why = unusableMac(m);
+    if (why) { this.fail(path, `${why}: a next hop must be one station's unicast MAC`); return undefined; }
+    return m;
   }
   duration(v: unknown, path: string, dfltMs: number): number {
     if (v === undefined) return dfltMs;
@@ -125,6 +129,8 @@ function checkReal(c: Checker, v: unknown, path: string, vip: { mode: string; po
     if (typeof o.drain !== 'boolean') c.fail(join(path, 'drain'), 'must be true or false');
     else r.drain = o.drain;
   }
+  // The balancer would forward the VIP's packets to itself (or, in dsr, to whoever answers ARP for the VIP).
+  if (o.address !== undefined && r.address === vip.address) c.fail(join(path, 'address'), `is the VIP's own address: a real must be another host`);
   if (vip.mode !== 'ipip' && o.address !== undefined && canonicalIp(String(o.address)) && ipFamily(r.address) !== ipFamily(vip.address)) {
     c.fail(join(path, 'address'), `must be IPv${ipFamily(vip.address)} like the VIP in ${vip.mode} mode (only ipip may cross families)`);
   }

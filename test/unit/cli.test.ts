@@ -102,6 +102,13 @@ test('a real named with its VIP\'s port is the real stored without it', async ()
 test('a real with its own port outside nat mode is refused', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12:8080'], 1, /own port only in nat mode/));
 test('a weight out of range is a usage error', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--weight', '70000'], 2, /must be an integer 0..65535/));
 test('a malformed MAC is a usage error', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--mac', 'zz'], 2, /--mac "zz" is not a MAC/));
+test('a broadcast or multicast MAC is a usage error, not a next hop that floods the segment', async () => {
+  await refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--mac', 'ff:ff:ff:ff:ff:ff'], 2, /--mac ff:ff:ff:ff:ff:ff is the broadcast address/);
+  await refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.0.12', '--mac', '01-00-5E-00-00-01'], 2, /--mac 01-00-5E-00-00-01 is a multicast \(group\) address/);
+});
+test('a real at the VIP\'s own address is refused', () => refused(['real', 'add', '10.99.100.1:80/tcp', '10.99.100.1'], 1, /real\.address: is the VIP's own address/));
+test('a VIP with a leading zero in an octet is a usage error naming the octal reading', () => refused(['vip', 'add', '010.99.100.1:80/tcp'], 2, /"010.99.100.1" has a leading zero, which some tools read as octal: write 10\.99\.100\.1/));
+test('a loopback VIP is refused: no packet for it reaches the balancer', () => refused(['vip', 'add', '127.0.0.1:80/tcp'], 1, /vip\.address: is loopback/));
 test('real set without a change is a usage error', () => refused(['real', 'set', '10.99.100.1:80/tcp', '10.99.0.11'], 2, /needs --weight N, --drain or --undrain/));
 test('an unknown command is a usage error', () => refused(['frobnicate'], 2, /unknown command 'frobnicate'/));
 test('a missing command is a usage error, not success: the help goes to stderr with exit 2', async () => {

@@ -161,3 +161,31 @@ test('an IPv6 address with a zone is refused as VIP or real, not stripped of it'
   assert.throws(() => parseRealRef('2001:db8::11%eth0'), /"2001:db8::11%eth0" has a zone/);
   assert.throws(() => parseRealRef('[2001:db8::11%eth0]:8080'), /"2001:db8::11%eth0" has a zone/);
 });
+
+test('loopback, 0.0.0.0/8 and IPv4-compatible addresses are refused as VIPs and reals, naming what to write instead', () => {
+  for (const [addr, why] of [['127.0.0.1', 'loopback'], ['127.10.0.1', 'loopback'], ['::1', 'loopback'], ['0.1.2.3', '0.0.0.0/8']]) {
+    assert.throws(() => validateConfig({ vips: [{ address: addr, port: 80 }] }), new RegExp(`vips\\[0\\]\\.address: is .*${why}`), addr);
+    assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, mode: 'ipip', reals: [{ address: addr }] }] }), new RegExp(`vips\\[0\\]\\.reals\\[0\\]\\.address: is .*${why}`), addr);
+  }
+  assert.throws(() => validateConfig({ vips: [{ address: '::10.0.0.1', port: 80 }] }), /vips\[0\]\.address: is IPv4-compatible \(::\/96, deprecated\): write the IPv4 address 10\.0\.0\.1/);
+});
+
+test('a real at its VIP\'s own address is refused', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.11' }, { address: '10.0.0.1' }] }] }), /vips\[0\]\.reals\[1\]\.address: is the VIP's own address/);
+  assert.throws(() => validateConfig({ vips: [{ address: '2001:db8::1', port: 80, reals: [{ address: '2001:DB8:0::1' }] }] }), /vips\[0\]\.reals\[0\]\.address: is the VIP's own address/);
+});
+
+test('an IPv4 address with a leading zero is refused as possibly octal, naming the decimal reading', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '010.0.0.1', port: 80 }] }), /vips\[0\]\.address: has a leading zero, which some tools read as octal: write 10\.0\.0\.1 if that is meant/);
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.011' }] }] }), /vips\[0\]\.reals\[0\]\.address: has a leading zero.*write 10\.0\.0\.11/);
+  assert.throws(() => parseVipKey('010.0.0.1:80/tcp'), /"010.0.0.1" has a leading zero.*write 10\.0\.0\.1 /);
+  assert.throws(() => parseRealRef('10.0.0.011:8080'), /"10.0.0.011" has a leading zero/);
+});
+
+test('a broadcast, multicast or all-zero MAC is refused as a next hop', () => {
+  for (const [mac, why] of [['ff:ff:ff:ff:ff:ff', 'broadcast'], ['01:00:5e:00:00:01', 'multicast'], ['33:33:00:00:00:01', 'multicast'], ['00:00:00:00:00:00', 'all zeros']]) {
+    assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.11', mac }] }] }), new RegExp(`vips\\[0\\]\\.reals\\[0\\]\\.mac: is .*${why}`), mac);
+    assert.throws(() => validateConfig({ dataplane: { gatewayMac: mac }, vips: [] }), new RegExp(`dataplane\\.gatewayMac: is .*${why}`), mac);
+  }
+  assert.equal(validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.11', mac: '02:00:00:00:00:0B' }] }] }).vips[0].reals[0].mac, '02:00:00:00:00:0b');
+});
