@@ -8,6 +8,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import { constants as h2constants, Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
 import { authorityOf, headerCount, requestHead, responseHeaders } from './headers.js';
+import { transferCodingRefusal } from './framing.js';
 import { ambiguousTarget, originForm, pathOf, routingPath, targetAuthority } from './path.js';
 import type { Pick, Pool } from './pool.js';
 import type { CompiledRoute } from './router.js';
@@ -24,6 +25,8 @@ export type Res = ServerResponse | Http2ServerResponse;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** Methods whose requests carry content: an empty one says so with `Content-Length: 0`. */
 const BODY_EXPECTED = new Set(['POST', 'PUT', 'PATCH']);
+/** Refusals whose request may still have bytes in the connection that nothing will read. */
+const CLOSE_AFTER = new Set([400, 413, 431, 501, 505]);
 /** A stale keep-alive connection is not the endpoint's fault: such retries don't count against `retries`. */
 const MAX_STALE_RETRIES = 3;
 
@@ -110,6 +113,8 @@ export class ProxyRequest implements Exchange {
     // say `Content-Length: 0` (RFC 9110 §8.6), or some upstreams answer 411.
     if (cl === undefined && h2 && BODY_EXPECTED.has(this.method) && (req as Http2ServerRequest).stream.endAfterHeaders) cl = '0';
     const te = req.headers['transfer-encoding'];
+    const badCoding = h2 ? undefined : transferCodingRefusal(te, req.httpVersion);
+    if (badCoding) return this.refuse(badCoding);
     if (cl !== undefined) {
       if (Number(cl) > limits.maxBodyBytes) return this.refuse(413);
       this.hasBody = cl !== '0';
@@ -143,7 +148,7 @@ export class ProxyRequest implements Exchange {
     this.responded = true;
     if (!this.requestId) this.requestId = randomUUID();
     // A refused request's body is not read: close rather than leave it in the connection.
-    const extra = this.ctx.draining || this.hasBody || status === 400 || status === 431 || status === 413 || status === 505 ? { connection: 'close' } : undefined;
+    const extra = this.ctx.draining || this.hasBody || CLOSE_AFTER.has(status) ? { connection: 'close' } : undefined;
     shortReply(this.res, status, this.rt.config.requestIdHeader, this.requestId, this.h2 ? undefined : extra);
     if (this.hasBody && !this.h2) this.req.resume();
   }

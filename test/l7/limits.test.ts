@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { backend, get, proxy, raw, simple, sleep, statusOf, type Backend, type Proxy } from './helpers.js';
+import { backend, get, proxy, raw, rawUpstream, simple, sleep, statusOf, type Backend, type Proxy } from './helpers.js';
 
 describe('bad and oversized requests get the right 4xx and never reach a pool', () => {
   let b: Backend, p: Proxy;
@@ -128,6 +128,51 @@ describe('bad and oversized requests get the right 4xx and never reach a pool', 
 
   it('keeps serving after all of the above', async () => {
     assert.equal((await get(p.url + '/fine')).status, 200);
+  });
+});
+
+describe('request transfer codings sluice cannot forward as sent are refused before any byte goes upstream', () => {
+  let p: Proxy, up: Awaited<ReturnType<typeof rawUpstream>>;
+  /** Everything upstreams were sent, heads included: Node's parser refuses some of these only after the head. */
+  const sent: string[] = [];
+  before(async () => {
+    up = await rawUpstream((s) => {
+      s.on('data', (d: Buffer) => { sent.push(d.toString('latin1')); s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'); });
+      s.on('error', () => {});
+    });
+    p = await proxy(simple([up.address]));
+  });
+  after(async () => { await p.close(); up.close(); });
+
+  const refused = async (request: string, status: number) => {
+    sent.length = 0;
+    const r = await raw(p.port, request);
+    assert.equal(statusOf(r), status, r);
+    assert.match(r, /\r\nconnection: close\r\n/i);
+    assert.deepEqual(sent, []);
+  };
+
+  it('refuses a final coding that only looks like chunked (xchunked) with 400', async () => {
+    await refused('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', 400);
+  });
+
+  it('answers 501 to a coding under chunked (gzip, chunked), which re-framing would drop', async () => {
+    await refused('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', 501);
+  });
+
+  it('refuses Transfer-Encoding on an HTTP/1.0 request with 400 (RFC 9112 §6.1: its framing is faulty)', async () => {
+    await refused('POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', 400);
+  });
+
+  it('refuses an empty Transfer-Encoding beside a Content-Length with 400', async () => {
+    await refused('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc', 400);
+  });
+
+  it('still forwards one chunked coding, whatever its case', async () => {
+    sent.length = 0;
+    const r = await raw(p.port, 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+    assert.equal(statusOf(r), 200);
+    assert.match(sent.join(''), /\r\n\r\n3\r\nabc\r\n0\r\n\r\n$/);
   });
 });
 
