@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { joinHostPort, realKey, vipKey, SluiceError, type Config, type Dataplane, type StatsSnapshot } from '../model/index.js';
-import { StateStore, writeAtomic } from './store.js';
+import { StateStore, toDocument, writeAtomic } from './store.js';
 import { buildServiceTable, healthId } from './table.js';
 import { HealthChecker, type HealthTarget } from './health/index.js';
 
@@ -110,7 +110,9 @@ export class Agent {
     return this.#serial(async () => {
       const prev = this.#config;
       const next = fn(prev);
-      this.store.save(next);
+      // A change that changes nothing (apply -f of the running file) needs no write: on a full
+      // or read-only state dir it must still be "ok", as nothing acknowledged is at stake.
+      if (JSON.stringify(toDocument(next)) !== JSON.stringify(toDocument(prev))) this.store.save(next);
       this.#config = next;
       try {
         this.#updateHealthTargets();

@@ -11,7 +11,7 @@ import {
   SluiceError, ValidationError, parseRealRef, parseVipKey, realKey, vipKey, type Config, type StatsSnapshot,
 } from '../model/index.js';
 import type { Agent } from './agent.js';
-import { addReal, addVip, applyConfig, delReal, delVip, setReal } from './desired.js';
+import { addReal, addVip, applyConfig, delReal, delVip, diffConfigs, isNoChange, setReal, type ConfigDiff } from './desired.js';
 import { toDocument } from './store.js';
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -92,8 +92,9 @@ const routes: Array<{ method: string; path: RegExp; handler: Handler }> = [
     const doc = await body();
     // No body is no document: it must not become "no VIPs, no l7".
     if (doc === undefined) throw new ValidationError([{ path: 'body', message: 'is empty: PUT /v1/config takes a whole config document (to remove every VIP: {"vips": []})' }]);
-    await a.change((c) => applyConfig(c, doc));
-    return { ok: true, vips: a.config.vips.length };
+    let diff: ConfigDiff | undefined;
+    await a.change((c) => { const next = applyConfig(c, doc); diff = diffConfigs(c, next); return next; });
+    return { ok: true, vips: a.config.vips.length, changed: !isNoChange(diff!), diff };
   } },
   { method: 'GET', path: /^\/v1\/vips$/, handler: async (a) => describeVips(a, a.config) },
   { method: 'POST', path: /^\/v1\/vips$/, handler: async (a, _p, body) => {

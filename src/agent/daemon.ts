@@ -8,7 +8,7 @@ import { DEFAULT_DATAPLANE, readConfigDocument, type Config, type DataplaneSpec 
 import { openDataplane } from '../dataplane/open.js';
 import { Agent } from './agent.js';
 import { claimSocket, serveApi } from './api.js';
-import { applyConfig, refuseImplicitRemoveAll, validateDocument } from './desired.js';
+import { applyConfig, diffConfigs, isNoChange, refuseImplicitRemoveAll, validateDocument, type ConfigDiff } from './desired.js';
 import { L7Pool } from './l7-pool.js';
 import { AgentLock } from './lock.js';
 import { parseHostPort, serveMetrics } from './metrics.js';
@@ -145,8 +145,9 @@ async function start(o: AgentCliOptions, log: Logger, store: StateStore, initial
     if (stopping) { log.info('SIGHUP while stopping: ignored'); return; }
     if (!o.config) { log.info('SIGHUP: no --config to reload'); return; }
     const path = o.config;
-    running.change((c) => applyConfig(c, withFlags(readConfigDocument(path), overrides(o))))
-      .then((c) => log.info({ config: path, vips: c.vips.length }, 'config reloaded'))
+    let diff: ConfigDiff | undefined;
+    running.change((c) => { const next = applyConfig(c, withFlags(readConfigDocument(path), overrides(o))); diff = diffConfigs(c, next); return next; })
+      .then((c) => log.info({ config: path, vips: c.vips.length, ...diff }, isNoChange(diff!) ? 'config reloaded: nothing changed' : 'config reloaded'))
       .catch((e) => log.error({ err: e, config: path }, 'config reload refused; the running state is unchanged'));
   };
   process.on('SIGHUP', onHup);

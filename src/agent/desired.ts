@@ -138,6 +138,32 @@ export function applyConfig(c: Config, doc: unknown): Config {
   return next;
 }
 
+/** What a change did, VIP by VIP, as `apply -f` reports it (an unchanged file says so). */
+export interface ConfigDiff {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** The l7 section or the dataplane's run-time settings (gatewayMac, encapSource*) differ. */
+  l7: boolean;
+  dataplane: boolean;
+}
+
+export function diffConfigs(before: Config, after: Config): ConfigDiff {
+  const old = new Map(before.vips.map((v) => [vipKey(v), JSON.stringify(v)]));
+  const now = new Map(after.vips.map((v) => [vipKey(v), JSON.stringify(v)]));
+  return {
+    added: [...now.keys()].filter((k) => !old.has(k)),
+    removed: [...old.keys()].filter((k) => !now.has(k)),
+    changed: [...now.keys()].filter((k) => old.has(k) && old.get(k) !== now.get(k)),
+    l7: JSON.stringify(before.l7) !== JSON.stringify(after.l7),
+    dataplane: JSON.stringify(stripUndefined(before.dataplane)) !== JSON.stringify(stripUndefined(after.dataplane)),
+  };
+}
+
+export function isNoChange(d: ConfigDiff): boolean {
+  return !d.added.length && !d.removed.length && !d.changed.length && !d.l7 && !d.dataplane;
+}
+
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

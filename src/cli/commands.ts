@@ -101,14 +101,30 @@ export function realCommands(): Command {
   return real;
 }
 
+type ApplyDiff = { added: string[]; removed: string[]; changed: string[]; l7: boolean; dataplane: boolean };
+
+/** `: 1 added, 2 changed, l7 changed`: what apply did, in counts (`vip list` shows which). */
+function describeDiff(d: ApplyDiff): string {
+  const parts = [
+    ...(d.added.length ? [`${d.added.length} added`] : []),
+    ...(d.changed.length ? [`${d.changed.length} changed`] : []),
+    ...(d.removed.length ? [`${d.removed.length} removed`] : []),
+    ...(d.dataplane ? ['dataplane settings changed'] : []),
+    ...(d.l7 ? ['l7 changed'] : []),
+  ];
+  return parts.length ? `: ${parts.join(', ')}` : '';
+}
+
 export function applyCommand(): Command {
   return common(new Command('apply').description('make the running state equal a config file (YAML or JSON)'), false)
     .requiredOption('-f, --file <file>', 'config file')
     .action(async (o: Opts & { file: string }) => {
       const doc = readConfigDocument(o.file);
       if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new ValidationError([{ path: o.file, message: 'must be a mapping with dataplane, vips and l7' }]);
-      const r = await call<{ vips: number }>(o.socket, 'PUT', '/v1/config', doc);
-      process.stdout.write(`ok: applied ${o.file} (${r.vips} VIPs)\n`);
+      const r = await call<{ vips: number; changed?: boolean; diff?: ApplyDiff }>(o.socket, 'PUT', '/v1/config', doc);
+      // As kubectl's "unchanged": a second apply of the same file must not read as a change made.
+      if (r.changed === false) process.stdout.write(`ok: ${o.file} is the running state already (${r.vips} VIPs): nothing changed\n`);
+      else process.stdout.write(`ok: applied ${o.file} (${r.vips} VIPs${r.diff ? describeDiff(r.diff) : ''})\n`);
     });
 }
 

@@ -70,6 +70,24 @@ test('a change the state dir cannot take is refused naming the file, changes not
   }
 });
 
+test('a change that changes nothing is not refused when the state dir cannot be written: there is nothing to save', async () => {
+  const stateDir = join(dir, 'unwritable-nochange');
+  const agent = await Agent.start({
+    store: new StateStore(stateDir), dataplane: new MemoryDataplane(), logger: pino({ level: 'silent' }),
+    initial: { dataplane: { ...DEFAULT_DATAPLANE }, vips: [] }, info: { kind: 'xdp', reason: 'test' }, resyncMs: 0,
+  });
+  try {
+    await agent.change((c) => addVip(c, { address: '10.99.100.1', port: 80, protocol: 'tcp' }));
+    rmSync(join(stateDir, 'state.json'));
+    mkdirSync(join(stateDir, 'state.json'));
+    const same = await agent.change((c) => structuredClone(c));
+    assert.equal(same.vips.length, 1);
+    await assert.rejects(agent.change((c) => addVip(c, { address: '10.99.100.2', port: 80, protocol: 'tcp' })), /cannot save the state/);
+  } finally {
+    await agent.close(false);
+  }
+});
+
 test('an l7 section the L7 pool\'s file cannot take is refused as such, and the state keeps the running one', async () => {
   const stateDir = join(dir, 'l7unwritable');
   const pool = new L7Pool({ stateDir, logger: pino({ level: 'silent' }) });

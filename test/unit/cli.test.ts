@@ -175,6 +175,29 @@ test('apply -f makes the running state equal the file, whatever was there', asyn
   assert.ok(dp.syncs >= syncs);
 });
 
+test('apply -f of the running file again says nothing changed; a changed file says what changed', async () => {
+  try {
+    const f = join(dir, 'again.yaml');
+    writeFileSync(f, 'vips:\n  - { address: 10.99.100.3, port: 80, reals: [ { address: 10.99.0.31 } ] }\n  - { address: 10.99.100.4, port: 80 }\n');
+    const first = await sluice(['apply', '-f', f, ...S()]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^ok: applied .*again\.yaml \(2 VIPs: /);
+    const state = stateFile();
+    const again = await sluice(['apply', '-f', f, ...S()]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout, `ok: ${f} is the running state already (2 VIPs): nothing changed\n`);
+    assert.equal(stateFile(), state);
+    // The same state written another way (IPv4 unchanged, a weight spelled as its default) is no change either.
+    writeFileSync(f, 'vips:\n  - { address: 10.99.100.3, port: 80, protocol: tcp, reals: [ { address: 10.99.0.31, weight: 1 } ] }\n  - { address: 10.99.100.4, port: 80 }\n');
+    assert.match((await sluice(['apply', '-f', f, ...S()])).stdout, /nothing changed/);
+    writeFileSync(f, 'vips:\n  - { address: 10.99.100.3, port: 80, reals: [ { address: 10.99.0.31, weight: 3 } ] }\n  - { address: 10.99.100.5, port: 80 }\n');
+    assert.equal((await sluice(['apply', '-f', f, ...S()])).stdout, `ok: applied ${f} (2 VIPs: 1 added, 1 changed, 1 removed)\n`);
+  } finally {
+    // The tests after this one expect the previous test's state.
+    await sluice(['apply', '-f', join(dir, 'good.yaml'), ...S()]);
+  }
+});
+
 test('status reports the data plane and counts', async () => {
   const r = await sluice(['status', '--json', ...S()]);
   const s = JSON.parse(r.stdout);
