@@ -38,10 +38,11 @@ export function targetAuthority(url: string): string | undefined {
 
 /**
  * A request to refuse with 400 before routing: two Host lines (Node keeps the first, an upstream
- * might take the other: RFC 9112 §3.2), a fragment, or userinfo in an absolute-form target.
+ * might take the other: RFC 9112 §3.2), a fragment, userinfo in an absolute-form target, or
+ * `*` as the target of anything but OPTIONS (RFC 9112 §3.2.4; Node takes `GET *`).
  */
-export function ambiguousTarget(hostLines: number, target: string, authority: string | undefined): boolean {
-  return hostLines > 1 || hasFragment(target) || (authority !== undefined && authority.includes('@'));
+export function ambiguousTarget(hostLines: number, target: string, authority: string | undefined, method: string): boolean {
+  return hostLines > 1 || hasFragment(target) || (authority !== undefined && authority.includes('@')) || (target === '*' && method !== 'OPTIONS');
 }
 
 /** The path of an origin-form target: no query string. */

@@ -74,6 +74,29 @@ describe('bad and oversized requests get the right 4xx and never reach a pool', 
     assert.equal(b.hits, n);
   });
 
+  it('refuses a Host that is no host[:port] (userinfo, #, a space) with 400 and never forwards it', async () => {
+    const n = hitsBefore();
+    for (const host of ['a.example.com:80@evil.com', 'evil.com#.example.com', 'a b', 'a.example.com/x']) {
+      const r = await raw(p.port, `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      assert.equal(statusOf(r), 400, host);
+    }
+    assert.equal(b.hits, n);
+  });
+
+  it('takes a Host in upper case, with a port, with a trailing dot, or an IPv6 literal', async () => {
+    for (const host of ['EXAMPLE.com:8080', 'example.com.', '[2001:db8::1]:80', '10.0.0.1']) {
+      const r = await raw(p.port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.equal(statusOf(r), 200, host);
+    }
+  });
+
+  it('refuses the asterisk target for anything but OPTIONS with 400', async () => {
+    const n = hitsBefore();
+    assert.equal(statusOf(await raw(p.port, 'GET * HTTP/1.1\r\nHost: x\r\n\r\n')), 400);
+    assert.equal(b.hits, n);
+    assert.equal(statusOf(await raw(p.port, 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')), 200);
+  });
+
   it('refuses HTTP/1.1 without Host with 400', async () => {
     assert.equal(statusOf(await raw(p.port, 'GET / HTTP/1.1\r\n\r\n')), 400);
   });
