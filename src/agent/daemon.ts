@@ -28,9 +28,21 @@ export interface AgentCliOptions {
   logLevel?: string;
 }
 
-/** Stop the API and metrics servers, their open connections included. */
-function closeServers(servers: Server[]): Promise<void[]> {
-  return Promise.all(servers.map((s) => new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); })));
+/** As long as the CLI waits for an answer: past it, nobody listens for one. */
+const ANSWER_GRACE_MS = 30_000;
+
+/**
+ * Stop the API and metrics servers: no new connections, idle ones closed at once, and a request
+ * in flight answered before its connection goes. A change being made when SIGTERM came is made
+ * (the agent finishes it before it stops): cutting its connection would tell the CLI "cannot
+ * reach the agent" about a change that was saved and programmed.
+ */
+function closeServers(servers: Server[], graceMs = ANSWER_GRACE_MS): Promise<void[]> {
+  return Promise.all(servers.map((s) => new Promise<void>((r) => {
+    const cut = setTimeout(() => s.closeAllConnections(), graceMs);
+    s.close(() => { clearTimeout(cut); r(); });
+    s.closeIdleConnections();
+  })));
 }
 
 /** Command-line flags win over the config file and the saved state. */

@@ -4,7 +4,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { REPO_ROOT } from '../../src/bpf/build.js';
@@ -100,6 +100,26 @@ test('state survives a reboot-like restart: new agent, same state dir, nothing p
   assert.deepEqual(await agent.json(['vip', 'list']), before);
   const counts = topo.tally('10.99.100.1', 80, 100);
   assert.equal(counts.failed ?? 0, 0, JSON.stringify(counts));
+});
+
+test('a change in flight when SIGTERM comes is made and answered, not cut off as "cannot reach the agent"', async () => {
+  const f = join(agent.dir, 'slow.yaml');
+  // Reals on the link that nobody answers for: the sync waits for their next hops, which keeps
+  // the request in flight long enough to stop the agent under it.
+  const silent = ['10.99.0.150', '10.99.0.151', '10.99.0.152'];
+  writeFileSync(f, `vips:\n  - { address: 10.99.100.7, port: 80, reals: [ ${silent.map((a) => `{ address: ${a} }`).join(', ')} ] }\n`);
+  const applying = agent.cli(['apply', '-f', f]);
+  // The change is saved before the data plane is programmed: once it is on disk, it is in flight.
+  const state = join(agent.stateDir, 'state.json');
+  const deadline = Date.now() + 20_000;
+  while (!readFileSync(state, 'utf8').includes('10.99.100.7') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const stopped = agent.kill('SIGTERM');
+  const r = await applying;
+  await stopped;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ok: applied .*slow\.yaml \(1 VIPs: 1 added/);
+  await agent.start();
+  assert.deepEqual((await agent.json(['real', 'list', '10.99.100.7:80/tcp'])).map((x: any) => x.key), silent);
 });
 
 test('apply -f converges from any prior state, for every mode', async () => {
