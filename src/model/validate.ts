@@ -27,7 +27,9 @@ class Checker {
   int(v: unknown, path: string, min: number, max: number, dflt: number): number {
     if (v === undefined) return dflt;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      this.fail(path, `must be an integer ${min}..${max}`);
+      // `port: "80"` is a string to YAML: say so, or "must be an integer" reads as nonsense.
+      const quoted = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? ` (${JSON.stringify(v)} is a string: write it without quotes)` : '';
+      this.fail(path, `must be an integer ${min}..${max}${quoted}`);
       return dflt;
     }
     return v;
@@ -147,7 +149,8 @@ function checkVip(c: Checker, v: unknown, path: string, limits: { maxReals: numb
   const vip: VipSpec = {
     address,
     port,
-    protocol: c.oneOf(o.protocol, join(path, 'protocol'), PROTOCOLS, 'tcp'),
+    // As on the command line (`/TCP`) and in ipvsadm: the protocol's case carries no meaning.
+    protocol: c.oneOf(typeof o.protocol === 'string' ? o.protocol.toLowerCase() : o.protocol, join(path, 'protocol'), PROTOCOLS, 'tcp'),
     mode,
     hash: c.oneOf(o.hash, join(path, 'hash'), HASHES, '5tuple'),
     scheduler: c.oneOf(o.scheduler, join(path, 'scheduler'), SCHEDULERS, 'mh'),

@@ -189,3 +189,14 @@ test('a broadcast, multicast or all-zero MAC is refused as a next hop', () => {
   }
   assert.equal(validateConfig({ vips: [{ address: '10.0.0.1', port: 80, reals: [{ address: '10.0.0.11', mac: '02:00:00:00:00:0B' }] }] }).vips[0].reals[0].mac, '02:00:00:00:00:0b');
 });
+
+test('a VIP\'s protocol is taken in any case, as the command line takes it', () => {
+  assert.equal(validateConfig({ vips: [{ address: '10.0.0.1', port: 53, protocol: 'UDP' }] }).vips[0].protocol, 'udp');
+  assert.equal(vipKey(validateConfig({ vips: [{ address: '10.0.0.1', port: 80, protocol: 'Tcp' }] }).vips[0]), vipKey(parseVipKey('10.0.0.1:80/TCP')));
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: 80, protocol: 'SCTP' }] }), /vips\[0\]\.protocol: must be one of tcp, udp/);
+});
+
+test('a number written as a quoted string is refused saying it is a string', () => {
+  assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: '80', reals: [{ address: '10.0.0.11', weight: '2' }] }] }),
+    /vips\[0\]\.port: must be an integer 0..65535 \("80" is a string: write it without quotes\); vips\[0\]\.reals\[0\]\.weight: must be an integer 0..65535 \("2" is a string/);
+});
