@@ -34,6 +34,13 @@ describe('forwarding headers', () => {
     assert.equal(h.forwarded?.includes('6.6.6.6'), false);
   });
 
+  it('drops forwarding headers spelled with underscores (X_Forwarded_For), which CGI-style upstreams read as the real ones', async () => {
+    await get(p.url + '/', { headers: { 'x_forwarded_for': '6.6.6.6', 'X-Forwarded_Proto': 'https', 'x_forwarded_host': 'evil' } });
+    const names = b.seen.at(-1)!.raw.map((v) => v.toLowerCase());
+    for (const name of ['x_forwarded_for', 'x-forwarded_proto', 'x_forwarded_host']) assert.ok(!names.includes(name), name);
+    assert.equal(b.seen.at(-1)!.headers['x-forwarded-for'], '127.0.0.1');
+  });
+
   it('appends to forwarding headers from a trusted proxy', async () => {
     await get(trusting.url + '/', { headers: { host: 'inner', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'shop.test', forwarded: 'for=203.0.113.9;proto=https' } });
     const h = last();
@@ -144,6 +151,24 @@ describe('upstream framing', () => {
       assert.doesNotMatch(head, /content-length/i);
       assert.match(head, /transfer-encoding: chunked/i);
       assert.equal(text.slice(split + 4), '5\r\nhello\r\n0\r\n\r\n');
+    } finally { await p.close(); up.close(); }
+  });
+
+  it('gives the next request a fresh connection after a 204 that declared a body, so a late body is never its response', async () => {
+    const { createServer } = await import('node:net');
+    let first = true;
+    const up = createServer((s) => s.on('data', () => {
+      if (first) {
+        first = false;
+        s.write('HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\n');
+        setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!'), 150);
+      } else setTimeout(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood'), 300);
+    }).on('error', () => {}));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const p = await proxy(simple([`127.0.0.1:${(up.address() as { port: number }).port}`]));
+    try {
+      assert.equal((await get(p.url + '/a')).status, 204);
+      assert.equal((await get(p.url + '/b')).body, 'good');
     } finally { await p.close(); up.close(); }
   });
 

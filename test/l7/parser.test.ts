@@ -48,6 +48,13 @@ describe('upstream response parser', () => {
     assert.deepEqual(parse(['HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n']).ends, [true]);
   });
 
+  it('does not reuse a connection whose 204 declared a body, or whose 204 or 304 said chunked: the body may still come', () => {
+    assert.deepEqual(parse(['HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n']).ends, [false]);
+    assert.deepEqual(parse(['HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n']).ends, [false]);
+    assert.deepEqual(parse(['HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n']).ends, [false]);
+    assert.deepEqual(parse(['HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n']).ends, [true]);
+  });
+
   it('does not reuse a connection that said Connection: close, or spoke HTTP/1.0', () => {
     assert.deepEqual(parse(['HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n']).ends, [false]);
     assert.deepEqual(parse(['HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n']).ends, [false]);

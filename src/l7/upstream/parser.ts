@@ -219,6 +219,10 @@ export class ResponseParser {
     // A 204 has no content and must not say otherwise (RFC 9110 §8.6): HTTP/2 clients reset the
     // stream of a 204 with a non-zero Content-Length.
     else if (status === 204 && length >= 0) dropContentLength(headers);
+    // A 204 that declares content, or a 204 or 304 framed chunked, comes from an upstream that
+    // may yet send that body, in a later read: on a reused connection it would be taken for the
+    // next request's response (another client's). Such a connection is not reused.
+    if ((status === 204 && (length > 0 || te)) || (status === 304 && te)) keepAlive = false;
     this.keepAlive = keepAlive;
     this.sink.onHead({ status, reason, headers, keepAlive });
     if (this.bodyless || status === 204 || status === 304) { this.state = State.Done; this.finish(more); }
