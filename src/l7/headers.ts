@@ -33,6 +33,13 @@ export interface RequestHeadInput {
 
 const REQUEST_ID = /^[\w\-.:+/=]{1,200}$/;
 
+/**
+ * Headers sluice sets or frames itself, spelled with `_` for `-` (`X_Forwarded_For`): CGI-style
+ * servers (WSGI, Rack, PHP) read both spellings as one name, so a client could pass one past
+ * sluice's own (Puma's CVE-2024-45614; nginx drops every such name). These are dropped.
+ */
+const UNDERSCORED = new Set(['x_forwarded_for', 'x_forwarded_proto', 'x_forwarded_host', 'content_length', 'transfer_encoding']);
+
 /** Tokens named by Connection headers (other than the ordinary close/keep-alive/upgrade). */
 function connectionTokens(raw: string[]): Set<string> | undefined {
   let set: Set<string> | undefined;
@@ -85,6 +92,7 @@ export function requestHead(i: RequestHeadInput, newId: () => string): BuiltHead
       default:
         if (lower === i.requestIdHeader) { if (rid === undefined && REQUEST_ID.test(value)) rid = value; continue; }
         if (drop?.has(lower)) continue;
+        if (lower.includes('_') && UNDERSCORED.has(lower.replace(/-/g, '_'))) continue;
     }
     if (lower === 'host' && i.authority !== undefined) continue;
     head += `${name}: ${value}\r\n`;
