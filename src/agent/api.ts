@@ -172,6 +172,8 @@ function socketAlive(path: string): Promise<boolean> {
  * given by mistake must not be deleted). A stale socket of a dead agent is removed.
  */
 export async function claimSocket(socketPath: string): Promise<void> {
+  // listen('') would be taken as a TCP port, after the data plane is already open.
+  if (socketPath === '') throw new SluiceError('EINVAL', '--socket is empty: give the API socket\'s path');
   // sun_path holds 108 bytes with its NUL; a longer path is bound truncated, elsewhere.
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
     throw new SluiceError('EINVAL', `--socket ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, over the ${MAX_SOCKET_PATH} a unix socket path may have; give a shorter one`);

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { parseRealRef, parseVipKey, readConfigDocument, realKey, vipKey, canonicalMac, unusableMac, ValidationError } from '../model/index.js';
 import { ApiError, call, realPath, vipPath } from './client.js';
 import { human, table } from './format.js';
-import { common, hashOption, intArg, modeOption, schedulerOption, UsageError } from './main.js';
+import { common, hashOption, intArg, modeOption, nonEmpty, schedulerOption, UsageError } from './main.js';
 
 type Opts = { socket: string; json?: boolean };
 
@@ -117,7 +117,7 @@ function describeDiff(d: ApplyDiff): string {
 
 export function applyCommand(): Command {
   return common(new Command('apply').description('make the running state equal a config file (YAML or JSON)'), false)
-    .requiredOption('-f, --file <file>', 'config file')
+    .requiredOption('-f, --file <file>', 'config file', nonEmpty)
     .action(async (o: Opts & { file: string }) => {
       const doc = readConfigDocument(o.file);
       if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new ValidationError([{ path: o.file, message: 'must be a mapping with dataplane, vips and l7' }]);

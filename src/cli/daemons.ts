@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_SOCKET } from './client.js';
-import { intArg, UsageError } from './main.js';
+import { intArg, nonEmpty, UsageError } from './main.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/sluice';
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/sluice';
@@ -35,14 +35,14 @@ type AgentOpts = {
 export function agentCommand(): Command {
   return new Command('agent')
     .description('run the agent: owns the data plane, serves the API on --socket')
-    .option('--config <file>', 'config file (YAML/JSON); authoritative at start and on SIGHUP')
-    .option('--interface <if>', 'interface the XDP program attaches to')
+    .option('--config <file>', 'config file (YAML/JSON); authoritative at start and on SIGHUP', nonEmpty)
+    .option('--interface <if>', 'interface the XDP program attaches to', nonEmpty)
     .addOption(new Option('--dataplane <kind>', 'auto: XDP, or IPVS where XDP cannot attach').choices(['auto', 'xdp', 'ipvs']))
     .addOption(new Option('--xdp-mode <mode>', 'XDP attach mode').choices(['native', 'generic']))
-    .option('--state-dir <dir>', 'where the desired state is kept', DEFAULT_STATE_DIR)
-    .option('--socket <path>', 'API socket (mode 0600)', DEFAULT_SOCKET)
-    .option('--metrics <host:port>', 'serve Prometheus metrics')
-    .option('--pin-dir <dir>', 'bpffs directory for pinned program, maps and link', DEFAULT_PIN_DIR)
+    .option('--state-dir <dir>', 'where the desired state is kept', nonEmpty, DEFAULT_STATE_DIR)
+    .option('--socket <path>', 'API socket (mode 0600)', nonEmpty, DEFAULT_SOCKET)
+    .option('--metrics <host:port>', 'serve Prometheus metrics', nonEmpty)
+    .option('--pin-dir <dir>', 'bpffs directory for pinned program, maps and link', nonEmpty, DEFAULT_PIN_DIR)
     .option('--cleanup', 'detach and unpin the XDP program, remove sluice\'s IPVS services, and exit')
     .addOption(new Option('--log-level <level>', 'pino log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
     .action(async (o: AgentOpts, cmd: Command) => {
@@ -78,7 +78,7 @@ export function agentCommand(): Command {
 export function l7Command(): Command {
   return new Command('l7')
     .description('run the L7 HTTP proxy worker pool (config: the l7 section)')
-    .option('--config <file>', 'config file (YAML/JSON) with an l7 section', DEFAULT_L7_CONFIG)
+    .option('--config <file>', 'config file (YAML/JSON) with an l7 section', nonEmpty, DEFAULT_L7_CONFIG)
     .option('--workers <n>', 'worker processes (default: one per core)', intArg(1, 256))
     .action(async (o: { config: string; workers?: number }) => {
       const { runL7 } = await import('../l7/index.js');

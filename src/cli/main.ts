@@ -20,9 +20,19 @@ export function intArg(min: number, max: number) {
   };
 }
 
+/**
+ * A path or name that may not be empty: `--socket "$SOCK"` or `--interface "$IF"` with the variable
+ * unset would otherwise fall back to the saved state's interface without a word, or reach the
+ * agent's listen() only after XDP was attached.
+ */
+export function nonEmpty(v: string): string {
+  if (v.trim() === '') throw new InvalidArgumentError('must not be empty');
+  return v;
+}
+
 /** Options every client command takes. */
 export function common(cmd: Command, json = true): Command {
-  cmd.option('--socket <path>', 'agent API socket', DEFAULT_SOCKET);
+  cmd.option('--socket <path>', 'agent API socket', nonEmpty, DEFAULT_SOCKET);
   if (json) cmd.option('--json', 'print JSON for scripts');
   return cmd;
 }

@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -148,4 +148,17 @@ test('an agent started with a config file whose dataplane is no mapping is refus
   const r = await sluice(['agent', '--config', cfg, '--state-dir', join(dir, 'dp-string'), '--socket', join(dir, 'dp-string.sock'), '--pin-dir', `/sys/fs/bpf/sluice-unit-dpstr-${process.pid}`]);
   assert.equal(r.code, 2, `exit code: ${r.stdout}${r.stderr}`);
   assert.equal(r.stderr, 'sluice: dataplane: must be an object\n');
+});
+
+test('an empty --socket or --interface is a usage error before anything is touched, not the saved interface or a TCP port', async () => {
+  const pinDir = `/sys/fs/bpf/sluice-unit-empty-${process.pid}`;
+  for (const flag of ['--socket', '--interface', '--state-dir', '--pin-dir', '--config']) {
+    const args = ['agent', '--state-dir', join(dir, 'empty-flags'), '--socket', join(dir, 'empty.sock'), '--pin-dir', pinDir, '--dataplane', 'xdp', `${flag}=`];
+    const r = await sluice(args);
+    assert.equal(r.code, 2, `${flag}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`option '${flag} <\\w+>' argument '' is invalid\\. must not be empty`));
+    assert.ok(!existsSync(pinDir), `${flag}: nothing pinned`);
+  }
+  const client = await sluice(['vip', 'list', '--socket', '']);
+  assert.equal(client.code, 2, client.stderr);
 });
