@@ -208,6 +208,8 @@ export class ProxyRequest implements Exchange {
    */
   onInterim(status: number, headers: string[]): void {
     if (status !== 103 || this.headSent || this.discard || this.finished) return;
+    // An HTTP/1.0 client knows no 1xx and would take the hint for the response (RFC 9110 §15.2).
+    if (!this.h2 && this.req.httpVersionMinor === 0) return;
     const link: string[] = [];
     for (let i = 0; i < headers.length; i += 2) if (headers[i].length === 4 && headers[i].toLowerCase() === 'link') link.push(headers[i + 1]);
     if (!link.length) return;

@@ -217,4 +217,17 @@ describe('interim responses', () => {
       assert.ok(r.endsWith('done'));
     } finally { await p.close(); await b.close(); }
   });
+
+  it('sends no 103 to an HTTP/1.0 client, which would take it for the response (RFC 9110 §15.2)', async () => {
+    const b = await backend('b', (_req, res) => {
+      res.writeEarlyHints({ link: '</app.css>; rel=preload; as=style' });
+      setTimeout(() => res.end('done'), 20);
+    });
+    const p = await proxy(simple([b.address]));
+    try {
+      const r = await raw(p.port, 'GET / HTTP/1.0\r\nHost: x\r\n\r\n');
+      assert.match(r, /^HTTP\/1\.1 200 /);
+      assert.ok(r.endsWith('done'));
+    } finally { await p.close(); await b.close(); }
+  });
 });
