@@ -61,7 +61,19 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader that went away (`sluice stats --watch --json | head -1`, a pager quit) is the end of
+ * the output, as SIGPIPE ends C tools: not an unhandled 'error' event with a stack trace.
+ */
+function quietOnClosedPipe(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
+
 export async function main(argv = process.argv): Promise<number> {
+  quietOnClosedPipe();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import type { Server } from 'node:http';
 import pino from 'pino';
@@ -17,7 +18,7 @@ import { StateStore } from '../../src/agent/store.js';
 import { addVip, delVip } from '../../src/agent/desired.js';
 import { DEFAULT_DATAPLANE } from '../../src/model/index.js';
 import { MemoryDataplane } from '../support/memory-dataplane.js';
-import { sluice } from '../support/cli.js';
+import { SLUICE, sluice } from '../support/cli.js';
 
 let dir: string, socket: string, agent: Agent, server: Server, dp: MemoryDataplane;
 const S = () => ['--socket', socket];
@@ -225,6 +226,18 @@ test('stats --watch prints a fresh table every --interval until stopped', async 
   const snapshots = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   assert.ok(snapshots.length >= 2, `${snapshots.length} snapshots in 2.5 s:\n${r.stdout}`);
   for (const s of snapshots) assert.ok(Array.isArray(s.vips));
+});
+
+test('stats --watch into a pipe whose reader went away ends quietly, not with a stack trace', async () => {
+  const p = spawn(process.execPath, [SLUICE, 'stats', '--watch', '--json', '--interval', '1', ...S()], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  p.stderr!.on('data', (d) => (stderr += d));
+  // As `| head -1`: read the first snapshot, then close the pipe.
+  await new Promise((r) => p.stdout!.once('data', r));
+  p.stdout!.destroy();
+  const code = await new Promise<number | null>((r) => { const t = setTimeout(() => { p.kill('SIGKILL'); r(null); }, 10_000); p.once('exit', (c) => { clearTimeout(t); r(c); }); });
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, '');
 });
 
 test('stats --watch outlives an agent restart: one line on stderr, then snapshots again', async () => {
