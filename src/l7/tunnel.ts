@@ -108,31 +108,42 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   };
   // A refused upgrade leaves the upstream speaking HTTP: the client must not get to talk to it
   // unrouted (a second request on that connection would skip routes and X-Forwarded-For). So
-  // sluice relays the refusal, framed by the response parser, then closes both sides.
-  const relayRefusal = (first: Buffer) => {
+  // sluice relays the refusal, framed by the response parser, then closes both sides. Each read
+  // is parsed before it is relayed: an answer that is no HTTP response is the client's 502, not
+  // bytes of its own. False when the first read is no response head.
+  const relayRefusal = (first: Buffer): boolean => {
+    let ended = false;
     const done = () => { sock.destroy(); if (!clientGone) (client as Socket).destroySoon(); };
-    const parser = new ResponseParser({ onHead: () => {}, onBody: () => {}, onEnd: done });
+    const parser = new ResponseParser({ onHead: () => {}, onBody: () => {}, onEnd: () => { ended = true; } });
     parser.reset(method === 'HEAD');
+    try { parser.execute(first); } catch { return false; }
     const feed = (d: Buffer) => {
+      try { parser.execute(d); } catch { done(); return; } // cut short, so it looks cut short
       client.write(d);
-      try { parser.execute(d); } catch { done(); }
+      if (ended) done();
     };
-    sock.on('data', feed);
-    feed(first);
+    client.write(first);
+    if (ended) done(); else sock.on('data', feed);
+    return true;
+  };
+  const badAnswer = () => {
+    ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, 'EPARSE');
+    fail(502, 'EPARSE');
   };
   const onData = (d: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, d]) : d;
     const end = pending.indexOf(CRLFCRLF);
-    if (end < 0) { if (pending.length > 65536) fail(502, 'EPARSE'); return; }
-    const code = Number(pending.toString('latin1', 9, 12)) || 0;
-    // A switch nobody asked this upstream for: its bytes are another protocol's.
-    if (plain && code === 101) return fail(502, 'EPARSE');
-    answered = true;
+    if (end < 0) { if (pending.length > 65536) badAnswer(); return; }
+    const code = statusOf(pending.toString('latin1', 0, Math.min(end, 13)));
+    // No status line, or a switch nobody asked this upstream for: its bytes are another protocol's.
+    if (code === 0 || (plain && code === 101)) return badAnswer();
     sock.off('data', onData);
+    if (code !== 101 && !relayRefusal(pending)) return badAnswer();
+    answered = true;
     route.pool.success(pick.ep);
     status = code;
-    ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, status || 'EPARSE');
-    if (status !== 101) return relayRefusal(pending);
+    ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, status);
+    if (status !== 101) return;
     sock.setTimeout(0);
     client.write(pending);
     // Bytes the client sent right after its head belong to the new protocol: only now do they go.
@@ -154,4 +165,10 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
 function withoutH2c(upgrade: string): string {
   if (!/h2c/i.test(upgrade)) return upgrade;
   return upgrade.split(',').map((t) => t.trim()).filter((t) => t !== '' && t.toLowerCase() !== 'h2c').join(', ');
+}
+
+/** The status of `HTTP/1.x NNN ...` (the first 13 bytes of a head), or 0 when it is none. */
+function statusOf(line: string): number {
+  if (!/^HTTP\/1\.[01] [1-5][0-9]{2}( |\r|$)/.test(line)) return 0;
+  return Number(line.slice(9, 12));
 }

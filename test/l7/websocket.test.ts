@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import type { Duplex } from 'node:stream';
-import { proxy, raw, simple, statusOf } from './helpers.js';
+import { proxy, raw, rawUpstream, simple, statusOf } from './helpers.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -226,6 +226,16 @@ describe('WebSocket upgrades', () => {
       assert.equal(statusOf(r), 200);
       assert.equal(up.switched, 0);
       assert.deepEqual(up.plain.map((q) => q.body), ['hello']);
+    } finally { await p.close(); up.close(); }
+  });
+
+  it('answers 502 to an upgrade whose upstream answers with no HTTP response, rather than relay its bytes', async () => {
+    const up = await rawUpstream((s) => { s.on('error', () => {}); s.once('data', () => s.write('SSH-2.0-OpenSSH_9.2\r\n\r\n')); });
+    const p = await proxy(simple([up.address]));
+    try {
+      const r = await raw(p.port, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      assert.equal(statusOf(r), 502);
+      assert.doesNotMatch(r, /SSH/);
     } finally { await p.close(); up.close(); }
   });
 
