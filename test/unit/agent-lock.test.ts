@@ -14,11 +14,15 @@ import { AgentLock } from '../../src/agent/lock.js';
 const LOCK_JS = fileURLToPath(new URL('../../src/agent/lock.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'sluice-lock-'));
 const holders: ChildProcess[] = [];
-after(() => { for (const h of holders) h.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }); });
+// SIGTERM: the holder releases its lock, so no stale lock file is left under /run/sluice/locks.
+after(async () => {
+  await Promise.all(holders.map((h) => new Promise((r) => { if (h.exitCode !== null) return r(null); h.once('exit', r); h.kill('SIGTERM'); })));
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** Another process (named like sluice, as the lock's owner check wants) holds the lock for these dirs. */
 async function holdLock(stateDir: string, pinDir: string): Promise<number> {
-  const script = `const { AgentLock } = await import(${JSON.stringify(LOCK_JS)}); AgentLock.acquire(${JSON.stringify({ stateDir, pinDir })}); console.log('held'); setTimeout(() => {}, 60000);`;
+  const script = `const { AgentLock } = await import(${JSON.stringify(LOCK_JS)}); const lock = AgentLock.acquire(${JSON.stringify({ stateDir, pinDir })}); process.on('SIGTERM', () => { lock.release(); process.exit(0); }); console.log('held'); setTimeout(() => {}, 60000);`;
   const p = spawn(process.execPath, ['--input-type=module', '-e', script, 'sluice-lock-holder'], { stdio: ['ignore', 'pipe', 'inherit'] });
   holders.push(p);
   await new Promise<void>((resolve, reject) => {
