@@ -133,7 +133,7 @@ export function applyConfig(c: Config, doc: unknown): Config {
   const merged = d && (mapping || dp === undefined || dp === null) ? { ...d, dataplane: { ...stripUndefined(c.dataplane), ...given } } : doc;
   const next = validateDocument(merged);
   const issues = FIXED.filter((k) => given[k] !== undefined && next.dataplane[k] !== c.dataplane[k])
-    .map((k) => ({ path: `dataplane.${k}`, message: `is ${String(c.dataplane[k])} in the running agent; changing it needs an agent restart` }));
+    .map((k) => ({ path: `dataplane.${k}`, message: `${c.dataplane[k] === undefined ? 'is not set' : `is ${String(c.dataplane[k])}`} in the running agent; changing it needs an agent restart` }));
   if (issues.length) throw new ValidationError(issues);
   return next;
 }

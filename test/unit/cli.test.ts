@@ -155,6 +155,12 @@ test('a config that changes compiled limits is refused', async () => {
   await refused(['apply', '-f', f], 1, /dataplane.maxReals: is 3 in the running agent; changing it needs an agent restart/);
 });
 
+test('a config naming an interface the running agent was started without says it is not set, not "undefined"', async () => {
+  const f = join(dir, 'iface.yaml');
+  writeFileSync(f, 'dataplane: { interface: eth0 }\nvips: []\n');
+  await refused(['apply', '-f', f], 1, /dataplane\.interface: is not set in the running agent; changing it needs an agent restart/);
+});
+
 test('apply -f makes the running state equal the file, whatever was there', async () => {
   const f = join(dir, 'good.yaml');
   writeFileSync(f, [
