@@ -64,9 +64,11 @@ export class HealthChecker {
       host: t.spec.host, port: t.spec.port, path: h.path, method: 'GET', agent: false, timeout: h.timeoutMs,
       headers: { host: h.host ?? t.key, 'user-agent': 'sluice-health', connection: 'close' },
     }, (res) => {
-      res.resume();
       const code = res.statusCode ?? 0;
       finish(code >= 200 && code < 400, `status ${code}`);
+      // The status is the verdict: the body is not read. An endpoint that sends one without end
+      // (or slowly) would otherwise keep every check's connection open, one more each interval.
+      req.destroy();
     });
     req.on('timeout', () => { req.destroy(); finish(false, 'timeout'); });
     req.on('error', (e: NodeJS.ErrnoException) => finish(false, e.code ?? e.message));

@@ -242,6 +242,25 @@ describe('active health checks', () => {
     } finally { await p.close(); await flaky.close(); await steady.close(); }
   });
 
+  it('closes each check\'s connection once it has the status, so an endpoint that never ends its body does not pile up connections', async () => {
+    const open = new Set<import('node:net').Socket>();
+    const drips: NodeJS.Timeout[] = [];
+    const up = await rawUpstream((s) => {
+      open.add(s);
+      s.on('close', () => open.delete(s));
+      s.on('error', () => {});
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+        drips.push(setInterval(() => { if (!s.destroyed) s.write('1\r\nx\r\n'); }, 20));
+      });
+    });
+    const p = await proxy(simple([up.address], { health: { path: '/healthz', interval: '100ms', timeout: '200ms' } }));
+    try {
+      await sleep(700);
+      assert.ok(open.size <= 1, `${open.size} check connections still open`);
+    } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); for (const s of open) s.destroy(); }
+  });
+
   it('answers 503 with a short body when no endpoint is healthy', async () => {
     const sick = await backend('sick', (_req, res) => { res.writeHead(500); res.end(); });
     const p = await proxy(simple([sick.address], { health: { interval: '100ms', fall: 1 } }));
