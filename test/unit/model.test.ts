@@ -200,3 +200,23 @@ test('a number written as a quoted string is refused saying it is a string', () 
   assert.throws(() => validateConfig({ vips: [{ address: '10.0.0.1', port: '80', reals: [{ address: '10.0.0.11', weight: '2' }] }] }),
     /vips\[0\]\.port: must be an integer 0..65535 \("80" is a string: write it without quotes\); vips\[0\]\.reals\[0\]\.weight: must be an integer 0..65535 \("2" is a string/);
 });
+
+test('a custom YAML tag or a second document is refused at its line in one line, not read as text with a process warning', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-model-'));
+  try {
+    writeFileSync(join(dir, 'c.yaml'), 'vips: !include vips.yaml\n');
+    const warnings: unknown[] = [];
+    const onWarning = (w: unknown) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      assert.throws(() => readConfigDocument(join(dir, 'c.yaml')), /c\.yaml:1:7: Unresolved tag: !include \(sluice knows no custom YAML tags\)/);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings, []);
+    writeFileSync(join(dir, 'c.yaml'), 'vips: []\n---\nvips: []\n');
+    assert.throws(() => readConfigDocument(join(dir, 'c.yaml')), /c\.yaml:2:1: holds more than one YAML document \(a second ---\): a config is one document/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
