@@ -70,6 +70,11 @@ export class HealthChecker {
       // (or slowly) would otherwise keep every check's connection open, one more each interval.
       req.destroy();
     });
+    // `timeout` bounds the whole wait for the status, not each silence: an endpoint that trickles
+    // its head would otherwise hold the check (and the next ones, which wait for it) forever.
+    const deadline = setTimeout(() => { req.destroy(); finish(false, 'timeout'); }, h.timeoutMs);
+    deadline.unref();
+    req.once('close', () => clearTimeout(deadline));
     req.on('timeout', () => { req.destroy(); finish(false, 'timeout'); });
     req.on('error', (e: NodeJS.ErrnoException) => finish(false, e.code ?? e.message));
     req.end();

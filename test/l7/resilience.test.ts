@@ -261,6 +261,22 @@ describe('active health checks', () => {
     } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); for (const s of open) s.destroy(); }
   });
 
+  it('fails a check whose response head has not all come within timeout, though bytes keep coming', async () => {
+    const drips: NodeJS.Timeout[] = [];
+    const up = await rawUpstream((s) => {
+      s.on('error', () => {});
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\n');
+        drips.push(setInterval(() => { if (!s.destroyed) s.write('X-Still: coming\r\n'); }, 30));
+      });
+    });
+    const p = await proxy(simple([up.address], { health: { path: '/healthz', interval: '100ms', timeout: '200ms', fall: 2 } }));
+    try {
+      for (let i = 0; i < 40 && endpointOf(p).healthy; i++) await sleep(50);
+      assert.equal(endpointOf(p).healthy, false);
+    } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); }
+  });
+
   it('answers 503 with a short body when no endpoint is healthy', async () => {
     const sick = await backend('sick', (_req, res) => { res.writeHead(500); res.end(); });
     const p = await proxy(simple([sick.address], { health: { interval: '100ms', fall: 1 } }));
