@@ -44,7 +44,8 @@ export class AgentProcess {
     p.stderr!.on('data', (d) => (this.log += d));
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
-      if (p.exitCode !== null) throw new Error(`agent exited with ${p.exitCode}:\n${this.log}`);
+      // signalCode too: an agent killed while it starts has no exit code, and would be waited for 30 s.
+      if (p.exitCode !== null || p.signalCode !== null) throw new Error(`agent exited with ${p.exitCode ?? p.signalCode}:\n${this.log}`);
       if (existsSync(this.socket) && (await answers(this.socket))) return;
       await new Promise((r) => setTimeout(r, 100));
     }
