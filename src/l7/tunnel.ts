@@ -78,6 +78,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
   up = sock;
   sock.setTimeout(spec.connectTimeoutMs);
   let answered = false;
+  let answerBy: NodeJS.Timeout | undefined;
   let pending: Buffer = Buffer.alloc(0);
   const fail = (code: number, why: string) => {
     sock.destroy();
@@ -86,11 +87,14 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     if (!answered) { answered = true; route.pool.failure(pick.ep); refuse(code); } else client.destroy();
   };
   // Once tunnelled, the upstream's close ends the client's side after what is queued for it.
-  sock.once('close', () => { if (answered) { if (!clientGone) (client as Socket).destroySoon(); } else fail(502, 'ERESET'); });
+  sock.once('close', () => { clearTimeout(answerBy); if (answered) { if (!clientGone) (client as Socket).destroySoon(); } else fail(502, 'ERESET'); });
   sock.on('timeout', () => fail(504, 'ETIMEDOUT'));
   sock.on('error', (e: NodeJS.ErrnoException) => fail(502, e.code ?? 'ERESET'));
   sock.once('connect', () => {
     sock.setTimeout(spec.timeoutMs);
+    // The socket's timer only measures silences: an upstream that trickles its head would hold
+    // the client forever. `timeout` bounds the whole wait for its answer.
+    answerBy = setTimeout(() => { if (!answered) fail(504, 'ETIMEDOUT'); }, spec.timeoutMs);
     sock.write(built.head, 'latin1');
     if (cl !== undefined) sendBody(Number(cl));
   });
@@ -140,6 +144,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     sock.off('data', onData);
     if (code !== 101 && !relayRefusal(pending)) return badAnswer();
     answered = true;
+    clearTimeout(answerBy);
     route.pool.success(pick.ep);
     status = code;
     ctx.metrics.upstreamResult(pick.ep, route.pool.name, pick.ep.key, status);

@@ -239,6 +239,24 @@ describe('WebSocket upgrades', () => {
     } finally { await p.close(); up.close(); }
   });
 
+  it('answers 504 at the pool timeout to an upgrade whose upstream trickles its answer and never ends it', async () => {
+    const drips: NodeJS.Timeout[] = [];
+    const up = await rawUpstream((s) => {
+      s.on('error', () => {});
+      s.once('data', () => {
+        s.write('HTTP/1.1 101 Switching Protocols\r\n');
+        drips.push(setInterval(() => { if (!s.destroyed) s.write('X-Still: coming\r\n'); }, 30));
+      });
+    });
+    const p = await proxy(simple([up.address], { timeout: '300ms' }));
+    try {
+      const started = Date.now();
+      const r = await raw(p.port, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 2000);
+      assert.equal(statusOf(r), 504);
+      assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+    } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); }
+  });
+
   it('answers 404 to an upgrade no route matches', async () => {
     const ws = await wsEcho();
     const p = await proxy({ routes: [{ match: { pathPrefix: '/ws' }, pool: 'w' }], pools: { w: { endpoints: [`127.0.0.1:${ws.port}`] } } });
