@@ -69,7 +69,8 @@ export class AgentProcess {
 
   kill(signal: NodeJS.Signals): Promise<void> {
     const p = this.proc;
-    if (!p || p.exitCode !== null) return Promise.resolve();
+    // Gone already (an exit code, or killed by a signal): its 'exit' came and went.
+    if (!p || p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
     return new Promise((resolve) => { p.once('exit', () => resolve()); p.kill(signal); });
   }
 
