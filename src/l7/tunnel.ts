@@ -141,6 +141,9 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     const code = statusOf(pending.toString('latin1', 0, Math.min(end, 13)));
     // No status line, or a switch nobody asked this upstream for: its bytes are another protocol's.
     if (code === 0 || (plain && code === 101)) return badAnswer();
+    // A switch must be to a protocol the client asked for (RFC 9110 §7.8): an upstream that
+    // answers `Upgrade: websocket` with h2c would have the client's bytes read as HTTP/2.
+    if (code === 101 && !switchedTo(pending.toString('latin1', 0, end), wanted)) return badAnswer();
     sock.off('data', onData);
     if (code !== 101 && !relayRefusal(pending)) return badAnswer();
     answered = true;
@@ -176,4 +179,13 @@ function withoutH2c(upgrade: string): string {
 function statusOf(line: string): number {
   if (!/^HTTP\/1\.[01] [1-5][0-9]{2}( |\r|$)/.test(line)) return 0;
   return Number(line.slice(9, 12));
+}
+
+/** The Upgrade header of a 101 head names one of the protocols asked for (case-insensitively). */
+function switchedTo(head: string, asked: string): boolean {
+  const m = /\r\nupgrade:[ \t]*([^\r]*)/i.exec(head);
+  if (!m) return false;
+  const tokens = (v: string) => v.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '');
+  const wanted = new Set(tokens(asked));
+  return tokens(m[1]).some((t) => wanted.has(t));
 }

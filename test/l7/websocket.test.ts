@@ -257,6 +257,15 @@ describe('WebSocket upgrades', () => {
     } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); }
   });
 
+  it('answers 502 to a 101 that switches to a protocol the client did not ask for', async () => {
+    const up = await rawUpstream((s) => { s.on('error', () => {}); s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n')); });
+    const p = await proxy(simple([up.address]));
+    try {
+      const r = await raw(p.port, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      assert.equal(statusOf(r), 502);
+    } finally { await p.close(); up.close(); }
+  });
+
   it('answers 404 to an upgrade no route matches', async () => {
     const ws = await wsEcho();
     const p = await proxy({ routes: [{ match: { pathPrefix: '/ws' }, pool: 'w' }], pools: { w: { endpoints: [`127.0.0.1:${ws.port}`] } } });
