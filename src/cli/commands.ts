@@ -23,11 +23,14 @@ function realArg(text: string, vip: string): { address: string; port?: number } 
 }
 
 /** `tcp`, `http:/healthz`, `none`. */
-function healthArg(text: string, port?: number): Record<string, unknown> {
+function healthArg(text: string, port: number | undefined, vipPort: number): Record<string, unknown> {
   let h: Record<string, unknown>;
   if (text === 'tcp' || text === 'none') h = { type: text };
   else if (text.startsWith('http:') && text.slice(5).startsWith('/')) h = { type: 'http', path: text.slice(5) };
   else throw new UsageError(`--health "${text}" must be tcp, http:PATH (e.g. http:/healthz) or none`);
+  // Said in the flags' words: the agent's own refusal names the config path (vip.health.port).
+  if (port !== undefined && h.type === 'none') throw new UsageError('--health-port needs a health check: give --health tcp or --health http:PATH too');
+  if (port === undefined && h.type !== 'none' && vipPort === 0) throw new UsageError('a VIP on every port (port 0) needs --health-port N: the port its checks probe');
   if (port !== undefined) h.port = port;
   return h;
 }
@@ -40,7 +43,7 @@ export function vipCommands(): Command {
     .option('--health-port <n>', 'port to probe (default: the real\'s port)', intArg(1, 65535))
     .action(async (text: string, o: Opts & { mode: string; hash: string; scheduler: string; health: string; healthPort?: number }) => {
       const { address, port, protocol } = parseVipKey(text);
-      const body = { address, port, protocol, mode: o.mode, hash: o.hash, scheduler: o.scheduler, health: healthArg(o.health, o.healthPort), reals: [] };
+      const body = { address, port, protocol, mode: o.mode, hash: o.hash, scheduler: o.scheduler, health: healthArg(o.health, o.healthPort, port), reals: [] };
       const r = await call<{ vip: string }>(o.socket, 'POST', '/v1/vips', body);
       process.stdout.write(`ok: added VIP ${r.vip}\n`);
     });
