@@ -1,4 +1,5 @@
 /** The CLI's client of the agent API: HTTP/JSON over the agent's unix socket. */
+import { lstatSync } from 'node:fs';
 import { request } from 'node:http';
 import { SluiceError } from '../model/index.js';
 
@@ -40,12 +41,18 @@ export function call<T = unknown>(socket: string, method: string, path: string, 
     req.on('timeout', () => req.destroy(new ApiError('ETIMEDOUT', `the agent at ${socket} did not answer within ${timeoutMs / 1000} s${after}`, 0)));
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof ApiError) return reject(e);
-      const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ': is `sluice agent` running?' : e.code === 'EACCES' ? ': the API socket is root only' : '';
+      const hint = notASocket(socket) ? `: ${socket} is not a socket (give the agent's --socket)`
+        : e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? ': is `sluice agent` running?' : e.code === 'EACCES' ? ': the API socket is root only' : '';
       reject(new ApiError(e.code ?? 'ECONN', `cannot reach the agent at ${socket} (${e.code ?? e.message})${hint}`, 0));
     });
     if (payload) req.write(payload);
     req.end();
   });
+}
+
+/** A path that exists and is something else (the state file, a directory): "is the agent running?" would mislead. */
+function notASocket(path: string): boolean {
+  try { return !lstatSync(path).isSocket(); } catch { return false; }
 }
 
 export const vipPath = (vip: string) => `/v1/vips/${encodeURIComponent(vip)}`;

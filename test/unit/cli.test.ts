@@ -322,6 +322,15 @@ test('an unreachable agent is exit 1 with a hint', async () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /cannot reach the agent at .*nope.sock .*is `sluice agent` running\?/);
 });
+test('a --socket that is a file or a directory says so, not "is sluice agent running?"', async () => {
+  for (const path of [join(dir, 'state', 'state.json'), join(dir, 'state')]) {
+    const r = await sluice(['vip', 'list', '--socket', path]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${path.replace(/[.]/g, '\\.')} is not a socket \\(give the agent's --socket\\)`));
+    assert.doesNotMatch(r.stderr, /running\?/);
+  }
+});
+
 
 test('an API request body over the limit is answered 413, not reset, and changes nothing', async () => {
   const before = stateFile();
