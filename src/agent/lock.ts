@@ -5,7 +5,7 @@
  * SIGKILL) is taken over, which is what a restart after a crash needs.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SluiceError } from '../model/index.js';
 
@@ -23,11 +23,22 @@ function ownerAlive(pid: number): boolean {
   try { return /sluice/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')); } catch { return false; }
 }
 
+/**
+ * Create `path` holding our pid, or fail with EEXIST. The pid is written to a file of our own and
+ * linked into place: a lock created empty and written after would, for a moment, read as no
+ * owner, and an agent starting then would take it over from a live one.
+ */
+function createHeld(path: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+  try { linkSync(tmp, path); } finally { unlinkSync(tmp); }
+}
+
 function take(path: string, what: string): void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = openSync(path, 'wx', 0o600);
-      try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+      createHeld(path);
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new SluiceError((e as NodeJS.ErrnoException).code ?? 'EIO', `cannot lock ${what} (${path}): ${(e as Error).message}`);

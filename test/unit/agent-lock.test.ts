@@ -1,11 +1,12 @@
 /**
  * One agent per pin dir, however the directory is written on the command line: the lock must
- * not be two locks for `/sys/fs/bpf/x` and `/sys/fs/bpf/x/`.
+ * not be two locks for `/sys/fs/bpf/x` and `/sys/fs/bpf/x/`. And a lock is never seen without
+ * its owner: an empty lock file reads as a dead owner, and a starting agent would take it over.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,4 +46,27 @@ test('the pin dir written with a trailing slash or as a relative path is the sam
   } finally {
     process.chdir(cwd);
   }
+});
+
+test('a lock file is never seen without its owner\'s pid, even while it is being taken', async () => {
+  const o = { stateDir: join(dir, 'cycled-state'), pinDir: join(dir, 'cycled-pins') };
+  // Another process takes and releases the lock as fast as it can (bounded in count and time).
+  const script = `const { AgentLock } = await import(${JSON.stringify(LOCK_JS)}); const t = Date.now(); for (let n = 0; n < 3000 && Date.now() - t < 5000; n++) AgentLock.acquire(${JSON.stringify(o)}).release();`;
+  const p = spawn(process.execPath, ['--input-type=module', '-e', script, 'sluice-lock-cycler'], { stdio: 'inherit' });
+  holders.push(p);
+  let running = true;
+  p.once('exit', () => { running = false; });
+  let seen = 0;
+  const unowned: string[] = [];
+  while (running) {
+    try {
+      const text = readFileSync(join(o.stateDir, 'agent.lock'), 'utf8');
+      seen++;
+      if (!(Number(text.trim()) > 0)) unowned.push(JSON.stringify(text));
+    } catch { /* released at that moment */ }
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(p.exitCode, 0, 'the cycling process took and released the lock every time');
+  assert.ok(seen > 0, 'the lock file was read while held');
+  assert.deepEqual(unowned.slice(0, 3), [], `${unowned.length} of ${seen} reads found no pid`);
 });
