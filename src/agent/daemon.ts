@@ -105,7 +105,7 @@ export async function runAgent(o: AgentCliOptions): Promise<RunningAgent> {
     if (o.metrics) parseHostPort(o.metrics);
     const store = new StateStore(o.stateDir);
     const initial = initialState(o, store);
-    const lock = AgentLock.acquire({ stateDir: o.stateDir, pinDir: o.pinDir });
+    const lock = AgentLock.acquire({ stateDir: o.stateDir, pinDir: o.pinDir, socket: o.socket });
     try {
       await claimSocket(o.socket);
       return await start(o, log, store, initial, lock, takeEarlyHup);

@@ -1,7 +1,9 @@
 /**
- * One agent per state dir and per pin dir. A second agent would adopt the first one's pinned
- * maps and rewrite them with its own state before it noticed anything, so it must stop before
- * it opens the data plane. Lock files hold the owner's pid; a lock whose owner is gone (a crash,
+ * One agent per state dir, per pin dir and per API socket. A second agent would adopt the first
+ * one's pinned maps and rewrite them with its own state before it noticed anything; one on the
+ * same socket but other dirs would attach its program to its interface and only then find the
+ * socket taken, leaving XDP attached with nobody to manage it. So it must stop before it opens
+ * the data plane. Lock files hold the owner's pid; a lock whose owner is gone (a crash,
  * SIGKILL) is taken over, which is what a restart after a crash needs.
  */
 import { createHash } from 'node:crypto';
@@ -52,20 +54,25 @@ function take(path: string, what: string): void {
 }
 
 /**
- * One name per directory, however it was written: the pin dir's lock is named by a hash of its
- * path, and `/sys/fs/bpf/sluice/`, `/sys/fs/bpf//sluice` or a relative path must not make a
- * second lock for the same pins. Symlinks in the part that exists are resolved too.
+ * One name per path, however it was written: the pin dir's and the socket's locks are named by a
+ * hash of their paths, and `/sys/fs/bpf/sluice/`, `/sys/fs/bpf//sluice` or a relative path must
+ * not make a second lock for the same pins. Symlinks in the part that exists are resolved too.
  */
-export function canonicalDir(dir: string): string {
-  const abs = resolve(dir);
+export function canonicalPath(path: string): string {
+  const abs = resolve(path);
   if (existsSync(abs)) return realpathSync(abs);
   const parent = dirname(abs);
-  return parent === abs ? abs : join(canonicalDir(parent), basename(abs));
+  return parent === abs ? abs : join(canonicalPath(parent), basename(abs));
 }
 
 /** The lock file of a pin dir (bpffs holds only BPF objects, so it lives under PIN_LOCK_DIR). */
 export function pinLockPath(pinDir: string): string {
-  return join(PIN_LOCK_DIR, `pins-${createHash('sha256').update(canonicalDir(pinDir)).digest('hex').slice(0, 16)}.lock`);
+  return join(PIN_LOCK_DIR, `pins-${createHash('sha256').update(canonicalPath(pinDir)).digest('hex').slice(0, 16)}.lock`);
+}
+
+/** The lock file of an API socket path: beside the socket would be in a directory any agent may share. */
+export function socketLockPath(socket: string): string {
+  return join(PIN_LOCK_DIR, `socket-${createHash('sha256').update(canonicalPath(socket)).digest('hex').slice(0, 16)}.lock`);
 }
 
 export class AgentLock {
@@ -75,7 +82,7 @@ export class AgentLock {
    * `createStateDir: false` (for `--cleanup`, which must not leave a state dir behind where there
    * was none) skips the state dir's lock when the directory does not exist: no agent uses it.
    */
-  static acquire(o: { stateDir: string; pinDir: string; createStateDir?: boolean }): AgentLock {
+  static acquire(o: { stateDir: string; pinDir: string; socket?: string; createStateDir?: boolean }): AgentLock {
     const withState = o.createStateDir !== false || existsSync(o.stateDir);
     if (withState) mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(PIN_LOCK_DIR, { recursive: true, mode: 0o700 });
@@ -88,6 +95,11 @@ export class AgentLock {
       }
       take(pinLock, `the pin dir ${o.pinDir}`);
       held.push(pinLock);
+      if (o.socket !== undefined) {
+        const socketLock = socketLockPath(o.socket);
+        take(socketLock, `the API socket ${o.socket}`);
+        held.push(socketLock);
+      }
     } catch (e) {
       new AgentLock(held).release();
       throw e;

@@ -2,6 +2,7 @@
  * One agent per pin dir, however the directory is written on the command line: the lock must
  * not be two locks for `/sys/fs/bpf/x` and `/sys/fs/bpf/x/`. And a lock is never seen without
  * its owner: an empty lock file reads as a dead owner, and a starting agent would take it over.
+ * Nor do two agents share one API socket: the second would attach XDP before finding it taken.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,8 +23,8 @@ after(async () => {
 });
 
 /** Another process (named like sluice, as the lock's owner check wants) holds the lock for these dirs. */
-async function holdLock(stateDir: string, pinDir: string): Promise<number> {
-  const script = `const { AgentLock } = await import(${JSON.stringify(LOCK_JS)}); const lock = AgentLock.acquire(${JSON.stringify({ stateDir, pinDir })}); process.on('SIGTERM', () => { lock.release(); process.exit(0); }); console.log('held'); setTimeout(() => {}, 60000);`;
+async function holdLock(stateDir: string, pinDir: string, socket?: string): Promise<number> {
+  const script = `const { AgentLock } = await import(${JSON.stringify(LOCK_JS)}); const lock = AgentLock.acquire(${JSON.stringify({ stateDir, pinDir, socket })}); process.on('SIGTERM', () => { lock.release(); process.exit(0); }); console.log('held'); setTimeout(() => {}, 60000);`;
   const p = spawn(process.execPath, ['--input-type=module', '-e', script, 'sluice-lock-holder'], { stdio: ['ignore', 'pipe', 'inherit'] });
   holders.push(p);
   await new Promise<void>((resolve, reject) => {
@@ -69,4 +70,15 @@ test('a lock file is never seen without its owner\'s pid, even while it is being
   assert.equal(p.exitCode, 0, 'the cycling process took and released the lock every time');
   assert.ok(seen > 0, 'the lock file was read while held');
   assert.deepEqual(unowned.slice(0, 3), [], `${unowned.length} of ${seen} reads found no pid`);
+});
+
+test('a second agent on the same API socket is refused by the lock, whatever its state and pin dirs', async () => {
+  const socket = join(dir, 'run', 'agent.sock');
+  const pid = await holdLock(join(dir, 'state-a'), join(dir, 'pins-a'), socket);
+  for (const spelled of [socket, join(dir, 'run', '.', 'agent.sock'), join(dir, 'run//agent.sock')]) {
+    assert.throws(() => AgentLock.acquire({ stateDir: join(dir, 'state-b'), pinDir: join(dir, 'pins-b'), socket: spelled }),
+      (e: Error & { code?: string }) => e.code === 'EBUSY' && e.message.includes(`pid ${pid}`) && e.message.includes('API socket'), spelled);
+  }
+  // Refused whole: the state and pin dir locks it took on the way are released again.
+  AgentLock.acquire({ stateDir: join(dir, 'state-b'), pinDir: join(dir, 'pins-b') }).release();
 });
