@@ -3,8 +3,8 @@
  * one's pinned maps and rewrite them with its own state before it noticed anything; one on the
  * same socket but other dirs would attach its program to its interface and only then find the
  * socket taken, leaving XDP attached with nobody to manage it. So it must stop before it opens
- * the data plane. Lock files hold the owner's pid; a lock whose owner is gone (a crash,
- * SIGKILL) is taken over, which is what a restart after a crash needs.
+ * the data plane. Lock files name their owner (pid, boot, start time); a lock whose owner is
+ * gone (a crash, SIGKILL, a reboot) is taken over, which is what a restart after a crash needs.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
@@ -14,15 +14,47 @@ import { SluiceError } from '../model/index.js';
 /** bpffs holds only BPF objects: the pin dir's lock lives here, named by a hash of its path. */
 export const PIN_LOCK_DIR = '/run/sluice/locks';
 
-function ownerAlive(pid: number): boolean {
+/**
+ * Who a lock file names. Since the pid alone names another process once it is reused (after a
+ * reboot, pids come round again, and the state dir's lock outlives one), the file also holds the
+ * boot id and the owner's start time: the three together name one process.
+ */
+interface Owner { pid: number; boot?: string; start?: string }
+
+function parseOwner(text: string): Owner {
+  const [pid, boot, start] = text.trim().split(/\s+/);
+  return { pid: Number(pid), boot, start };
+}
+
+function bootId(): string {
+  return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+}
+
+/** Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. */
+function startTime(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+}
+
+function ownerLine(): string {
+  return `${process.pid} ${bootId()} ${startTime(process.pid)}\n`;
+}
+
+function ownerAlive(o: Owner): boolean {
+  const { pid } = o;
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
   try {
     process.kill(pid, 0);
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  // A recycled pid belongs to some other program: only a sluice process holds the lock.
-  try { return /sluice/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')); } catch { return false; }
+  try {
+    if (o.boot !== undefined && o.start !== undefined) return o.boot === bootId() && o.start === startTime(pid);
+    // A lock an older sluice wrote (its pid only): a recycled pid belongs to some other program, so only a sluice process holds it.
+    return /sluice/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -33,7 +65,7 @@ function ownerAlive(pid: number): boolean {
 function createHeld(path: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
-  try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+  try { writeSync(fd, ownerLine()); } finally { closeSync(fd); }
   try { linkSync(tmp, path); } finally { unlinkSync(tmp); }
 }
 
@@ -45,9 +77,9 @@ function take(path: string, what: string): void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new SluiceError((e as NodeJS.ErrnoException).code ?? 'EIO', `cannot lock ${what} (${path}): ${(e as Error).message}`);
     }
-    let pid = NaN;
-    try { pid = Number(readFileSync(path, 'utf8').trim()); } catch { /* vanished: try again */ }
-    if (ownerAlive(pid)) throw new SluiceError('EBUSY', `another agent (pid ${pid}) uses ${what}; stop it first (lock ${path})`);
+    let owner: Owner = { pid: NaN };
+    try { owner = parseOwner(readFileSync(path, 'utf8')); } catch { /* vanished: try again */ }
+    if (ownerAlive(owner)) throw new SluiceError('EBUSY', `another agent (pid ${owner.pid}) uses ${what}; stop it first (lock ${path})`);
     try { unlinkSync(path); } catch { /* its owner removed it */ }
   }
   throw new SluiceError('EBUSY', `could not take the lock ${path} for ${what}`);
@@ -109,7 +141,7 @@ export class AgentLock {
 
   release(): void {
     for (const p of this.paths) {
-      try { if (Number(readFileSync(p, 'utf8').trim()) === process.pid) unlinkSync(p); } catch { /* gone already */ }
+      try { if (parseOwner(readFileSync(p, 'utf8')).pid === process.pid) unlinkSync(p); } catch { /* gone already */ }
     }
   }
 }

@@ -3,11 +3,12 @@
  * not be two locks for `/sys/fs/bpf/x` and `/sys/fs/bpf/x/`. And a lock is never seen without
  * its owner: an empty lock file reads as a dead owner, and a starting agent would take it over.
  * Nor do two agents share one API socket: the second would attach XDP before finding it taken.
+ * Nor does a reused pid hold a dead agent's lock.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sluice-lock-'));
 const holders: ChildProcess[] = [];
 // SIGTERM: the holder releases its lock, so no stale lock file is left under /run/sluice/locks.
 after(async () => {
-  await Promise.all(holders.map((h) => new Promise((r) => { if (h.exitCode !== null) return r(null); h.once('exit', r); h.kill('SIGTERM'); })));
+  await Promise.all(holders.map((h) => new Promise((r) => { if (h.exitCode !== null || h.signalCode !== null) return r(null); h.once('exit', r); h.kill('SIGTERM'); })));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -63,7 +64,7 @@ test('a lock file is never seen without its owner\'s pid, even while it is being
     try {
       const text = readFileSync(join(o.stateDir, 'agent.lock'), 'utf8');
       seen++;
-      if (!(Number(text.trim()) > 0)) unowned.push(JSON.stringify(text));
+      if (!(Number(text.split(' ')[0]) > 0)) unowned.push(JSON.stringify(text));
     } catch { /* released at that moment */ }
     await new Promise((r) => setImmediate(r));
   }
@@ -81,4 +82,21 @@ test('a second agent on the same API socket is refused by the lock, whatever its
   }
   // Refused whole: the state and pin dir locks it took on the way are released again.
   AgentLock.acquire({ stateDir: join(dir, 'state-b'), pinDir: join(dir, 'pins-b') }).release();
+});
+
+test('a lock whose pid has since gone to another process, even one named sluice, is taken over', async () => {
+  const o = { stateDir: join(dir, 'reused-state'), pinDir: join(dir, 'reused-pins') };
+  const holder = await holdLock(o.stateDir, o.pinDir);
+  const lockFile = join(o.stateDir, 'agent.lock');
+  const held = readFileSync(lockFile, 'utf8');
+  const h = holders.find((p) => p.pid === holder)!;
+  await new Promise((r) => { h.once('exit', r); h.kill('SIGKILL'); });
+  // As after a reboot: the dead agent's pid now names another live process (named like sluice too).
+  const impostor = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'sluice-pid-reuser'], { stdio: 'ignore' });
+  holders.push(impostor);
+  await new Promise((r) => impostor.once('spawn', r));
+  writeFileSync(lockFile, held.replace(String(holder), String(impostor.pid)));
+  const lock = AgentLock.acquire(o);
+  assert.equal(readFileSync(lockFile, 'utf8').split(' ')[0], String(process.pid), 'the lock is now ours');
+  lock.release();
 });
