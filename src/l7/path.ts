@@ -37,12 +37,21 @@ export function targetAuthority(url: string): string | undefined {
 }
 
 /**
- * A request to refuse with 400 before routing: two Host lines (Node keeps the first, an upstream
- * might take the other: RFC 9112 §3.2), a fragment, userinfo in an absolute-form target, or
- * `*` as the target of anything but OPTIONS (RFC 9112 §3.2.4; Node takes `GET *`).
+ * uri-host [":" port] (RFC 9110 §7.2): an IP literal or a reg-name, which has no `@`, `/`, `#`,
+ * space or second `:`. Routes would otherwise match one name in `a.example.com:80@evil.com`
+ * (a.example.com) and an upstream's URL parser read another (evil.com). Linear: no nested
+ * quantifiers for a client's input to make slow.
  */
-export function ambiguousTarget(hostLines: number, target: string, authority: string | undefined, method: string): boolean {
-  return hostLines > 1 || hasFragment(target) || (authority !== undefined && authority.includes('@')) || (target === '*' && method !== 'OPTIONS');
+const HOST = /^(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+
+/**
+ * A request to refuse with 400 before routing: two Host lines (Node keeps the first, an upstream
+ * might take the other: RFC 9112 §3.2), a fragment, a `host` (the absolute-form authority, else
+ * Host, else none as HTTP/1.0 may send) that names no one host (RFC 9112 §3.2: userinfo, `#`, a
+ * space), or `*` as the target of anything but OPTIONS (RFC 9112 §3.2.4; Node takes `GET *`).
+ */
+export function ambiguousTarget(hostLines: number, target: string, host: string | undefined, method: string): boolean {
+  return hostLines > 1 || hasFragment(target) || (host !== undefined && !HOST.test(host)) || (target === '*' && method !== 'OPTIONS');
 }
 
 /** The path of an origin-form target: no query string. */

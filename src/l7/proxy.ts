@@ -12,7 +12,7 @@ import { transferCodingRefusal } from './framing.js';
 import { ambiguousTarget, originForm, pathOf, routingPath, targetAuthority } from './path.js';
 import type { Pick, Pool } from './pool.js';
 import type { CompiledRoute } from './router.js';
-import { normalizeHost, validHost } from './router.js';
+import { normalizeHost } from './router.js';
 import type { Runtime } from './runtime.js';
 import { refusedByParser, type ProxyContext } from './context.js';
 import { peerAddress } from './trust.js';
@@ -137,7 +137,7 @@ export class ProxyRequest implements Exchange {
     }, randomUUID);
     this.head = built.head;
     this.requestId = built.requestId;
-    if (ambiguousTarget(built.hosts, target, authority, this.method) || !validHost(authority ?? req.headers.host)) return this.refuse(400);
+    if (ambiguousTarget(built.hosts, target, authority ?? req.headers.host, this.method)) return this.refuse(400);
     this.route = rt.router.match({ method: this.method, host: this.host, path: routingPath(this.path), headers: req.headers });
     if (!this.route) return this.refuse(404);
     this.attempt();

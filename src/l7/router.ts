@@ -71,15 +71,3 @@ export function normalizeHost(h: string | undefined): string {
   return s.toLowerCase();
 }
 
-/**
- * uri-host [":" port] (RFC 9110 §7.2): an IP literal or a reg-name, which has no `@`, `/`, `#`,
- * space or second `:`. Any other Host is refused with 400 (RFC 9112 §3.2): routes would match
- * one name in `a.example.com:80@evil.com` (a.example.com) and an upstream's URL parser read
- * another (evil.com). Linear: no nested quantifiers for a client's input to make slow.
- */
-const HOST = /^(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
-
-/** A Host, :authority or absolute-form authority that names one host; none (HTTP/1.0) is fine. */
-export function validHost(h: string | undefined): boolean {
-  return h === undefined || HOST.test(h);
-}

@@ -12,7 +12,7 @@ import type { ProxyContext } from './context.js';
 import { authorityOf, headerCount, requestHead } from './headers.js';
 import { ambiguousTarget, originForm, pathOf, routingPath, targetAuthority } from './path.js';
 import { rawShortReply } from './proxy.js';
-import { normalizeHost, validHost } from './router.js';
+import { normalizeHost } from './router.js';
 import { peerAddress } from './trust.js';
 import { ResponseParser } from './upstream/parser.js';
 
@@ -40,7 +40,7 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, 
     upgrade: plain ? undefined : wanted, fallbackHost: () => authorityOf(req.socket.localAddress, req.socket.localPort, proto),
   }, randomUUID);
   const tooMany = headerCount(req.rawHeaders, false) > rt.config.limits.maxHeaders;
-  const invalid = ambiguousTarget(built.hosts, target, authority, method) || !validHost(authority ?? req.headers.host);
+  const invalid = ambiguousTarget(built.hosts, target, authority ?? req.headers.host, method);
   const route = tooMany || invalid ? undefined : rt.router.match({ method, host, path: routingPath(path), headers: req.headers });
   let status = 0;
   let upstream: string | undefined;
