@@ -61,7 +61,7 @@ export class HealthChecker {
     let finished = false;
     const finish = (ok: boolean, reason: string) => { if (!finished) { finished = true; done(ok, reason); } };
     const req = request({
-      host: t.spec.host, port: t.spec.port, path: h.path, method: 'GET', agent: false, timeout: h.timeoutMs,
+      host: t.spec.host, port: t.spec.port, path: h.path, method: 'GET', agent: false,
       headers: { host: h.host ?? t.key, 'user-agent': 'sluice-health', connection: 'close' },
     }, (res) => {
       const code = res.statusCode ?? 0;
@@ -70,12 +70,12 @@ export class HealthChecker {
       // (or slowly) would otherwise keep every check's connection open, one more each interval.
       req.destroy();
     });
-    // `timeout` bounds the whole wait for the status, not each silence: an endpoint that trickles
-    // its head would otherwise hold the check (and the next ones, which wait for it) forever.
+    // `timeout` bounds the whole wait for the status (connect included), not each silence as a
+    // socket timer would: an endpoint that trickles its head would hold the check (and the next
+    // ones, which wait for it) forever.
     const deadline = setTimeout(() => { req.destroy(); finish(false, 'timeout'); }, h.timeoutMs);
     deadline.unref();
     req.once('close', () => clearTimeout(deadline));
-    req.on('timeout', () => { req.destroy(); finish(false, 'timeout'); });
     req.on('error', (e: NodeJS.ErrnoException) => finish(false, e.code ?? e.message));
     req.end();
   }
