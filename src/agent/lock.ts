@@ -11,7 +11,7 @@ import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, rea
 import { basename, dirname, join, resolve } from 'node:path';
 import { SluiceError } from '../model/index.js';
 
-/** bpffs holds only BPF objects: the pin dir's lock lives here, named by a hash of its path. */
+/** Where the locks of pin dirs and API sockets live, each named by a hash of its path (lockPathOf). */
 export const PIN_LOCK_DIR = '/run/sluice/locks';
 
 /**
@@ -97,14 +97,12 @@ export function canonicalPath(path: string): string {
   return parent === abs ? abs : join(canonicalPath(parent), basename(abs));
 }
 
-/** The lock file of a pin dir (bpffs holds only BPF objects, so it lives under PIN_LOCK_DIR). */
-export function pinLockPath(pinDir: string): string {
-  return join(PIN_LOCK_DIR, `pins-${createHash('sha256').update(canonicalPath(pinDir)).digest('hex').slice(0, 16)}.lock`);
-}
-
-/** The lock file of an API socket path: beside the socket would be in a directory any agent may share. */
-export function socketLockPath(socket: string): string {
-  return join(PIN_LOCK_DIR, `socket-${createHash('sha256').update(canonicalPath(socket)).digest('hex').slice(0, 16)}.lock`);
+/**
+ * The lock file of a pin dir or an API socket, under PIN_LOCK_DIR: bpffs holds only BPF objects,
+ * and beside the socket would be in a directory any agent may share.
+ */
+export function lockPathOf(kind: 'pins' | 'socket', path: string): string {
+  return join(PIN_LOCK_DIR, `${kind}-${createHash('sha256').update(canonicalPath(path)).digest('hex').slice(0, 16)}.lock`);
 }
 
 export class AgentLock {
@@ -118,7 +116,7 @@ export class AgentLock {
     const withState = o.createStateDir !== false || existsSync(o.stateDir);
     if (withState) mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(PIN_LOCK_DIR, { recursive: true, mode: 0o700 });
-    const pinLock = pinLockPath(o.pinDir);
+    const pinLock = lockPathOf('pins', o.pinDir);
     const held: string[] = [];
     try {
       if (withState) {
@@ -128,7 +126,7 @@ export class AgentLock {
       take(pinLock, `the pin dir ${o.pinDir}`);
       held.push(pinLock);
       if (o.socket !== undefined) {
-        const socketLock = socketLockPath(o.socket);
+        const socketLock = lockPathOf('socket', o.socket);
         take(socketLock, `the API socket ${o.socket}`);
         held.push(socketLock);
       }
