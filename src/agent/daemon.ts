@@ -8,7 +8,7 @@ import { DEFAULT_DATAPLANE, readConfigDocument, type Config, type DataplaneSpec 
 import { openDataplane } from '../dataplane/open.js';
 import { Agent } from './agent.js';
 import { claimSocket, serveApi } from './api.js';
-import { applyConfig, diffConfigs, isNoChange, refuseImplicitRemoveAll, validateDocument, type ConfigDiff } from './desired.js';
+import { applyConfig, diffConfigs, isMapping, isNoChange, refuseImplicitRemoveAll, validateDocument, type ConfigDiff } from './desired.js';
 import { L7Pool } from './l7-pool.js';
 import { AgentLock } from './lock.js';
 import { parseHostPort, serveMetrics } from './metrics.js';
@@ -75,15 +75,10 @@ export function initialState(o: AgentCliOptions, store: StateStore): Config {
 
 /** The config file with the command-line flags laid over its dataplane section (at start and on SIGHUP alike). */
 function withFlags(doc: unknown, flags: Partial<DataplaneSpec>): unknown {
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return doc;
-  const d = doc as Record<string, unknown>;
+  if (!isMapping(doc)) return doc;
   // A dataplane that is no mapping (`dataplane: eth0`) is left for validation to refuse, not replaced.
-  if (d.dataplane !== undefined && d.dataplane !== null && !isMapping(d.dataplane)) return doc;
-  return { ...d, dataplane: { ...(isMapping(d.dataplane) ? d.dataplane : {}), ...flags } };
-}
-
-function isMapping(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (doc.dataplane !== undefined && doc.dataplane !== null && !isMapping(doc.dataplane)) return doc;
+  return { ...doc, dataplane: { ...(isMapping(doc.dataplane) ? doc.dataplane : {}), ...flags } };
 }
 
 export interface RunningAgent {

@@ -124,10 +124,10 @@ const FIXED: Array<keyof DataplaneSpec> = ['kind', 'interface', 'xdpMode', 'ring
  */
 export function applyConfig(c: Config, doc: unknown): Config {
   refuseImplicitRemoveAll(doc, c);
-  const d = doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : null;
+  const d = isMapping(doc) ? doc : null;
   const dp = d?.dataplane;
-  const mapping = typeof dp === 'object' && dp !== null && !Array.isArray(dp);
-  const given = mapping ? (dp as Record<string, unknown>) : {};
+  const mapping = isMapping(dp);
+  const given = mapping ? dp : {};
   // Fields the document leaves out keep their running values, so validation sees the real limits;
   // a dataplane that is no mapping (`dataplane: eth0`) is left for validation to refuse.
   const merged = d && (mapping || dp === undefined || dp === null) ? { ...d, dataplane: { ...stripUndefined(c.dataplane), ...given } } : doc;
@@ -162,6 +162,11 @@ export function diffConfigs(before: Config, after: Config): ConfigDiff {
 
 export function isNoChange(d: ConfigDiff): boolean {
   return !d.added.length && !d.removed.length && !d.changed.length && !d.l7 && !d.dataplane;
+}
+
+/** A YAML mapping (a JSON object): not null, not a list. */
+export function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -1,6 +1,7 @@
 /** The client commands: vip, real, apply, status, stats. */
 import { Command, Option } from 'commander';
 import { parseRealRef, parseVipKey, readConfigDocument, realKey, vipKey, canonicalMac, unusableMac, ValidationError } from '../model/index.js';
+import type { ConfigDiff } from '../agent/desired.js';
 import { ApiError, call, realPath, vipPath } from './client.js';
 import { human, table } from './format.js';
 import { common, hashOption, intArg, modeOption, nonEmpty, schedulerOption, UsageError } from './main.js';
@@ -104,10 +105,8 @@ export function realCommands(): Command {
   return real;
 }
 
-type ApplyDiff = { added: string[]; removed: string[]; changed: string[]; l7: boolean; dataplane: boolean };
-
 /** `: 1 added, 2 changed, l7 changed`: what apply did, in counts (`vip list` shows which). */
-function describeDiff(d: ApplyDiff): string {
+function describeDiff(d: ConfigDiff): string {
   const parts = [
     ...(d.added.length ? [`${d.added.length} added`] : []),
     ...(d.changed.length ? [`${d.changed.length} changed`] : []),
@@ -124,7 +123,7 @@ export function applyCommand(): Command {
     .action(async (o: Opts & { file: string }) => {
       const doc = readConfigDocument(o.file);
       if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new ValidationError([{ path: o.file, message: 'must be a mapping with dataplane, vips and l7' }]);
-      const r = await call<{ vips: number; changed?: boolean; diff?: ApplyDiff }>(o.socket, 'PUT', '/v1/config', doc);
+      const r = await call<{ vips: number; changed?: boolean; diff?: ConfigDiff }>(o.socket, 'PUT', '/v1/config', doc);
       // As kubectl's "unchanged": a second apply of the same file must not read as a change made.
       if (r.changed === false) process.stdout.write(`ok: ${o.file} is the running state already (${r.vips} VIPs): nothing changed\n`);
       else process.stdout.write(`ok: applied ${o.file} (${r.vips} VIPs${r.diff ? describeDiff(r.diff) : ''})\n`);
