@@ -127,6 +127,26 @@ export async function rawUpstream(onConnection: (s: Socket) => void): Promise<{ 
 }
 
 /**
+ * An upstream that answers each request with `first`, then sends `drip` every `everyMs` and never
+ * finishes: for timeouts that must bound a whole wait, not each silence. `open` holds its live
+ * connections; close() stops the drips and ends them.
+ */
+export async function tricklingUpstream(first: string, drip: string, everyMs: number): Promise<{ address: string; open: Set<Socket>; close(): void }> {
+  const open = new Set<Socket>();
+  const drips: NodeJS.Timeout[] = [];
+  const up = await rawUpstream((s) => {
+    open.add(s);
+    s.on('close', () => open.delete(s));
+    s.on('error', () => {});
+    s.once('data', () => {
+      s.write(first);
+      drips.push(setInterval(() => { if (!s.destroyed) s.write(drip); }, everyMs));
+    });
+  });
+  return { address: up.address, open, close: () => { for (const d of drips) clearInterval(d); up.close(); for (const s of open) s.destroy(); } };
+}
+
+/**
  * A loopback port where connecting hangs, for connect timeouts: a child process listens with a
  * backlog of 1 and then blocks its event loop, so nothing is ever accepted; once the accept
  * queue is full the kernel drops new SYNs and connect() waits.

@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { validateL7 } from '../../src/l7/config.js';
-import { backend, freePort, get, proxy, raw, rawUpstream, simple, sleep, statusOf, unaccepting, type Proxy } from './helpers.js';
+import { backend, freePort, get, proxy, raw, rawUpstream, simple, sleep, statusOf, tricklingUpstream, unaccepting, type Proxy } from './helpers.js';
 
 const endpointOf = (p: Proxy, i = 0) => p.worker.runtime.pools.get('app')!.endpoints[i];
 const ejections = (p: Proxy) => p.logs.lines.filter((l) => l.msg === 'endpoint ejected after consecutive failures');
@@ -243,38 +243,21 @@ describe('active health checks', () => {
   });
 
   it('closes each check\'s connection once it has the status, so an endpoint that never ends its body does not pile up connections', async () => {
-    const open = new Set<import('node:net').Socket>();
-    const drips: NodeJS.Timeout[] = [];
-    const up = await rawUpstream((s) => {
-      open.add(s);
-      s.on('close', () => open.delete(s));
-      s.on('error', () => {});
-      s.once('data', () => {
-        s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
-        drips.push(setInterval(() => { if (!s.destroyed) s.write('1\r\nx\r\n'); }, 20));
-      });
-    });
+    const up = await tricklingUpstream('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', '1\r\nx\r\n', 20);
     const p = await proxy(simple([up.address], { health: { path: '/healthz', interval: '100ms', timeout: '200ms' } }));
     try {
       await sleep(700);
-      assert.ok(open.size <= 1, `${open.size} check connections still open`);
-    } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); for (const s of open) s.destroy(); }
+      assert.ok(up.open.size <= 1, `${up.open.size} check connections still open`);
+    } finally { await p.close(); up.close(); }
   });
 
   it('fails a check whose response head has not all come within timeout, though bytes keep coming', async () => {
-    const drips: NodeJS.Timeout[] = [];
-    const up = await rawUpstream((s) => {
-      s.on('error', () => {});
-      s.once('data', () => {
-        s.write('HTTP/1.1 200 OK\r\n');
-        drips.push(setInterval(() => { if (!s.destroyed) s.write('X-Still: coming\r\n'); }, 30));
-      });
-    });
+    const up = await tricklingUpstream('HTTP/1.1 200 OK\r\n', 'X-Still: coming\r\n', 30);
     const p = await proxy(simple([up.address], { health: { path: '/healthz', interval: '100ms', timeout: '200ms', fall: 2 } }));
     try {
       for (let i = 0; i < 40 && endpointOf(p).healthy; i++) await sleep(50);
       assert.equal(endpointOf(p).healthy, false);
-    } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); }
+    } finally { await p.close(); up.close(); }
   });
 
   it('answers 503 with a short body when no endpoint is healthy', async () => {

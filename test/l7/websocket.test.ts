@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import type { Duplex } from 'node:stream';
-import { proxy, raw, rawUpstream, simple, statusOf } from './helpers.js';
+import { proxy, raw, rawUpstream, simple, statusOf, tricklingUpstream } from './helpers.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -240,21 +240,14 @@ describe('WebSocket upgrades', () => {
   });
 
   it('answers 504 at the pool timeout to an upgrade whose upstream trickles its answer and never ends it', async () => {
-    const drips: NodeJS.Timeout[] = [];
-    const up = await rawUpstream((s) => {
-      s.on('error', () => {});
-      s.once('data', () => {
-        s.write('HTTP/1.1 101 Switching Protocols\r\n');
-        drips.push(setInterval(() => { if (!s.destroyed) s.write('X-Still: coming\r\n'); }, 30));
-      });
-    });
+    const up = await tricklingUpstream('HTTP/1.1 101 Switching Protocols\r\n', 'X-Still: coming\r\n', 30);
     const p = await proxy(simple([up.address], { timeout: '300ms' }));
     try {
       const started = Date.now();
       const r = await raw(p.port, 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', 2000);
       assert.equal(statusOf(r), 504);
       assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
-    } finally { for (const d of drips) clearInterval(d); await p.close(); up.close(); }
+    } finally { await p.close(); up.close(); }
   });
 
   it('answers 502 to a 101 that switches to a protocol the client did not ask for', async () => {
