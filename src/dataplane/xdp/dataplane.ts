@@ -577,7 +577,7 @@ export class XdpDataplane implements Dataplane {
         for (;;) {
           const fresh = await openNetView();
           try {
-            for (const { a, i } of toProbe) macs[i] = await fresh.neighbour(nextHop(a, routes[i]), routes[i]?.ifindex || undefined).catch(() => null);
+            for (const { a, i } of toProbe) if (!macs[i]) macs[i] = await fresh.neighbour(nextHop(a, routes[i]), routes[i]?.ifindex || undefined).catch(() => null);
           } finally {
             fresh.close();
           }
