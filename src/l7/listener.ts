@@ -1,13 +1,14 @@
 /**
  * One configured listener: plain HTTP/1.1, HTTPS, or HTTPS with HTTP/2 by ALPN (HTTP/1.1
- * still offered). Limits and timeouts that Node enforces itself are set here; requests that
- * Node's parser refuses (bad or ambiguous framing, oversized heads, slow heads) are answered
- * here with the right 4xx, get an access line, and never reach a pool.
+ * still offered). Plain and HTTPS listeners speak HTTP/1.1 through sluice's own server side
+ * (http1/); on an HTTP/2 listener, node:http2 serves both protocols. Requests that a parser
+ * refuses (bad or ambiguous framing, oversized heads, slow heads) are answered here with the
+ * right 4xx, get an access line, and never reach a pool.
  */
-import { createServer as createHttp, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createHttps } from 'node:https';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import { createSecureServer, Http2ServerRequest, type Http2SecureServer, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNet, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTls } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { L7Config, ListenerSpec } from './config.js';
 import { refusedByParser, type ProxyContext } from './context.js';
@@ -15,8 +16,10 @@ import { ProxyRequest, rawShortReply } from './proxy.js';
 import { CertStore, type LoadedCerts } from './tls.js';
 import { peerAddress } from './trust.js';
 import { tunnel } from './tunnel.js';
+import { Http1Server, type Http1Limits } from './http1/connection.js';
+import type { Http1Request, Http1Response } from './http1/message.js';
 
-type AnyServer = HttpServer | Http2SecureServer;
+type AnyServer = NetServer | Http2SecureServer;
 
 function clientErrorStatus(code: string | undefined): number {
   switch (code) {
@@ -24,6 +27,10 @@ function clientErrorStatus(code: string | undefined): number {
     case 'ERR_HTTP_REQUEST_TIMEOUT': case 'HPE_HEADERS_TIMEOUT': return 408;
     default: return 400;
   }
+}
+
+function h1Limits(config: L7Config): Http1Limits {
+  return { maxHeadBytes: config.limits.maxHeaderBytes, headersMs: config.timeouts.headersMs, requestMs: config.timeouts.requestMs, keepAliveMs: config.timeouts.keepAliveMs };
 }
 
 function h2Settings(config: L7Config): { maxHeaderListSize: number; maxConcurrentStreams: number } {
@@ -34,6 +41,8 @@ export class Listener {
   readonly server: AnyServer;
   readonly key: string;
   readonly certs?: CertStore;
+  /** sluice's own HTTP/1.1 server side (plain and HTTPS listeners). */
+  private readonly h1?: Http1Server;
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly sockets = new Set<Duplex>();
   /** HTTP/1.1 on an HTTP/2 server: Node's head timeout does not apply there, so it is done here. */
@@ -47,7 +56,7 @@ export class Listener {
     const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, expectsContinue = false) => {
       // Counted here, before anything can fail, so a drain waits for every request.
       ctx.requestStarted();
-      const guard = req instanceof Http2ServerRequest ? undefined : this.guards.get(req.socket as Duplex);
+      const guard = this.guards.size === 0 || req instanceof Http2ServerRequest ? undefined : this.guards.get(req.socket as Duplex);
       if (guard) {
         clearTimeout(guard);
         this.guards.delete(req.socket as Duplex);
@@ -63,10 +72,10 @@ export class Listener {
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.timeouts.headersMs / 4))),
       noDelay: true,
     };
-    if (spec.tls) {
+    if (spec.tls?.http2) {
       this.certs = new CertStore(spec.tls.certs);
       const tlsOpts = { ...this.certs.defaultPem, SNICallback: this.certs.sniCallback, handshakeTimeout: config.timeouts.headersMs };
-      if (spec.tls.http2) {
+      {
         const s = createSecureServer({
           ...tlsOpts, ...h1, allowHTTP1: true, maxSessionMemory: 20, settings: h2Settings(config),
           // Node refuses (resets) streams past this many header entries: leave limits.maxHeaders to answer 431 first.
@@ -80,25 +89,38 @@ export class Listener {
           if (sock.alpnProtocol !== 'h2') this.guardHead(sock, this.timeouts.headersMs);
         });
         this.server = s;
-      } else {
-        this.server = createHttps({ ...tlsOpts, ...h1 }) as unknown as HttpServer;
       }
+      this.server.on('request', onRequest);
+      // Expect: 100-continue. Node would answer 100 at once, and a client whose body is then refused
+      // (413, 404, no endpoint) would send all of it first; ProxyRequest says 100 only when it reads the body.
+      this.server.on('checkContinue', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => onRequest(req, res, true));
+      this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => tunnel(ctx, req, socket, head, proto));
+      this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+      // HTTP/1.1 CONNECT comes with the bare socket, HTTP/2's with a response; unheard, Node drops the former silently.
+      this.server.on('connect', (req: IncomingMessage | Http2ServerRequest, sockOrRes: Duplex | Http2ServerResponse) => this.refuseConnect(req, sockOrRes));
     } else {
-      this.server = createHttp(h1);
+      const h1s = new Http1Server({
+        // They have the parts of IncomingMessage and ServerResponse that ProxyRequest uses (and tests hold it to that).
+        request: (req, res, expectsContinue) => onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse, expectsContinue),
+        upgrade: (req, socket, head) => tunnel(ctx, req, socket, head, proto),
+        connect: (req, socket) => this.refuseConnect(req, socket),
+        clientError: (socket, status, code, res) => this.refuseClient(socket, status, code, res),
+      }, h1Limits(config), () => ctx.draining);
+      this.h1 = h1s;
+      // Half-open: a client may send its request and its FIN together, and still be answered.
+      if (spec.tls) {
+        this.certs = new CertStore(spec.tls.certs);
+        this.server = createTls({ ...this.certs.defaultPem, SNICallback: this.certs.sniCallback, handshakeTimeout: config.timeouts.headersMs, allowHalfOpen: true },
+          (sock) => { sock.setNoDelay(true); h1s.accept(sock); });
+      } else {
+        this.server = createNet({ allowHalfOpen: true, noDelay: true }, h1s.accept);
+      }
     }
     this.applyLimits(config);
-    this.server.on('request', onRequest);
-    // Expect: 100-continue. Node would answer 100 at once, and a client whose body is then refused
-    // (413, 404, no endpoint) would send all of it first; ProxyRequest says 100 only when it reads the body.
-    this.server.on('checkContinue', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => onRequest(req, res, true));
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => tunnel(ctx, req, socket, head, proto));
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
-    // HTTP/1.1 CONNECT comes with the bare socket, HTTP/2's with a response; unheard, Node drops the former silently.
-    this.server.on('connect', (req: IncomingMessage | Http2ServerRequest, sockOrRes: Duplex | Http2ServerResponse) => this.refuseConnect(req, sockOrRes));
   }
 
   /** sluice is a reverse proxy, not a forward one: CONNECT gets 405 (as Node answers it on HTTP/2). */
-  private refuseConnect(req: IncomingMessage | Http2ServerRequest, sockOrRes: Duplex | Http2ServerResponse): void {
+  private refuseConnect(req: IncomingMessage | Http2ServerRequest | Http1Request, sockOrRes: Duplex | Http2ServerResponse): void {
     this.ctx.metrics.clientError(405);
     if (this.ctx.runtime.config.accessLog) {
       const host = req instanceof Http2ServerRequest ? req.authority : req.headers.host;
@@ -147,7 +169,8 @@ export class Listener {
   /** Timeouts and limits that a reload may change on a listener that stays open. */
   applyLimits(config: L7Config): void {
     this.timeouts = config.timeouts;
-    const s = this.server as HttpServer;
+    if (this.h1) { this.h1.setLimits(h1Limits(config)); return; }
+    const s = this.server as unknown as HttpServer;
     // Node would silently drop headers past its count (Host among them, if late): keep them all,
     // bounded by maxHeaderSize, and let ProxyRequest refuse too many with 431.
     s.maxHeadersCount = 0;
@@ -159,17 +182,25 @@ export class Listener {
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    const status = clientErrorStatus(err.code);
-    const inResponse = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
-    const res = (socket as Duplex & { _httpMessage?: object })._httpMessage;
+    const res = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
     // A client that closes in the middle of its body has left, not sent a bad request: its request's
     // own line says 499, and no 400 is counted (nor written to a peer that is gone).
-    if (err.code === 'ECONNRESET' || !socket.writable || inResponse || (res && err.code === 'HPE_INVALID_EOF_STATE')) { socket.destroy(); return; }
+    if (err.code === 'ECONNRESET' || (res && err.code === 'HPE_INVALID_EOF_STATE')) { socket.destroy(); return; }
+    this.refuseClient(socket, clientErrorStatus(err.code), err.code, res);
+  }
+
+  /**
+   * Answer a request a parser refused (or a timeout) with `status`, and close. `res`: the response
+   * of a request under way, whose own access line then reports the status.
+   */
+  private refuseClient(socket: Duplex, status: number, code: string | undefined, res?: { headersSent?: boolean }): void {
+    if (!socket.writable || res?.headersSent) { socket.destroy(); return; }
     this.ctx.metrics.clientError(status);
     // A request under way (timeouts.request ran out mid-body) reports this status in its own line.
     if (res) refusedByParser.set(res, status);
-    else this.logRefusal(socket, status, err.code);
+    else this.logRefusal(socket, status, code);
     socket.end(rawShortReply(status));
+    setTimeout(() => socket.destroy(), 1000).unref();
   }
 
   /** Requests Node's parser refused have no method or path to show: status, client and Node's reason. */
@@ -193,19 +224,21 @@ export class Listener {
 
   /** Stop accepting; idle keep-alive connections close now, busy ones after their response (Connection: close / GOAWAY). */
   stopAccepting(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => { this.h1?.stop(); resolve(); }));
     this.closeIdle();
     for (const s of this.sessions) s.close();
     return closed;
   }
 
   closeIdle(): void {
-    (this.server as HttpServer).closeIdleConnections?.();
+    if (this.h1) this.h1.closeIdle();
+    else (this.server as unknown as HttpServer).closeIdleConnections?.();
   }
 
   /** End of the grace period: whatever is still open goes. */
   destroyAll(): void {
-    (this.server as HttpServer).closeAllConnections?.();
+    this.h1?.destroyAll();
+    (this.server as unknown as HttpServer).closeAllConnections?.();
     for (const s of this.sessions) s.destroy();
     for (const s of this.sockets) s.destroy();
   }

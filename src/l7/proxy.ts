@@ -19,6 +19,7 @@ import { peerAddress } from './trust.js';
 import type { Connection, Exchange, UpstreamError } from './upstream/connection.js';
 import { ParseError, type ResponseHead } from './upstream/parser.js';
 
+/** Http1Request and Http1Response (http1/message.ts) stand in for the first two: they have the parts used here. */
 export type Req = IncomingMessage | Http2ServerRequest;
 export type Res = ServerResponse | Http2ServerResponse;
 

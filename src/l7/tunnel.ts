@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Http1Request } from './http1/message.js';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ProxyContext } from './context.js';
@@ -18,7 +19,7 @@ import { ResponseParser } from './upstream/parser.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
-export function tunnel(ctx: ProxyContext, req: IncomingMessage, client: Duplex, early: Buffer, proto: 'http' | 'https'): void {
+export function tunnel(ctx: ProxyContext, req: IncomingMessage | Http1Request, client: Duplex, early: Buffer, proto: 'http' | 'https'): void {
   const rt = ctx.runtime;
   const t0 = performance.now();
   const clientIp = peerAddress(req.socket.remoteAddress);
