@@ -7,7 +7,8 @@
  * A raw TCP relay (one upstream connection per client connection, bytes piped, no HTTP) shows
  * what the same socket reads and writes cost a Node process with no HTTP work at all; a node:http
  * server in front of the least upstream side that works here (below) shows what node:http's
- * server costs a proxy before it does anything of its own.
+ * server costs a proxy, and the least HTTP/1.1 proxy over `net` what any Node proxy costs before
+ * it does anything of its own.
  * Load: wrk -t1 -c50, bounded duration. Targets: sluice ≥ 0.6× hello, ≥ 1.3× plain proxy.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -108,6 +109,50 @@ http.createServer((req, res) => {
   const r = req.rawHeaders;
   for (let i = 0; i < r.length; i += 2) { const n = r[i].toLowerCase(); if (n !== 'connection' && n !== 'keep-alive') out += r[i] + ': ' + r[i + 1] + '\\r\\n'; }
   u.s.write(out + 'x-forwarded-for: ' + req.socket.remoteAddress + '\\r\\n\\r\\n', 'latin1');
+}).listen(${port}, '127.0.0.1');`;
+
+/**
+ * The least HTTP/1.1 proxy over `net`: one upstream socket per client connection, heads split by
+ * CRLF and copied with two headers dropped and two added, responses framed by Content-Length only.
+ * No checks of any kind: a reference for what a Node proxy costs here before it does anything of
+ * its own (sluice's HTTP/1.1 server side is of this kind, with everything this one leaves out).
+ */
+const NET_FLOOR = (port: number, up: number) => `
+import net from 'node:net';
+const END = Buffer.from('\\r\\n\\r\\n');
+function copyHead(head, extra) {
+  const lines = head.split('\\r\\n');
+  let out = lines[0] + '\\r\\n', len = 0;
+  for (let i = 1; i < lines.length; i++) {
+    const l = lines[i]; const name = l.slice(0, l.indexOf(':')).toLowerCase();
+    if (name === 'content-length') len = Number(l.slice(l.indexOf(':') + 1));
+    if (name !== 'connection' && name !== 'keep-alive') out += l + '\\r\\n';
+  }
+  return { out: out + extra + '\\r\\n', len };
+}
+net.createServer({ noDelay: true }, (c) => {
+  const u = net.connect(${up}, '127.0.0.1');
+  u.setNoDelay(true);
+  let buf = null, ubuf = null;
+  c.on('data', (d) => {
+    buf = buf ? Buffer.concat([buf, d]) : d;
+    const e = buf.indexOf(END);
+    if (e < 0) return;
+    const h = copyHead(buf.latin1Slice(0, e), 'x-forwarded-for: ' + c.remoteAddress + '\\r\\nvia: 1.1 sluice\\r\\n');
+    buf = e + 4 < buf.length ? buf.subarray(e + 4) : null;
+    u.write(h.out, 'latin1');
+  });
+  u.on('data', (d) => {
+    ubuf = ubuf ? Buffer.concat([ubuf, d]) : d;
+    const e = ubuf.indexOf(END);
+    if (e < 0) return;
+    const h = copyHead(ubuf.latin1Slice(0, e), 'via: 1.1 sluice\\r\\n');
+    if (ubuf.length < e + 4 + h.len) return;
+    const body = ubuf.latin1Slice(e + 4, e + 4 + h.len);
+    ubuf = null;
+    c.write(h.out + body, 'latin1');
+  });
+  c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); c.on('close', () => u.destroy());
 }).listen(${port}, '127.0.0.1');`;
 
 const UNDICI_PROXY = (port: number, up: number) => `
@@ -221,6 +266,7 @@ async function main(): Promise<void> {
       ['node + undici Pool proxy', (p) => nodeProc(UNDICI_PROXY(p, backendPort))],
       ['node raw TCP relay (no HTTP, reference)', (p) => nodeProc(TCP_RELAY(p, backendPort))],
       ['node:http server + least upstream (reference)', (p) => nodeProc(NODE_HTTP_FLOOR(p, backendPort))],
+      ['least HTTP/1.1 proxy over net (reference)', (p) => nodeProc(NET_FLOOR(p, backendPort))],
       ['nginx proxy_pass (keepalive 64)', (p) => nginxProc(nginxConf(dir,
         `upstream app { server 127.0.0.1:${backendPort}; keepalive 64; }
          server { listen 127.0.0.1:${p}; keepalive_requests 1000000; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }`))],
@@ -249,6 +295,7 @@ async function main(): Promise<void> {
         'CPU µs/req: CPU time of the server process (and its children) per request: robust to other load on the machine',
         'raw TCP relay: the same reads and writes as any proxy here, no HTTP: the part of a proxy\'s cost that is socket I/O',
         'node:http server + least upstream: not a usable proxy; what node:http\'s server side costs any proxy built on it',
+        'least HTTP/1.1 proxy over net: not a usable proxy either; what any Node proxy costs here before it does anything of its own',
       ],
       data: { durationS: DURATION, rounds: ROUNDS, connections: CONNECTIONS, results: rows, ratios: { sluiceVsHello: sluice / hello, sluiceVsPlain: sluice / plain } },
     };
