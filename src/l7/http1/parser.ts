@@ -58,7 +58,9 @@ const CHUNK_EXT = /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*
 
 export class RequestParser {
   private state = State.Idle;
+  /** The bytes of a head that came in pieces (the first `pendingLen`), or null. */
   private pending: Buffer | null = null;
+  private pendingLen = 0;
   private remaining = 0;
   private line = '';
   private trailerBytes = 0;
@@ -91,21 +93,36 @@ export class RequestParser {
             if (off === data.length) return off;
           }
           this.state = State.Head;
-          let buf = data;
-          let start = off;
-          let base = 0; // bytes of `buf` that came in earlier reads
-          if (this.pending) { base = this.pending.length; buf = Buffer.concat([this.pending, data.subarray(off)]); start = 0; this.pending = null; }
-          const end = buf.indexOf(CRLFCRLF, start);
-          if (end < 0 || end + 4 - start > this.maxHeadBytes) {
-            if (buf.length - start > this.maxHeadBytes) throw new RequestError(431, 'HPE_HEADER_OVERFLOW', 'request head too large');
-            this.pending = Buffer.from(buf.subarray(start));
+          if (this.pending === null) {
+            // The whole head in this read (the usual case): parsed where it lies.
+            const end = data.indexOf(CRLFCRLF, off);
+            if (end >= 0 && end + 4 - off <= this.maxHeadBytes) {
+              this.parseHead(data.toString('latin1', off, end));
+              off = end + 4;
+              if ((this.state as State) === State.Done || (this.state as State) === State.Upgraded) return off;
+              continue;
+            }
+          }
+          // A head in pieces. Each read is appended once and only its own bytes (and the three
+          // before them, for a CRLFCRLF across the seam) are searched: a head sent a byte at a
+          // time costs what it would in one read, not its length squared.
+          const had = this.pendingLen;
+          const room = this.maxHeadBytes - had;
+          const take = Math.min(data.length - off, room);
+          this.append(data, off, take);
+          const buf = this.pending!.subarray(0, this.pendingLen);
+          const end = buf.indexOf(CRLFCRLF, Math.max(0, had - 3));
+          if (end < 0) {
+            if (take < data.length - off) throw new RequestError(431, 'HPE_HEADER_OVERFLOW', 'request head too large');
             // A head ended by bare LFs never sees its CRLFCRLF: refuse it now, not at the timeout.
-            if (this.pending.indexOf(10) >= 0 && hasBareLf(this.pending)) throw new RequestError(400, 'HPE_LF_EXPECTED', 'bare LF in request head');
+            if (hasBareLf(buf, had)) throw new RequestError(400, 'HPE_LF_EXPECTED', 'bare LF in request head');
             return data.length;
           }
-          this.parseHead(buf.toString('latin1', start, end));
-          const consumed = base > 0 ? end + 4 - base : end + 4; // of `data`, counted from `off` when pending
-          off = base > 0 ? off + consumed : consumed;
+          const text = buf.toString('latin1', 0, end);
+          this.pending = null;
+          this.pendingLen = 0;
+          off += end + 4 - had;
+          this.parseHead(text);
           if ((this.state as State) === State.Done || (this.state as State) === State.Upgraded) return off;
           continue;
         }
@@ -149,6 +166,18 @@ export class RequestParser {
       }
     }
     return off;
+  }
+
+  /** Append `n` bytes of `data` from `off` to the pending head, growing its buffer by doubling. */
+  private append(data: Buffer, off: number, n: number): void {
+    const need = this.pendingLen + n;
+    if (this.pending === null || this.pending.length < need) {
+      const grown = Buffer.allocUnsafe(Math.min(this.maxHeadBytes, Math.max(need, 2 * (this.pending?.length ?? 0), 1024)));
+      if (this.pending) this.pending.copy(grown, 0, 0, this.pendingLen);
+      this.pending = grown;
+    }
+    data.copy(this.pending, this.pendingLen, off, off + n);
+    this.pendingLen = need;
   }
 
   private chunkLine(line: string): void {
@@ -254,7 +283,8 @@ export class RequestParser {
   }
 }
 
-function hasBareLf(b: Buffer): boolean {
-  for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) if (i === 0 || b[i - 1] !== 13) return true;
+/** A LF not after a CR in `b` from `from` on (the byte before `from` counts as the one before). */
+function hasBareLf(b: Buffer, from: number): boolean {
+  for (let i = b.indexOf(10, from); i >= 0; i = b.indexOf(10, i + 1)) if (i === 0 || b[i - 1] !== 13) return true;
   return false;
 }
