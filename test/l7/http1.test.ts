@@ -477,6 +477,21 @@ describe('HTTP/1.1 server side: upgrade hand-off', () => {
   });
 });
 
+describe('HTTP/1.1 server side: an HTTP/1.0 request that asks for an upgrade', () => {
+  it('is served as the plain request it is, its Upgrade ignored (RFC 9110 §7.8)', async () => {
+    const b = await backend('b', routes());
+    const p = await proxy(simple([b.address]));
+    try {
+      const c = await client(p.port);
+      c.socket.write('GET /old HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      await closesWithin(c, 2000);
+      const r = responses(c.text(), ['GET']);
+      assert.deepEqual(r.list.map((x) => [x.status, x.body]), [[200, 'b GET /old']]);
+      assert.equal(b.seen.at(-1)?.headers.upgrade, undefined);
+    } finally { await p.close(); await b.close(); }
+  });
+});
+
 describe('HTTP/1.1 server side: TLS listener', () => {
   let certs: ReturnType<typeof makeCerts>, b: Backend, p: Proxy;
   before(async () => {

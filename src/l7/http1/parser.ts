@@ -27,7 +27,7 @@ export interface RequestHead {
   rawHeaders: string[];
   /** The connection may carry another request after this one (before the response has its say). */
   keepAlive: boolean;
-  /** Upgrade with `Connection: upgrade`: the bytes after the head are the new protocol's. */
+  /** Upgrade with `Connection: upgrade` (HTTP/1.1 only): the bytes after the head are the new protocol's. */
   upgrade: boolean;
   /** The Transfer-Encoding, all its header lines joined; undefined when there is none. */
   transferEncoding: string | undefined;
@@ -266,7 +266,8 @@ export class RequestParser {
     if (!host && minor === 1) throw new RequestError(400, 'ERR_MISSING_HOST', 'HTTP/1.1 request without Host');
     if (te !== undefined && contentLength >= 0) throw new RequestError(400, 'HPE_UNEXPECTED_CONTENT_LENGTH', 'Content-Length with Transfer-Encoding');
     const tokens = connection ? connection.split(',').map((t) => t.trim()) : [];
-    upgrade &&= tokens.includes('upgrade');
+    // An HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8): it is served as the request it is.
+    upgrade &&= minor === 1 && tokens.includes('upgrade');
     const keepAlive = minor === 1 ? !tokens.includes('close') : tokens.includes('keep-alive') && !tokens.includes('close');
     let chunked = false;
     if (te !== undefined) {
