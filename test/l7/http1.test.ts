@@ -106,6 +106,21 @@ function routes(): Parameters<typeof backend>[1] {
     if (url.startsWith('/204')) { res.writeHead(204); res.end(); return; }
     if (url.startsWith('/304')) { res.writeHead(304, { etag: '"e"' }); res.end(); return; }
     if (url.startsWith('/echo')) { res.writeHead(200, { 'content-length': Buffer.byteLength(body) }); res.end(body); return; }
+    if (url.startsWith('/big')) {
+      // 300 KB of unknown length, in pieces of several sizes (small ones ride with the chunk line, large ones beside it).
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      let i = 0;
+      const next = (): void => {
+        while (i < 100) {
+          const piece = Buffer.alloc(i % 3 === 0 ? 100 : 6000, 97 + (i % 26));
+          i++;
+          if (!res.write(piece)) { res.once('drain', next); return; }
+        }
+        res.end();
+      };
+      next();
+      return;
+    }
     if (url.startsWith('/close')) { res.writeHead(200, { 'content-length': 2, connection: 'close' }); res.end('ok'); return; }
     const text = `b ${req.method} ${url}`;
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text) });
@@ -117,7 +132,8 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
   let b: Backend, p: Proxy;
   before(async () => {
     b = await backend('b', routes());
-    p = await proxy(simple([b.address], {}, { timeouts: { keepAlive: '2s' } }));
+    // Host `x` only: other hosts get 404.
+    p = await proxy({ ...simple([b.address], {}, { timeouts: { keepAlive: '2s' } }), routes: [{ match: { host: 'x', pathPrefix: '/' }, pool: 'app' }] });
   });
   after(async () => { await p.close(); await b.close(); });
 
@@ -137,6 +153,27 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
     const r = responses(c.text(), ['GET', 'GET']);
     assert.deepEqual(r.list.map((x) => x.body), ['b GET /1', 'b GET /2']);
     assert.equal(r.rest, '');
+  });
+
+  it('answers the pipelined requests before a malformed one, then 400 and closes: nothing after it is read', async () => {
+    const c = await client(p.port);
+    const before = b.seen.length;
+    c.socket.write(`${GET('/p1')}GET /p2 HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n${GET('/p3')}`);
+    await closesWithin(c, 2000);
+    const r = responses(c.text(), ['GET', 'GET']);
+    assert.deepEqual(r.list.map((x) => x.status), [200, 400]);
+    assert.deepEqual(b.seen.slice(before).map((x) => x.url), ['/p1']);
+  });
+
+  it('never reads the body of a refused request as the next request', async () => {
+    const c = await client(p.port);
+    const before = b.seen.length;
+    const inner = GET('/smuggled');
+    c.socket.write(`POST /nowhere HTTP/1.1\r\nHost: unknown.test\r\nContent-Length: ${inner.length}\r\n\r\n${inner}`);
+    await closesWithin(c, 2000);
+    assert.deepEqual(responses(c.text(), ['POST', 'GET']).list.map((x) => x.status), [404]);
+    await sleep(50);
+    assert.deepEqual(b.seen.slice(before).map((x) => x.url), []);
   });
 
   it('skips empty lines between pipelined requests', async () => {
@@ -191,9 +228,27 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
     c.socket.destroy();
   });
 
+  it('frames a large response of unknown length, read slowly, chunk by chunk intact, and the next response follows it', async () => {
+    const c = await client(p.port);
+    c.socket.write(GET('/big') + GET('/after'));
+    c.socket.pause();
+    const read = setInterval(() => { c.socket.resume(); setTimeout(() => c.socket.pause(), 5); }, 20);
+    try {
+      await until(() => responses(c.text(), ['GET', 'GET']).list.length === 2, 4000, 'two responses');
+    } finally { clearInterval(read); c.socket.resume(); }
+    const r = responses(c.text(), ['GET', 'GET']);
+    let want = '';
+    for (let i = 0; i < 100; i++) want += String.fromCharCode(97 + (i % 26)).repeat(i % 3 === 0 ? 100 : 6000);
+    assert.equal(r.list[0].body.length, want.length);
+    assert.ok(r.list[0].body === want, 'the body arrives as sent');
+    assert.equal(r.list[1].body, 'b GET /after');
+    assert.equal(r.rest, '');
+    c.socket.destroy();
+  });
+
   it('ends a response of unknown length to an HTTP/1.0 client with the connection, never chunked', async () => {
     const c = await client(p.port);
-    c.socket.write('GET /nolength HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+    c.socket.write('GET /nolength HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
     await closesWithin(c, 2000);
     const r = responses(c.text(), ['GET']);
     assert.equal(r.list[0].headers['transfer-encoding'], undefined);
@@ -203,7 +258,7 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
 
   it('keeps an HTTP/1.0 connection that asks for keep-alive when the length is known', async () => {
     const c = await client(p.port);
-    c.socket.write('GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.0\r\n\r\n');
+    c.socket.write('GET /1 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.0\r\nHost: x\r\n\r\n');
     await closesWithin(c, 2000);
     const r = responses(c.text(), ['GET', 'GET']);
     assert.equal(r.list[0].headers.connection, 'keep-alive');
@@ -213,9 +268,11 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
 
   it('closes an HTTP/1.0 connection after one response when keep-alive is not asked for', async () => {
     const c = await client(p.port);
-    c.socket.write('GET /1 HTTP/1.0\r\n\r\n');
+    c.socket.write('GET /1 HTTP/1.0\r\nHost: x\r\n\r\n');
     await closesWithin(c, 2000);
-    assert.equal(responses(c.text(), ['GET']).list[0].headers.connection, 'close');
+    const r = responses(c.text(), ['GET']).list[0];
+    assert.equal(r.body, 'b GET /1');
+    assert.equal(r.headers.connection, 'close');
   });
 
   it('closes after the response when the client says Connection: close, and ignores what follows', async () => {
