@@ -1,13 +1,13 @@
 /**
  * One configured listener: plain HTTP/1.1, HTTPS, or HTTPS with HTTP/2 by ALPN (HTTP/1.1
- * still offered). Plain and HTTPS listeners speak HTTP/1.1 through sluice's own server side
- * (http1/); on an HTTP/2 listener, node:http2 serves both protocols. Requests that a parser
+ * still offered). Every HTTP/1.1 connection, plain or TLS, goes through sluice's own server
+ * side (http1/); TLS connections that choose h2 go to node:http2. Requests that the parser
  * refuses (bad or ambiguous framing, oversized heads, slow heads) are answered here with the
  * right 4xx, get an access line, and never reach a pool.
  */
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
-import { createSecureServer, Http2ServerRequest, type Http2SecureServer, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
-import { createServer as createNet, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttp2, Http2ServerRequest, type Http2Server, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import { createServer as createNet, type AddressInfo, type Server as NetServer } from 'node:net';
 import { createServer as createTls } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { L7Config, ListenerSpec } from './config.js';
@@ -17,17 +17,7 @@ import { CertStore, type LoadedCerts } from './tls.js';
 import { peerAddress } from './trust.js';
 import { tunnel } from './tunnel.js';
 import { Http1Server, type Http1Limits } from './http1/connection.js';
-import type { Http1Request, Http1Response } from './http1/message.js';
-
-type AnyServer = NetServer | Http2SecureServer;
-
-function clientErrorStatus(code: string | undefined): number {
-  switch (code) {
-    case 'HPE_HEADER_OVERFLOW': return 431;
-    case 'ERR_HTTP_REQUEST_TIMEOUT': case 'HPE_HEADERS_TIMEOUT': return 408;
-    default: return 400;
-  }
-}
+import type { Http1Request } from './http1/message.js';
 
 function h1Limits(config: L7Config): Http1Limits {
   return { maxHeadBytes: config.limits.maxHeaderBytes, headersMs: config.timeouts.headersMs, requestMs: config.timeouts.requestMs, keepAliveMs: config.timeouts.keepAliveMs };
@@ -38,84 +28,70 @@ function h2Settings(config: L7Config): { maxHeaderListSize: number; maxConcurren
 }
 
 export class Listener {
-  readonly server: AnyServer;
+  readonly server: NetServer;
   readonly key: string;
   readonly certs?: CertStore;
-  /** sluice's own HTTP/1.1 server side (plain and HTTPS listeners). */
-  private readonly h1?: Http1Server;
+  /** sluice's own HTTP/1.1 server side: every HTTP/1.1 connection, plain or TLS. */
+  private readonly h1: Http1Server;
+  /** HTTP/2 sessions of a TLS listener with `http2` (node:http2, handed the sockets that chose h2). */
+  private readonly h2?: Http2Server;
   private readonly sessions = new Set<ServerHttp2Session>();
-  private readonly sockets = new Set<Duplex>();
-  /** HTTP/1.1 on an HTTP/2 server: Node's head timeout does not apply there, so it is done here. */
-  private readonly guards = new Map<Duplex, NodeJS.Timeout>();
-  private timeouts: L7Config['timeouts'];
+  /** Their sockets: a session closed gracefully can leave its socket open on a client that never closes. */
+  private readonly h2Sockets = new Set<Duplex>();
 
   constructor(readonly spec: ListenerSpec, config: L7Config, private readonly ctx: ProxyContext) {
     this.key = listenerKey(spec);
-    this.timeouts = config.timeouts;
     const proto = spec.tls ? 'https' : 'http';
     const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, expectsContinue = false) => {
       // Counted here, before anything can fail, so a drain waits for every request.
       ctx.requestStarted();
-      const guard = this.guards.size === 0 || req instanceof Http2ServerRequest ? undefined : this.guards.get(req.socket as Duplex);
-      if (guard) {
-        clearTimeout(guard);
-        this.guards.delete(req.socket as Duplex);
-        res.once('finish', () => this.guardHead(req.socket as Duplex, this.timeouts.keepAliveMs + this.timeouts.headersMs));
-      }
       new ProxyRequest(ctx, req, res, proto, expectsContinue).start();
     };
-    const h1 = {
-      maxHeaderSize: config.limits.maxHeaderBytes,
-      headersTimeout: config.timeouts.headersMs,
-      requestTimeout: config.timeouts.requestMs,
-      keepAliveTimeout: config.timeouts.keepAliveMs,
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(config.timeouts.headersMs / 4))),
-      noDelay: true,
-    };
-    if (spec.tls?.http2) {
-      this.certs = new CertStore(spec.tls.certs);
-      const tlsOpts = { ...this.certs.defaultPem, SNICallback: this.certs.sniCallback, handshakeTimeout: config.timeouts.headersMs };
-      {
-        const s = createSecureServer({
-          ...tlsOpts, ...h1, allowHTTP1: true, maxSessionMemory: 20, settings: h2Settings(config),
-          // Node refuses (resets) streams past this many header entries: leave limits.maxHeaders to answer 431 first.
-          maxHeaderListPairs: Math.max(128, config.limits.maxHeaders + 8),
-        });
-        s.on('session', (sess) => { this.sessions.add(sess); sess.once('close', () => this.sessions.delete(sess)); });
-        // HTTP/1.1 connections on an HTTP/2 server are not tracked by Node: keep them for drain.
-        s.on('secureConnection', (sock: import('node:tls').TLSSocket) => {
-          this.sockets.add(sock);
-          sock.once('close', () => this.sockets.delete(sock));
-          if (sock.alpnProtocol !== 'h2') this.guardHead(sock, this.timeouts.headersMs);
-        });
-        this.server = s;
-      }
-      this.server.on('request', onRequest);
+    const h1 = new Http1Server({
+      // They have the parts of IncomingMessage and ServerResponse that ProxyRequest uses (and tests hold it to that).
+      request: (req, res, expectsContinue) => onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse, expectsContinue),
+      upgrade: (req, socket, head) => tunnel(ctx, req, socket, head, proto),
+      connect: (req, socket) => this.refuseConnect(req, socket),
+      clientError: (socket, status, code, res) => this.refuseClient(socket, status, code, res),
+    }, h1Limits(config), () => ctx.draining);
+    this.h1 = h1;
+    if (!spec.tls) {
+      // Half-open: a client may send its request and its FIN together, and still be answered.
+      this.server = createNet({ allowHalfOpen: true, noDelay: true }, h1.accept);
+      return;
+    }
+    this.certs = new CertStore(spec.tls.certs);
+    let h2: Http2Server | undefined;
+    if (spec.tls.http2) {
+      h2 = createHttp2({
+        maxSessionMemory: 20, settings: h2Settings(config),
+        // Node refuses (resets) streams past this many header entries: leave limits.maxHeaders to answer 431 first.
+        maxHeaderListPairs: Math.max(128, config.limits.maxHeaders + 8),
+      });
+      h2.on('session', (sess) => { this.sessions.add(sess); sess.once('close', () => this.sessions.delete(sess)); });
+      h2.on('request', onRequest);
       // Expect: 100-continue. Node would answer 100 at once, and a client whose body is then refused
       // (413, 404, no endpoint) would send all of it first; ProxyRequest says 100 only when it reads the body.
-      this.server.on('checkContinue', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => onRequest(req, res, true));
-      this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => tunnel(ctx, req, socket, head, proto));
-      this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
-      // HTTP/1.1 CONNECT comes with the bare socket, HTTP/2's with a response; unheard, Node drops the former silently.
-      this.server.on('connect', (req: IncomingMessage | Http2ServerRequest, sockOrRes: Duplex | Http2ServerResponse) => this.refuseConnect(req, sockOrRes));
-    } else {
-      const h1s = new Http1Server({
-        // They have the parts of IncomingMessage and ServerResponse that ProxyRequest uses (and tests hold it to that).
-        request: (req, res, expectsContinue) => onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse, expectsContinue),
-        upgrade: (req, socket, head) => tunnel(ctx, req, socket, head, proto),
-        connect: (req, socket) => this.refuseConnect(req, socket),
-        clientError: (socket, status, code, res) => this.refuseClient(socket, status, code, res),
-      }, h1Limits(config), () => ctx.draining);
-      this.h1 = h1s;
-      // Half-open: a client may send its request and its FIN together, and still be answered.
-      if (spec.tls) {
-        this.certs = new CertStore(spec.tls.certs);
-        this.server = createTls({ ...this.certs.defaultPem, SNICallback: this.certs.sniCallback, handshakeTimeout: config.timeouts.headersMs, allowHalfOpen: true },
-          (sock) => { sock.setNoDelay(true); h1s.accept(sock); });
-      } else {
-        this.server = createNet({ allowHalfOpen: true, noDelay: true }, h1s.accept);
-      }
+      h2.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => onRequest(req, res, true));
+      h2.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => this.refuseConnect(req, res));
+      this.h2 = h2;
     }
+    // One TLS server for both protocols: ALPN picks, and HTTP/1.1 gets the same server side as on plain listeners.
+    this.server = createTls({
+      ...this.certs.defaultPem, SNICallback: this.certs.sniCallback, handshakeTimeout: config.timeouts.headersMs,
+      ALPNProtocols: h2 ? ['h2', 'http/1.1'] : ['http/1.1'],
+    }, (sock) => {
+      if (h2 && sock.alpnProtocol === 'h2') {
+        this.h2Sockets.add(sock);
+        sock.once('close', () => this.h2Sockets.delete(sock));
+        h2.emit('connection', sock);
+        return;
+      }
+      // Half-open for HTTP/1.1 only, and only once the handshake is done: a client that leaves mid-handshake is gone.
+      sock.allowHalfOpen = true;
+      sock.setNoDelay(true);
+      h1.accept(sock);
+    });
     this.applyLimits(config);
   }
 
@@ -126,7 +102,6 @@ export class Listener {
       const host = req instanceof Http2ServerRequest ? req.authority : req.headers.host;
       this.ctx.accessLog.info({ method: req.method, host, status: 405, bytes: 0, route: '-', client: peerAddress(req.socket?.remoteAddress), error: 'CONNECT is not supported' });
     }
-    // By its object: Node's HTTP/1 parser says 2 for `CONNECT a:1 HTTP/2.0` too.
     if (req instanceof Http2ServerRequest) {
       const res = sockOrRes as Http2ServerResponse;
       res.statusCode = 405;
@@ -151,42 +126,11 @@ export class Listener {
     (this.server as unknown as { setSecureContext(o: object): void }).setSecureContext(this.certs.defaultPem);
   }
 
-  /** The next request head must be complete within `ms`, or the connection gets a 408 and closes. */
-  private guardHead(sock: Duplex, ms: number): void {
-    if (sock.destroyed) return;
-    const t = setTimeout(() => {
-      this.guards.delete(sock);
-      this.ctx.metrics.clientError(408);
-      this.logRefusal(sock, 408, 'ERR_HTTP_REQUEST_TIMEOUT');
-      sock.end(rawShortReply(408));
-      setTimeout(() => sock.destroy(), 1000).unref();
-    }, ms);
-    t.unref();
-    this.guards.set(sock, t);
-    sock.once('close', () => { clearTimeout(t); this.guards.delete(sock); });
-  }
-
   /** Timeouts and limits that a reload may change on a listener that stays open. */
   applyLimits(config: L7Config): void {
-    this.timeouts = config.timeouts;
-    if (this.h1) { this.h1.setLimits(h1Limits(config)); return; }
-    const s = this.server as unknown as HttpServer;
-    // Node would silently drop headers past its count (Host among them, if late): keep them all,
-    // bounded by maxHeaderSize, and let ProxyRequest refuse too many with 431.
-    s.maxHeadersCount = 0;
-    s.headersTimeout = config.timeouts.headersMs;
-    s.requestTimeout = config.timeouts.requestMs;
-    s.keepAliveTimeout = config.timeouts.keepAliveMs;
+    this.h1.setLimits(h1Limits(config));
     // New sessions get these; open ones keep what they were told.
-    (this.server as Http2SecureServer).updateSettings?.(h2Settings(config));
-  }
-
-  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    const res = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    // A client that closes in the middle of its body has left, not sent a bad request: its request's
-    // own line says 499, and no 400 is counted (nor written to a peer that is gone).
-    if (err.code === 'ECONNRESET' || (res && err.code === 'HPE_INVALID_EOF_STATE')) { socket.destroy(); return; }
-    this.refuseClient(socket, clientErrorStatus(err.code), err.code, res);
+    this.h2?.updateSettings(h2Settings(config));
   }
 
   /**
@@ -203,7 +147,7 @@ export class Listener {
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 
-  /** Requests Node's parser refused have no method or path to show: status, client and Node's reason. */
+  /** Requests the parser refused have no method or path to show: status, client and the parser's reason. */
   private logRefusal(socket: Duplex, status: number, error: string | undefined): void {
     if (!this.ctx.runtime.config.accessLog) return;
     this.ctx.accessLog.info({ status, bytes: 0, route: '-', client: peerAddress((socket as Duplex & { remoteAddress?: string }).remoteAddress), error });
@@ -224,23 +168,21 @@ export class Listener {
 
   /** Stop accepting; idle keep-alive connections close now, busy ones after their response (Connection: close / GOAWAY). */
   stopAccepting(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => { this.h1?.stop(); resolve(); }));
+    const closed = new Promise<void>((resolve) => this.server.close(() => { this.h1.stop(); resolve(); }));
     this.closeIdle();
     for (const s of this.sessions) s.close();
     return closed;
   }
 
   closeIdle(): void {
-    if (this.h1) this.h1.closeIdle();
-    else (this.server as unknown as HttpServer).closeIdleConnections?.();
+    this.h1.closeIdle();
   }
 
   /** End of the grace period: whatever is still open goes. */
   destroyAll(): void {
-    this.h1?.destroyAll();
-    (this.server as unknown as HttpServer).closeAllConnections?.();
+    this.h1.destroyAll();
     for (const s of this.sessions) s.destroy();
-    for (const s of this.sockets) s.destroy();
+    for (const s of this.h2Sockets) s.destroy();
   }
 }
 
