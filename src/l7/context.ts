@@ -11,14 +11,14 @@ export interface ProxyContext {
   readonly budget: RetryBudget;
   /** Set on SIGTERM: responses say Connection: close so keep-alive clients move elsewhere. */
   draining: boolean;
-  /** Upgraded connections: Node's server forgets them, so drain has to find them here. */
+  /** Upgraded connections: the HTTP/1.1 server side hands them off, so drain has to find them here. */
   readonly tunnels: Set<import('node:stream').Duplex>;
   requestStarted(): void;
   requestDone(): void;
 }
 
 /**
- * Responses whose connection Node's parser gave up on mid-request (timeouts.request → 408):
+ * Responses whose connection the parser gave up on mid-request (timeouts.request → 408):
  * the request's own access line reports that status rather than 499.
  */
 export const refusedByParser = new WeakMap<object, number>();

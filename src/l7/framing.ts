@@ -1,8 +1,7 @@
 /**
- * Request Transfer-Encoding that Node's HTTP/1 parser lets through, or refuses only once it has
- * emitted the request (a final coding other than chunked: the head would already be on its way
- * upstream, a POST acted on without its body). sluice re-frames every request body it forwards,
- * so a coding it does not implement would be silently dropped on the way.
+ * Request Transfer-Encoding that the HTTP/1.1 parser lets through (it refuses only a last coding
+ * other than chunked, whose body has no end it could find). sluice re-frames every request body
+ * it forwards, so a coding it does not implement would be silently dropped on the way.
  */
 
 /** The status to refuse a request's Transfer-Encoding with (undefined: it is one `chunked`). */

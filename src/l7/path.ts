@@ -7,7 +7,7 @@
  */
 
 /**
- * A fragment is never part of a request target (RFC 9112 §3.2), though Node's parser lets one
+ * A fragment is never part of a request target (RFC 9112 §3.2), though the request parser lets one
  * through: routes would see `/admin#x` where an upstream that drops it serves `/admin`.
  */
 export function hasFragment(url: string): boolean {

@@ -87,10 +87,7 @@ export class ProxyRequest implements Exchange {
   private sendTimer: NodeJS.Timeout | undefined;
   private sendTimedOut = false;
   private onClientDrain: (() => void) | undefined;
-  /**
-   * The request came over HTTP/2. Told by its object, not by httpVersionMajor: Node's HTTP/1
-   * parser takes `GET / HTTP/2.0` and says 2, though that request has no stream.
-   */
+  /** The request came over HTTP/2 (its object tells: HTTP/1.1 requests are Http1Request). */
   private readonly h2: boolean;
 
   constructor(private readonly ctx: ProxyContext, private readonly req: Req, private readonly res: Res, private readonly proto: 'http' | 'https', private readonly expectsContinue = false) {
@@ -105,9 +102,6 @@ export class ProxyRequest implements Exchange {
     const limits = rt.config.limits;
     this.res.once('close', this.onClientClose);
     const h2 = this.h2;
-    // HTTP/1 connections carry HTTP/1.x only: Node's parser also takes 0.9 and 2.0, which
-    // nothing here (nor upstream) speaks (RFC 9110 §15.6.6).
-    if (!h2 && req.httpVersionMajor !== 1) return this.refuse(505);
     if (headerCount(req.rawHeaders, h2) > limits.maxHeaders) return this.refuse(431);
     let cl = req.headers['content-length'];
     // An HTTP/2 POST can end with its headers and say no length; the HTTP/1.1 sent upstream must

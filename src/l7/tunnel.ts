@@ -5,7 +5,6 @@
  * written when the tunnel closes.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { Http1Request } from './http1/message.js';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,7 +18,7 @@ import { ResponseParser } from './upstream/parser.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
-export function tunnel(ctx: ProxyContext, req: IncomingMessage | Http1Request, client: Duplex, early: Buffer, proto: 'http' | 'https'): void {
+export function tunnel(ctx: ProxyContext, req: Http1Request, client: Duplex, early: Buffer, proto: 'http' | 'https'): void {
   const rt = ctx.runtime;
   const t0 = performance.now();
   const clientIp = peerAddress(req.socket.remoteAddress);
@@ -64,8 +63,6 @@ export function tunnel(ctx: ProxyContext, req: IncomingMessage | Http1Request, c
     status = code;
     client.end(rawShortReply(code, { [rt.config.requestIdHeader]: built.requestId }));
   };
-  // Node's HTTP/1 parser also takes 0.9 and 2.0 (see ProxyRequest.start).
-  if (req.httpVersionMajor !== 1) return refuse(505);
   if (tooMany) return refuse(431);
   // Node does not read the body of an upgrade request: a chunked one cannot be framed here.
   if (invalid || (plain && req.headers['transfer-encoding'] !== undefined)) return refuse(400);
