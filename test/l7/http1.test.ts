@@ -549,18 +549,18 @@ describe('HTTP/1.1 server side: an HTTP/1.0 request that asks for an upgrade', (
   });
 });
 
-describe('HTTP/1.1 server side: TLS listener', () => {
+for (const http2 of [false, true]) describe(`HTTP/1.1 server side: TLS listener${http2 ? ' that also offers h2' : ''}`, () => {
   let certs: ReturnType<typeof makeCerts>, b: Backend, p: Proxy;
   before(async () => {
     certs = makeCerts(['a.test']);
     b = await backend('b', routes());
-    p = await proxy(simple([b.address]), { tls: { certs: [{ ...certs.files['a.test'], serverNames: ['a.test'] }] } });
+    p = await proxy(simple([b.address]), { tls: { http2, certs: [{ ...certs.files['a.test'], serverNames: ['a.test'] }] } });
   });
   after(async () => { await p.close(); await b.close(); certs.cleanup(); });
 
-  function tlsClient(): Promise<Conversation> {
+  function tlsClient(alpn: string[] | undefined = ['http/1.1']): Promise<Conversation> {
     return new Promise((resolve, reject) => {
-      const socket = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'a.test', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+      const socket = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'a.test', rejectUnauthorized: false, ...(alpn ? { ALPNProtocols: alpn } : {}) });
       const chunks: Buffer[] = [];
       let done = false;
       const closed = new Promise<void>((r) => { socket.once('end', () => { done = true; r(); }); socket.once('close', () => { done = true; r(); }); });
@@ -585,6 +585,14 @@ describe('HTTP/1.1 server side: TLS listener', () => {
     c.socket.end('POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabc');
     await closesWithin(c, 2000);
     assert.equal(responses(c.text(), ['POST']).list[0]?.body, 'abc');
+  });
+
+  it('speaks HTTP/1.1 to a client that offers no ALPN', async () => {
+    const c = await tlsClient(undefined);
+    c.socket.write(GET('/no-alpn'));
+    await until(() => responses(c.text(), ['GET']).list.length === 1, 2000, 'a response');
+    assert.equal(responses(c.text(), ['GET']).list[0].body, 'b GET /no-alpn');
+    c.socket.destroy();
   });
 
   it('refuses a malformed request over TLS with 400 and closes', async () => {
