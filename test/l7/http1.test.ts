@@ -165,6 +165,25 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
     assert.deepEqual(b.seen.slice(before).map((x) => x.url), ['/p1']);
   });
 
+  it('refuses with 400 a request target in none of the forms of RFC 9112 §3.2, rather than serve it as /', async () => {
+    const before = b.seen.length;
+    for (const target of ['admin', '?q=1', 'a:b', 'example.com:80', 'http:/x', ',']) {
+      const c = await client(p.port);
+      c.socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await closesWithin(c, 2000);
+      assert.match(c.text(), /^HTTP\/1\.1 400 /, target);
+    }
+    assert.equal(b.seen.length, before);
+  });
+
+  it('serves origin-form and absolute-form targets (any scheme case) as before', async () => {
+    const c = await client(p.port);
+    c.socket.write(`${GET('/o?q=1')}GET HTTP://x/abs HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await until(() => responses(c.text(), ['GET', 'GET']).list.length === 2, 2000, 'two responses');
+    assert.deepEqual(responses(c.text(), ['GET', 'GET']).list.map((x) => x.body), ['b GET /o?q=1', 'b GET /abs']);
+    c.socket.destroy();
+  });
+
   it('never reads the body of a refused request as the next request', async () => {
     const c = await client(p.port);
     const before = b.seen.length;

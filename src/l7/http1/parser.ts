@@ -52,6 +52,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CTL = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** A request target: visible bytes only (obs-text passes through as it came). */
 const TARGET = /^[\x21-\x7e\x80-\xff]+$/;
+/** An absolute-form target's start: scheme and `://` (RFC 3986 §3.1; an HTTP URI has an authority). */
+const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 const CHUNK_SIZE = /^[0-9a-fA-F]{1,12}$/;
 /** `;name` or `;name=value` chunk extensions, ignored but well-formed (RFC 9112 §7.1.1). */
 const CHUNK_EXT = /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*[ \t]*$/;
@@ -213,6 +215,10 @@ export class RequestParser {
     if (!TOKEN.test(method)) throw new RequestError(400, 'HPE_INVALID_METHOD', 'bad request method');
     const url = text.slice(sp1 + 1, sp2);
     if (!TARGET.test(url)) throw new RequestError(400, 'HPE_INVALID_URL', 'bad request target');
+    // One of the forms of RFC 9112 §3.2: origin (`/p`), absolute (`http://h/p`), asterisk (`*`), or
+    // authority for CONNECT (handed off, and refused there). Anything else (`admin`, `?q`, `a:b`)
+    // names no resource: the proxy would route it as `/` and send `/` on, not what was asked.
+    if (url.charCodeAt(0) !== 47 && url !== '*' && method !== 'CONNECT' && !ABSOLUTE.test(url)) throw new RequestError(400, 'HPE_INVALID_URL', 'request target in no known form');
     const version = text.slice(sp2 + 1, eol);
     if (version.length !== 8 || !version.startsWith('HTTP/') || version.charCodeAt(6) !== 46) throw new RequestError(400, 'HPE_INVALID_VERSION', 'bad HTTP version');
     const major = version.charCodeAt(5) - 48;
