@@ -467,6 +467,18 @@ describe('HTTP/1.1 server side: Expect', () => {
     c.socket.destroy();
   });
 
+  it('says 100 Continue once, though the upstream says its own', async () => {
+    const c = await client(p.port);
+    c.socket.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n');
+    await until(() => c.text().includes('100 Continue'), 2000, '100 Continue');
+    c.socket.write('hi');
+    await until(() => responses(c.text(), ['POST']).list.some((r) => r.status === 200), 2000, 'the response');
+    await sleep(50);
+    assert.equal(c.text().split('100 Continue').length - 1, 1);
+    assert.deepEqual(responses(c.text(), ['POST']).list.map((r) => r.status), [100, 200]);
+    c.socket.destroy();
+  });
+
   it('answers a request it refuses without 100 Continue, and closes rather than read the body', async () => {
     const c = await client(p.port);
     c.socket.write('POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n');
@@ -664,5 +676,49 @@ describe('HTTP/1.1 request parser: heads that come in pieces', () => {
     assert.equal(feed(pieces, max).heads, 1);
     const ms = performance.now() - t0;
     assert.ok(ms < 1500, `${ms.toFixed(0)} ms`);
+  });
+});
+
+describe('HTTP/1.1 server side: interim responses', () => {
+  it('relays 103 Early Hints ahead of the response, and the connection stays in step for the next request', async () => {
+    const up = await rawUpstream((s) => {
+      s.on('error', () => {});
+      let seen = '';
+      s.on('data', (d: Buffer) => {
+        seen += d.toString('latin1');
+        while (seen.includes('\r\n\r\n')) {
+          const head = seen.slice(0, seen.indexOf('\r\n\r\n'));
+          seen = seen.slice(seen.indexOf('\r\n\r\n') + 4);
+          if (head.startsWith('GET /hints')) s.write('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhints');
+          else s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain');
+        }
+      });
+    });
+    const p = await proxy(simple([up.address]));
+    try {
+      const c = await client(p.port);
+      c.socket.write(GET('/hints') + GET('/next'));
+      await until(() => responses(c.text(), ['GET', 'GET']).list.length === 3, 2000, 'the hint and two responses');
+      const r = responses(c.text(), ['GET', 'GET']);
+      assert.deepEqual(r.list.map((x) => x.status), [103, 200, 200]);
+      assert.equal(r.list[0].headers.link, '</a.css>; rel=preload');
+      assert.deepEqual(r.list.slice(1).map((x) => x.body), ['hints', 'plain']);
+      assert.equal(r.rest, '');
+      c.socket.destroy();
+    } finally { await p.close(); up.close(); }
+  });
+
+  it('sends an HTTP/1.0 client no 103 (it would take it for the response)', async () => {
+    const up = await rawUpstream((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhints'));
+    });
+    const p = await proxy(simple([up.address]));
+    try {
+      const c = await client(p.port);
+      c.socket.write('GET /hints HTTP/1.0\r\nHost: x\r\n\r\n');
+      await closesWithin(c, 2000);
+      assert.deepEqual(responses(c.text(), ['GET']).list.map((x) => [x.status, x.body]), [[200, 'hints']]);
+    } finally { await p.close(); up.close(); }
   });
 });
