@@ -106,3 +106,72 @@ describe('client request parser', () => {
     assert.throws(() => parse([`GET / HTTP/1.1\r\nHost: x\r\nX-A: ${'a'.repeat(200)}\r\n\r\n`], 128), (e: unknown) => e instanceof RequestError && e.status === 431);
   });
 });
+
+/** A small seeded PRNG (mulberry32): the same cases on every run, so a failure can be replayed. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** What a parse came to: its heads, body, ends and bytes taken, or the refusal's status. */
+function outcome(input: Buffer, pieces: number[]): string {
+  const heads: string[] = [];
+  let body = '';
+  let ends = 0;
+  const p = new RequestParser({ onHead: (h) => { heads.push(`${h.method} ${h.url} ${h.minor} ${h.rawHeaders.join('|')} ${h.keepAlive} ${h.upgrade} ${h.contentLength} ${h.transferEncoding}`); }, onBody: (c) => { body += c.toString('latin1'); }, onEnd: () => { ends++; } }, 1024);
+  let taken = 0;
+  try {
+    let off = 0;
+    for (const n of [...pieces, input.length]) {
+      const piece = input.subarray(off, Math.min(input.length, off + n));
+      off += piece.length;
+      const t = p.execute(piece);
+      taken += t;
+      if (t < piece.length) break; // a message ended: the rest is the next one's
+      if (off >= input.length) break;
+    }
+  } catch (e) {
+    if (!(e instanceof RequestError)) throw e;
+    return `refused ${e.status} after ${heads.length} heads`;
+  }
+  return JSON.stringify({ heads, body, ends, taken });
+}
+
+const SEEDS = [
+  'GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nUser-Agent: x\r\nAccept: */*\r\n\r\n',
+  'POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world',
+  'PUT /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nT: v\r\n\r\n',
+  'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n',
+  'GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello',
+];
+const NOISE = ['\r', '\n', '\r\n', ' ', '\t', ':', ';', '\x00', '\x7f', '\xff', 'chunked', 'Content-Length: 3\r\n', 'Transfer-Encoding: chunked\r\n', '0\r\n\r\n', 'Host: b\r\n', ','];
+
+describe('client request parser, fuzzed', () => {
+  it('comes to the same outcome however the bytes are split, and refuses only with a RequestError', () => {
+    const rnd = prng(20261201);
+    let refused = 0;
+    for (let i = 0; i < 3000; i++) {
+      let s = SEEDS[Math.floor(rnd() * SEEDS.length)];
+      for (let m = Math.floor(rnd() * 4); m > 0; m--) {
+        const at = Math.floor(rnd() * (s.length + 1));
+        const r = rnd();
+        if (r < 0.4) s = s.slice(0, at) + NOISE[Math.floor(rnd() * NOISE.length)] + s.slice(at);
+        else if (r < 0.7) s = s.slice(0, at) + s.slice(at + 1 + Math.floor(rnd() * 3));
+        else s = s.slice(0, at) + s.slice(at, at + 8) + s.slice(at); // a repeated run
+      }
+      const input = Buffer.from(s, 'latin1');
+      const whole = outcome(input, []);
+      const bytes = outcome(input, Array.from({ length: input.length }, () => 1));
+      const cuts = outcome(input, Array.from({ length: 8 }, () => 1 + Math.floor(rnd() * 12)));
+      assert.equal(bytes, whole, `split byte by byte: ${JSON.stringify(s)}`);
+      assert.equal(cuts, whole, `split at random: ${JSON.stringify(s)}`);
+      if (whole.startsWith('refused')) refused++;
+    }
+    // The mutations must reach both sides, or this test says nothing.
+    assert.ok(refused > 300 && refused < 2700, `${refused} of 3000 refused`);
+  });
+});
