@@ -176,7 +176,7 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
     assert.equal(b.seen.length, before);
   });
 
-  it('serves origin-form and absolute-form targets (any scheme case) as before', async () => {
+  it('serves origin-form and absolute-form targets (the scheme in any case)', async () => {
     const c = await client(p.port);
     c.socket.write(`${GET('/o?q=1')}GET HTTP://x/abs HTTP/1.1\r\nHost: x\r\n\r\n`);
     await until(() => responses(c.text(), ['GET', 'GET']).list.length === 2, 2000, 'two responses');
