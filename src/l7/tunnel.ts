@@ -106,7 +106,7 @@ export function tunnel(ctx: ProxyContext, req: Http1Request, client: Duplex, ear
       if (left === 0) { client.off('data', take); client.pause(); }
     };
     if (early.length) take(early);
-    if (left > 0) client.on('data', take);
+    if (left > 0) { client.on('data', take); client.resume(); }
   };
   // A refused upgrade leaves the upstream speaking HTTP: the client must not get to talk to it
   // unrouted (a second request on that connection would skip routes and X-Forwarded-For). So

@@ -195,6 +195,34 @@ describe('HTTP/1.1 server side: response framing and keep-alive', () => {
     assert.deepEqual(b.seen.slice(before).map((x) => x.url), []);
   });
 
+  it('keeps the connection after an answer made at once to a request without a body (a 404)', async () => {
+    const c = await client(p.port);
+    c.socket.write(`GET /a HTTP/1.1\r\nHost: unknown.test\r\n\r\n${GET('/after-404')}`);
+    await until(() => responses(c.text(), ['GET', 'GET']).list.length === 2, 2000, 'two responses');
+    const r = responses(c.text(), ['GET', 'GET']).list;
+    assert.deepEqual(r.map((x) => x.status), [404, 200]);
+    assert.equal(r[0].headers.connection, 'keep-alive');
+    assert.equal(c.isClosed(), false);
+    c.socket.destroy();
+  });
+
+  it('says Connection: close on a response that comes before the request body has all arrived, and closes', async () => {
+    // Answers as soon as the head is in, without waiting for the body.
+    const early = await rawUpstream((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => sock.write('HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno'));
+    });
+    const q = await proxy(simple([early.address]));
+    try {
+      const c = await client(q.port);
+      c.socket.write('POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc');
+      await closesWithin(c, 3000);
+      const r = responses(c.text(), ['POST']).list;
+      assert.deepEqual(r.map((x) => x.status), [401]);
+      assert.equal(r[0].headers.connection, 'close');
+    } finally { await q.close(); early.close(); }
+  });
+
   it('skips empty lines between pipelined requests', async () => {
     const c = await client(p.port);
     c.socket.write(`${GET('/1')}\r\n\r\n${GET('/2')}`);
@@ -497,6 +525,13 @@ describe('HTTP/1.1 server side: Expect', () => {
     assert.equal(b.hits, hits);
   });
 
+  it('takes only 100-continue itself as that expectation, not a token that ends in it', async () => {
+    const c = await client(p.port);
+    c.socket.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: foo-100-continue\r\n\r\nhello');
+    await closesWithin(c, 2000);
+    assert.match(c.text(), /^HTTP\/1\.1 417 /);
+  });
+
   it('ignores Expect from an HTTP/1.0 client (it cannot read a 100)', async () => {
     const c = await client(p.port);
     c.socket.write('POST /echo HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello');
@@ -544,6 +579,41 @@ describe('HTTP/1.1 server side: upgrade hand-off', () => {
       await until(() => up.after() === '\x81\x00more', 2000, 'the later bytes upstream');
       c.socket.destroy();
     } finally { await p.close(); up.close(); }
+  });
+
+  it('passes bytes the client sends after the upgrade head but before the 101 to the upstream, in order', async () => {
+    const up = await switchingUpstream(300);
+    const p = await proxy(simple([up.address]));
+    try {
+      const c = await client(p.port);
+      c.socket.write(UPGRADE);
+      await sleep(50);
+      c.socket.write('EARLY');
+      await until(() => c.text().startsWith('HTTP/1.1 101 '), 2000, 'the 101');
+      c.socket.write('LATE');
+      await until(() => up.after() === 'EARLYLATE', 2000, `EARLYLATE upstream (got ${JSON.stringify(up.after())})`);
+      c.socket.destroy();
+    } finally { await p.close(); up.close(); }
+  });
+
+  it('passes bytes sent before the 101 of an upgrade pipelined behind a plain request', async () => {
+    const b = await backend('b', routes());
+    const up = await switchingUpstream(300);
+    const p = await proxy({
+      accessLog: true,
+      routes: [{ match: { pathPrefix: '/ws' }, pool: 'ws' }, { match: { pathPrefix: '/' }, pool: 'app' }],
+      pools: { app: { endpoints: [b.address] }, ws: { endpoints: [up.address] } },
+    });
+    try {
+      const c = await client(p.port);
+      c.socket.write(`${GET('/first')}${UPGRADE}SAME`);
+      await sleep(100);
+      c.socket.write('EARLY');
+      await until(() => c.text().includes('HTTP/1.1 101 '), 2000, 'the 101');
+      c.socket.write('LATE');
+      await until(() => up.after() === 'SAMEEARLYLATE', 2000, `SAMEEARLYLATE upstream (got ${JSON.stringify(up.after())})`);
+      c.socket.destroy();
+    } finally { await p.close(); up.close(); await b.close(); }
   });
 
   it('hands off an upgrade pipelined behind a plain request, with the bytes that followed its head', async () => {
@@ -720,5 +790,18 @@ describe('HTTP/1.1 server side: interim responses', () => {
       await closesWithin(c, 2000);
       assert.deepEqual(responses(c.text(), ['GET']).list.map((x) => [x.status, x.body]), [[200, 'hints']]);
     } finally { await p.close(); up.close(); }
+  });
+});
+
+describe('HTTP/1.1 server side: request headers', () => {
+  it('reads a header named like an Object member (constructor) as the header it is', async () => {
+    const b = await backend('b');
+    const p = await proxy({ accessLog: true, routes: [{ match: { headers: { constructor: 'a' } }, pool: 'app' }], pools: { app: { endpoints: [b.address] } } });
+    try {
+      const c = await client(p.port);
+      c.socket.write(GET('/c', 'Constructor: a\r\nConnection: close\r\n'));
+      await closesWithin(c, 2000);
+      assert.deepEqual(responses(c.text(), ['GET']).list.map((x) => x.status), [200]);
+    } finally { await p.close(); await b.close(); }
   });
 });

@@ -88,9 +88,16 @@ describe('client request parser', () => {
     refused('G(T / HTTP/1.1\r\nHost: x\r\n\r\n', 400);
     refused('GET /a b HTTP/1.1\r\nHost: x\r\n\r\n', 400);
   });
-  it('answers HTTP versions other than 1.0 and 1.1 with 505', () => {
-    for (const v of ['0.9', '1.2', '2.0']) refused(`GET / HTTP/${v}\r\nHost: x\r\n\r\n`, 505);
+  it('answers HTTP versions of another major (0.9, 2.0) with 505', () => {
+    for (const v of ['0.9', '2.0', '3.0']) refused(`GET / HTTP/${v}\r\nHost: x\r\n\r\n`, 505);
     refused('GET / HTTP/1.10\r\nHost: x\r\n\r\n', 400);
+  });
+
+  it('reads a later HTTP/1 minor version as 1.1 (RFC 9110 §2.5)', () => {
+    const h = parse(['GET / HTTP/1.2\r\nHost: x\r\n\r\n']).heads[0];
+    assert.equal(h.minor, 1);
+    assert.equal(h.keepAlive, true);
+    refused('GET / HTTP/1.9\r\n\r\n', 400); // as 1.1: Host is required
   });
   it('refuses HTTP/1.1 without Host, and takes HTTP/1.0 without one', () => {
     refused('GET / HTTP/1.1\r\n\r\n', 400);

@@ -28,8 +28,10 @@ export interface Http1Limits {
 
 const enum Phase { Head, Body, Response, Idle, Closing }
 
-/** RFC 9110 §10.1.1: only 100-continue is an expectation a server can meet. */
-const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+/** RFC 9110 §10.1.1: only 100-continue is an expectation a server can meet (one member of the list, not a part of one). */
+function onlyContinue(expect: string): boolean {
+  return expect.split(',').every((e) => e.trim().toLowerCase() === '100-continue');
+}
 
 export class Http1Server {
   readonly connections = new Set<Http1Connection>();
@@ -93,6 +95,7 @@ export class Http1Connection implements RequestSink, MessageOwner {
   get idle(): boolean { return this.phase === Phase.Idle || (this.phase === Phase.Head && this.parser.idle); }
   get keepAliveS(): number { return Math.floor(this.server.limits.keepAliveMs / 1000); }
   get draining(): boolean { return this.server.isDraining(); }
+  get requestRead(): boolean { return this.phase === Phase.Response; }
 
   pauseReading(): void { this.socket.pause(); }
   resumeReading(): void { if (this.phase !== Phase.Response || !this.held) this.socket.resume(); }
@@ -121,12 +124,13 @@ export class Http1Connection implements RequestSink, MessageOwner {
   };
 
   onHead(h: RequestHead): void {
-    this.phase = Phase.Body;
+    // A request without a body is read once its head is: an answer made at once (a 404) may keep the connection.
+    this.phase = h.hasBody ? Phase.Body : Phase.Response;
     const req = new Http1Request(h, this);
     if (h.upgrade || h.method === 'CONNECT') { this.handOff = req; return; }
     const expectsContinue = h.expect !== undefined && h.minor === 1;
     // An expectation other than 100-continue cannot be met (RFC 9110 §10.1.1): 417, and the body is never read.
-    if (expectsContinue && !CONTINUE.test(h.expect!)) return this.refuse(417, 'EXPECTATION_FAILED');
+    if (expectsContinue && !onlyContinue(h.expect!)) return this.refuse(417, 'EXPECTATION_FAILED');
     const res = new Http1Response(this, req, h.keepAlive && !this.clientEnded);
     this.req = req;
     this.res = res;
@@ -155,7 +159,9 @@ export class Http1Connection implements RequestSink, MessageOwner {
     this.held = undefined;
     if (held) this.onData(held);
     else if (this.clientEnded) this.close();
-    if ((this.phase as Phase) !== Phase.Response) this.socket.resume();
+    // Still ours and waiting for bytes (not answering the next request, closing, or handed off).
+    const p = this.phase as Phase;
+    if (p === Phase.Idle || p === Phase.Head || p === Phase.Body) this.socket.resume();
   }
 
   check(now: number, limits: Http1Limits): void {
@@ -183,7 +189,11 @@ export class Http1Connection implements RequestSink, MessageOwner {
 
   private upgrade(req: Http1Request, head: Buffer): void {
     this.handOff = undefined;
+    this.phase = Phase.Closing; // no longer ours
     const s = this.socket;
+    // Bytes that come before the upstream answers are the new protocol's: they wait in the
+    // socket, unread, until the tunnel takes them (unheard, a flowing socket would drop them).
+    s.pause();
     s.off('data', this.onData);
     s.off('end', this.onSocketEnd);
     s.off('error', this.onError);

@@ -18,6 +18,8 @@ export interface MessageOwner {
   responseDone(keepAlive: boolean): void;
   readonly keepAliveS: number;
   readonly draining: boolean;
+  /** The request has been read to its end. */
+  readonly requestRead: boolean;
 }
 
 /** Node keeps the first of these when a request repeats them, and joins others with `, `. */
@@ -57,7 +59,8 @@ export class Http1Request extends EventEmitter {
   /** Lower-case names, repeats joined as node:http joins them; built when first asked for. */
   get headers(): IncomingHttpHeaders {
     if (this.dict) return this.dict;
-    const d: Record<string, string | string[]> = {};
+    // No prototype: a header named `constructor` or `__proto__` is a header like any other.
+    const d: Record<string, string | string[]> = Object.create(null);
     const raw = this.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const k = raw[i].toLowerCase();
@@ -203,7 +206,9 @@ export class Http1Response extends EventEmitter {
       // No length: chunked for an HTTP/1.1 client, the end of the connection for an HTTP/1.0 one.
       if (this.req.httpVersionMinor === 1) { this.chunked = true; text += 'Transfer-Encoding: chunked\r\n'; } else this.keepAlive = false;
     }
-    if (close || this.owner.draining) this.keepAlive = false;
+    // An answer before the request's end (an early 413, an upstream that did not wait for the body)
+    // leaves unread bytes in the connection: it closes after this response, and says so.
+    if (close || this.owner.draining || !this.owner.requestRead) this.keepAlive = false;
     if (!date) text += `Date: ${httpDate()}\r\n`;
     text += this.keepAlive ? `Connection: keep-alive\r\nKeep-Alive: timeout=${this.owner.keepAliveS}\r\n\r\n` : 'Connection: close\r\n\r\n';
     this.head = text;

@@ -35,6 +35,8 @@ export interface RequestHead {
   contentLength: number;
   /** The Expect header's value, if any. */
   expect: string | undefined;
+  /** Body bytes follow the head (chunked, or a Content-Length over 0); an upgrade's are not its body. */
+  hasBody: boolean;
 }
 
 export interface RequestSink {
@@ -222,10 +224,12 @@ export class RequestParser {
     const version = text.slice(sp2 + 1, eol);
     if (version.length !== 8 || !version.startsWith('HTTP/') || version.charCodeAt(6) !== 46) throw new RequestError(400, 'HPE_INVALID_VERSION', 'bad HTTP version');
     const major = version.charCodeAt(5) - 48;
-    const minor = version.charCodeAt(7) - 48;
+    let minor = version.charCodeAt(7) - 48;
     if (!(major >= 0 && major <= 9) || !(minor >= 0 && minor <= 9)) throw new RequestError(400, 'HPE_INVALID_VERSION', 'bad HTTP version');
-    // Only 1.0 and 1.1 are spoken here (nor upstream): 0.9, 2.0 on this port, 1.2 (RFC 9110 §15.6.6).
-    if (major !== 1 || minor > 1) throw new RequestError(505, 'HPE_INVALID_VERSION', `HTTP/${major}.${minor} is not supported`);
+    // Only HTTP/1 is spoken here (nor upstream): 0.9, or 2.0 on this port, get 505 (RFC 9110 §15.6.6).
+    if (major !== 1) throw new RequestError(505, 'HPE_INVALID_VERSION', `HTTP/${major}.${minor} is not supported`);
+    // A later 1.x is read as 1.1, the highest minor version here (RFC 9110 §2.5).
+    if (minor > 1) minor = 1;
     const rawHeaders: string[] = [];
     let contentLength = -1;
     let te: string | undefined;
@@ -282,8 +286,10 @@ export class RequestParser {
       chunked = codings[codings.length - 1].trim().toLowerCase() === 'chunked';
       if (!chunked) throw new RequestError(400, 'HPE_INVALID_TRANSFER_ENCODING', 'request Transfer-Encoding does not end in chunked');
     }
-    this.sink.onHead({ method, url, minor: minor as 0 | 1, rawHeaders, keepAlive, upgrade, transferEncoding: te, contentLength, expect });
-    if (upgrade || method === 'CONNECT') this.state = State.Upgraded;
+    const handOff = upgrade || method === 'CONNECT';
+    const hasBody = !handOff && (chunked || contentLength > 0);
+    this.sink.onHead({ method, url, minor: minor as 0 | 1, rawHeaders, keepAlive, upgrade, transferEncoding: te, contentLength, expect, hasBody });
+    if (handOff) this.state = State.Upgraded;
     else if (chunked) { this.state = State.ChunkSize; this.line = ''; }
     else if (contentLength > 0) { this.remaining = contentLength; this.state = State.Length; }
     else { this.state = State.Done; this.sink.onEnd(); }
