@@ -185,9 +185,7 @@ export class ProxyRequest implements Exchange {
         this.conn = undefined;
         return this.refuse(413);
       }
-      // Every piece of a chunk is written whatever the first ones return: `false` only asks us to pause.
-      let ok: boolean;
-      if (this.chunked) { conn.write(`${d.length.toString(16)}\r\n`); conn.write(d); ok = conn.write('\r\n'); } else ok = conn.write(d);
+      const ok = this.chunked ? conn.writeChunk(d) : conn.write(d);
       if (!ok) { req.pause(); conn.socket.once('drain', () => req.resume()); }
     });
     req.once('end', () => {

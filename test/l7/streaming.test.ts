@@ -103,3 +103,28 @@ describe('streaming bodies', () => {
     } finally { await p.close(); await b.close(); }
   });
 });
+
+describe('chunked request bodies upstream', () => {
+  it('hands each chunk to the socket as one write, its size line and CRLF with it (not three system calls per chunk)', async () => {
+    const { createServer, connect } = await import('node:net');
+    const { Connection } = await import('../../src/l7/upstream/connection.js');
+    const got: Buffer[] = [];
+    const server = createServer((s) => s.on('data', (d) => got.push(d)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const sock = connect((server.address() as { port: number }).port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    const writes: number[] = [];
+    // Count what the stream hands down to the handle: one entry per write(2)/writev(2).
+    const s = sock as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+    const w = s._write.bind(sock), wv = s._writev.bind(sock);
+    s._write = (...a: unknown[]) => { writes.push(1); w(...a); };
+    s._writev = (chunks: unknown, cb: unknown) => { writes.push((chunks as unknown[]).length); wv(chunks, cb); };
+    const conn = new Connection(sock, { release() {}, closed() {}, timeoutMs: 1000, idleTimeoutMs: 1000 });
+    try {
+      for (const ch of ['a', 'bc', 'def']) conn.writeChunk(Buffer.from(ch));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(writes, [3, 3, 3]);
+      assert.equal(Buffer.concat(got).toString(), '1\r\na\r\n2\r\nbc\r\n3\r\ndef\r\n');
+    } finally { conn.destroy(); server.close(); }
+  });
+});

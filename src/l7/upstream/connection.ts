@@ -121,6 +121,19 @@ export class Connection implements ParserSink {
     return ok;
   }
 
+  /**
+   * One chunk of a chunked request body with its size line and CRLF, in one write: three writes
+   * each would let a client sending one-byte chunks cost three system calls per six bytes.
+   */
+  writeChunk(data: Buffer): boolean {
+    this.socket.cork();
+    this.socket.write(`${data.length.toString(16)}\r\n`, 'latin1');
+    this.socket.write(data);
+    const ok = this.write('\r\n');
+    this.socket.uncork();
+    return ok;
+  }
+
   endRequest(): void {
     this.requestDone = true;
     this.bodyPending = false;
