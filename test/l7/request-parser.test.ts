@@ -106,6 +106,13 @@ describe('client request parser', () => {
   it('refuses chunk sizes with whitespace, signs or no digits', () => {
     for (const line of ['5 ', ' 5', '+5', '', 'g', '5 ;a', '1234567890abc']) refused(`POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${line}\r\nhello\r\n0\r\n\r\n`, 400);
   });
+  it('bounds trailers as it bounds the head: a long line within the limit is taken, a section past it gets 431', () => {
+    const head = 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n';
+    assert.equal(parse([`${head}X-T: ${'t'.repeat(5000)}\r\n\r\n`], 16384).ends, 1);
+    assert.throws(() => parse([`${head}X-T: ${'t'.repeat(20000)}\r\n\r\n`], 16384), (e: unknown) => e instanceof RequestError && e.status === 431);
+    assert.throws(() => parse([`${head}${'X-T: t\r\n'.repeat(3000)}\r\n`], 16384), (e: unknown) => e instanceof RequestError && e.status === 431);
+  });
+
   it('refuses chunk data not followed by CRLF', () => refused('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcde\r\n0\r\n\r\n', 400));
   it('refuses a bare LF in chunked framing', () => refused('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n', 400));
   it('answers a head over the limit with 431, before it is complete', () => {

@@ -146,7 +146,10 @@ export class RequestParser {
           const stop = nl < 0 ? data.length : nl + 1;
           this.line += data.toString('latin1', off, stop);
           off = stop;
-          if (this.line.length > MAX_CHUNK_LINE) throw new RequestError(400, 'HPE_INVALID_CHUNK_SIZE', 'chunk line too long');
+          if (this.state === State.Trailers) {
+            // A trailer line is a header line: bounded as the head is, and refused as an oversized head is.
+            if (this.trailerBytes + this.line.length > this.maxHeadBytes) throw new RequestError(431, 'HPE_HEADER_OVERFLOW', 'trailer section too large');
+          } else if (this.line.length > MAX_CHUNK_LINE) throw new RequestError(400, 'HPE_INVALID_CHUNK_SIZE', 'chunk line too long');
           if (nl < 0) continue;
           if (this.line.charCodeAt(this.line.length - 2) !== 13) throw new RequestError(400, 'HPE_LF_EXPECTED', 'bare LF in chunked framing');
           const line = this.line.slice(0, -2);
