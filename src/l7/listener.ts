@@ -5,7 +5,6 @@
  * refuses (bad or ambiguous framing, oversized heads, slow heads) are answered here with the
  * right 4xx, get an access line, and never reach a pool.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttp2, Http2ServerRequest, type Http2Server, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNet, type AddressInfo, type Server as NetServer } from 'node:net';
 import { createServer as createTls } from 'node:tls';
@@ -17,7 +16,7 @@ import { CertStore, type LoadedCerts } from './tls.js';
 import { peerAddress } from './trust.js';
 import { tunnel } from './tunnel.js';
 import { Http1Server, type Http1Limits } from './http1/connection.js';
-import type { Http1Request } from './http1/message.js';
+import type { Http1Request, Http1Response } from './http1/message.js';
 
 function h1Limits(config: L7Config): Http1Limits {
   return { maxHeadBytes: config.limits.maxHeaderBytes, headersMs: config.timeouts.headersMs, requestMs: config.timeouts.requestMs, keepAliveMs: config.timeouts.keepAliveMs };
@@ -42,14 +41,13 @@ export class Listener {
   constructor(readonly spec: ListenerSpec, config: L7Config, private readonly ctx: ProxyContext) {
     this.key = listenerKey(spec);
     const proto = spec.tls ? 'https' : 'http';
-    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, expectsContinue = false) => {
+    const onRequest = (req: Http1Request | Http2ServerRequest, res: Http1Response | Http2ServerResponse, expectsContinue = false) => {
       // Counted here, before anything can fail, so a drain waits for every request.
       ctx.requestStarted();
       new ProxyRequest(ctx, req, res, proto, expectsContinue).start();
     };
     const h1 = new Http1Server({
-      // They have the parts of IncomingMessage and ServerResponse that ProxyRequest uses (and tests hold it to that).
-      request: (req, res, expectsContinue) => onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse, expectsContinue),
+      request: onRequest,
       upgrade: (req, socket, head) => tunnel(ctx, req, socket, head, proto),
       connect: (req, socket) => this.refuseConnect(req, socket),
       clientError: (socket, status, code, res) => this.refuseClient(socket, status, code, res),
@@ -96,7 +94,7 @@ export class Listener {
   }
 
   /** sluice is a reverse proxy, not a forward one: CONNECT gets 405 (as Node answers it on HTTP/2). */
-  private refuseConnect(req: IncomingMessage | Http2ServerRequest | Http1Request, sockOrRes: Duplex | Http2ServerResponse): void {
+  private refuseConnect(req: Http2ServerRequest | Http1Request, sockOrRes: Duplex | Http2ServerResponse): void {
     this.ctx.metrics.clientError(405);
     if (this.ctx.runtime.config.accessLog) {
       const host = req instanceof Http2ServerRequest ? req.authority : req.headers.host;

@@ -4,9 +4,10 @@
  * A class rather than closures: one object per request is cheaper on the hot path.
  */
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import { constants as h2constants, Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { STATUS_CODES } from 'node:http';
+import { constants as h2constants, Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Endpoint } from './endpoint.js';
+import type { Http1Request, Http1Response } from './http1/message.js';
 import { authorityOf, headerCount, requestHead, responseHeaders } from './headers.js';
 import { transferCodingRefusal } from './framing.js';
 import { ambiguousTarget, originForm, pathOf, routingPath, targetAuthority } from './path.js';
@@ -19,9 +20,9 @@ import { peerAddress } from './trust.js';
 import type { Connection, Exchange, UpstreamError } from './upstream/connection.js';
 import { ParseError, type ResponseHead } from './upstream/parser.js';
 
-/** Http1Request and Http1Response (http1/message.ts) stand in for the first two: they have the parts used here. */
-export type Req = IncomingMessage | Http2ServerRequest;
-export type Res = ServerResponse | Http2ServerResponse;
+/** A request and its response: sluice's own HTTP/1.1 ones, or node:http2's. */
+export type Req = Http1Request | Http2ServerRequest;
+export type Res = Http1Response | Http2ServerResponse;
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** Methods whose requests carry content: an empty one says so with `Content-Length: 0`. */
@@ -208,7 +209,7 @@ export class ProxyRequest implements Exchange {
     if (!link.length) return;
     // Node takes one link per value: a header that joins several with commas is split back.
     const links = link.flatMap((v) => v.split(/,\s*(?=<)/));
-    try { (this.res as ServerResponse).writeEarlyHints({ link: links }); } catch { /* a Link Node refuses: the hint is only a hint */ }
+    try { this.res.writeEarlyHints({ link: links }); } catch { /* a Link refused as invalid: the hint is only a hint */ }
   }
 
   onHead(h: ResponseHead): void {
@@ -227,31 +228,30 @@ export class ProxyRequest implements Exchange {
       headers.push('set-cookie', `${s.cookie}=${pick.ep.id}; Path=/; HttpOnly${s.maxAgeS ? `; Max-Age=${s.maxAgeS}` : ''}`);
     }
     const res = this.res;
-    // Node refuses header names and values it considers invalid by throwing; thrown from here it
-    // reaches the connection as a parse error, and the client gets a 502 instead of a reset.
+    // Header names and values that cannot be relayed (a bare LF, say) are refused by throwing;
+    // thrown from here it reaches the connection as a parse error, and the client gets a 502
+    // instead of a reset. Http1Response.writeHead checks everything before it keeps anything.
     try {
       this.writeHead(res, h, headers);
     } catch (e) {
-      (res as ServerResponse).removeHeader?.('content-length');
-      // writeHead took the upstream's reason phrase before it threw: the 502 must not say `502 OK`.
-      if (!this.h2) (res as ServerResponse).statusMessage = '';
+      if (res instanceof Http2ServerResponse) res.removeHeader('content-length');
       throw new ParseError(`upstream response cannot be relayed: ${(e as Error).message}`);
     }
     this.headSent = true;
   }
 
   private writeHead(res: Res, h: ResponseHead, headers: string[]): void {
-    if (this.h2) {
+    if (res instanceof Http2ServerResponse) {
       const obj: Record<string, string | string[]> = {};
       for (let i = 0; i < headers.length; i += 2) {
         const k = headers[i].toLowerCase();
         const prev = obj[k];
         obj[k] = prev === undefined ? headers[i + 1] : Array.isArray(prev) ? [...prev, headers[i + 1]] : [prev, headers[i + 1]];
       }
-      (res as Http2ServerResponse).writeHead(h.status, obj);
+      res.writeHead(h.status, obj);
     } else {
       if (this.ctx.draining) headers.push('connection', 'close');
-      (res as ServerResponse).writeHead(h.status, h.reason || undefined, headers);
+      res.writeHead(h.status, h.reason || undefined, headers);
     }
   }
 
@@ -274,7 +274,7 @@ export class ProxyRequest implements Exchange {
   }
 
   private write(chunk: Buffer): void {
-    if ((this.res as ServerResponse).write(chunk) || this.stalled) return;
+    if (this.res.write(chunk) || this.stalled) return;
     // The client reads slower than the upstream sends: stop reading the upstream until it catches
     // up (the upstream's timer stops too), but give up on a client that takes nothing for timeouts.send.
     this.stalled = true;

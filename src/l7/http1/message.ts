@@ -1,8 +1,8 @@
 /**
- * The request and response of one HTTP/1.1 exchange on a client connection, with the parts of
- * node:http's IncomingMessage and ServerResponse that the proxy uses (so one ProxyRequest serves
- * these, node:http's on HTTP/2 listeners' HTTP/1.1 connections, and HTTP/2 streams alike), and
- * none of their stream machinery: a response head leaves with the first body bytes in one write.
+ * The request and response of one HTTP/1.1 exchange on a client connection. They have the shape
+ * of node:http's IncomingMessage and ServerResponse where the proxy uses them (so one ProxyRequest
+ * serves these and node:http2's compatibility objects alike), and none of their stream machinery:
+ * a response head leaves with the first body bytes in one write.
  */
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
@@ -226,8 +226,6 @@ export class Http1Response extends EventEmitter {
     if (INVALID_VALUE.test(link)) throw new HeaderError('ERR_INVALID_CHAR', 'Invalid character in header content ["link"]');
     this.owner.socket.write(`HTTP/1.1 103 Early Hints\r\nLink: ${link}\r\n\r\n`, 'latin1');
   }
-
-  removeHeader(_name: string): void { /* headers are built whole in writeHead, which leaves nothing behind when it throws */ }
 
   write(chunk: Buffer | string): boolean {
     if (!this.headersSent) this.writeHead(this.statusCode);
