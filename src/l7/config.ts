@@ -6,6 +6,7 @@
 import { canonicalIp, ipFamily, joinHostPort } from '../model/address.js';
 import { ValidationError, type Issue } from '../model/errors.js';
 import { parseDuration } from '../model/validate.js';
+import { TOKEN } from './headers.js';
 
 export type Balance = 'round-robin' | 'least-request' | 'ring-hash';
 export const BALANCES: readonly Balance[] = ['round-robin', 'least-request', 'ring-hash'];
@@ -69,7 +70,6 @@ export const DEFAULT_LIMITS = { maxHeaderBytes: 16_384, maxHeaders: 100, maxBody
 export const DEFAULT_EJECTION = { consecutiveFailures: 5, baseMs: 5_000, maxMs: 300_000, maxPercent: 50 };
 export const DEFAULT_HEALTH_CHECK = { path: '/healthz', intervalMs: 1000, timeoutMs: 500, rise: 2, fall: 2 };
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Headers sluice frames, strips or writes itself: a request id under one of these names would clash with them. */
 const MANAGED_HEADERS = ['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
   'proxy-authorization', 'proxy-authenticate', 'http2-settings', 'cookie', 'set-cookie', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'via'];

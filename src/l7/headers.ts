@@ -33,6 +33,9 @@ export interface RequestHeadInput {
 
 const REQUEST_ID = /^[\w\-.:+/=]{1,200}$/;
 
+/** An HTTP token (RFC 9110 §5.6.2): what a method, a header name or a cookie name is made of. */
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 /**
  * Headers sluice sets or frames itself, spelled with `_` for `-` (`X_Forwarded_For`): CGI-style
  * servers (WSGI, Rack, PHP) read both spellings as one name, so a client could pass one past
@@ -54,7 +57,7 @@ function connectionTokens(raw: string[]): Set<string> | undefined {
 }
 
 function quoteIfNeeded(v: string): string {
-  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
+  return TOKEN.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
 }
 
 export interface BuiltHead {

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
+import { TOKEN } from '../headers.js';
 import type { RequestHead } from './parser.js';
 
 /** What a message needs of its connection. */
@@ -129,7 +130,6 @@ export class Http1Request extends EventEmitter {
   }
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** As node:http's own check: nothing a header line could be split or ended by. */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 

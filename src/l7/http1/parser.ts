@@ -11,6 +11,8 @@
  * request) to the connection, which resumes it once the response is out.
  */
 
+import { TOKEN } from '../headers.js';
+
 export class RequestError extends Error {
   constructor(readonly status: 400 | 431 | 505, readonly code: string, message: string) {
     super(message);
@@ -35,7 +37,9 @@ export interface RequestHead {
   contentLength: number;
   /** The Expect header's value, if any. */
   expect: string | undefined;
-  /** Body bytes follow the head (chunked, or a Content-Length over 0); an upgrade's are not its body. */
+  /** An upgrade or CONNECT: the parser stops after the head, and the bytes after it are not HTTP. */
+  handOff: boolean;
+  /** Body bytes follow the head (chunked, or a Content-Length over 0); a hand-off's are not its body. */
   hasBody: boolean;
 }
 
@@ -49,7 +53,6 @@ const enum State { Idle, Head, Length, ChunkSize, ChunkData, ChunkDataEnd, Trail
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const MAX_CHUNK_LINE = 4096;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Control bytes other than HTAB: never in a header value (CR and LF included: they would end the line). */
 const CTL = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** A request target: visible bytes only (obs-text passes through as it came). */
@@ -291,7 +294,7 @@ export class RequestParser {
     }
     const handOff = upgrade || method === 'CONNECT';
     const hasBody = !handOff && (chunked || contentLength > 0);
-    this.sink.onHead({ method, url, minor: minor as 0 | 1, rawHeaders, keepAlive, upgrade, transferEncoding: te, contentLength, expect, hasBody });
+    this.sink.onHead({ method, url, minor: minor as 0 | 1, rawHeaders, keepAlive, upgrade, transferEncoding: te, contentLength, expect, handOff, hasBody });
     if (handOff) this.state = State.Upgraded;
     else if (chunked) { this.state = State.ChunkSize; this.line = ''; }
     else if (contentLength > 0) { this.remaining = contentLength; this.state = State.Length; }
