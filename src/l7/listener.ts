@@ -90,7 +90,6 @@ export class Listener {
       sock.setNoDelay(true);
       h1.accept(sock);
     });
-    this.applyLimits(config);
   }
 
   /** sluice is a reverse proxy, not a forward one: CONNECT gets 405 (as Node answers it on HTTP/2). */

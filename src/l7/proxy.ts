@@ -28,7 +28,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 /** Methods whose requests carry content: an empty one says so with `Content-Length: 0`. */
 const BODY_EXPECTED = new Set(['POST', 'PUT', 'PATCH']);
 /** Refusals whose request may still have bytes in the connection that nothing will read. */
-const CLOSE_AFTER = new Set([400, 413, 431, 501, 505]);
+const CLOSE_AFTER = new Set([400, 413, 431, 501]);
 /** A stale keep-alive connection is not the endpoint's fault: such retries don't count against `retries`. */
 const MAX_STALE_RETRIES = 3;
 

@@ -127,7 +127,7 @@ export class Http1Connection implements RequestSink, MessageOwner {
     // A request without a body is read once its head is: an answer made at once (a 404) may keep the connection.
     this.phase = h.hasBody ? Phase.Body : Phase.Response;
     const req = new Http1Request(h, this);
-    if (h.upgrade || h.method === 'CONNECT') { this.handOff = req; return; }
+    if (h.handOff) { this.handOff = req; return; }
     const expectsContinue = h.expect !== undefined && h.minor === 1;
     // An expectation other than 100-continue cannot be met (RFC 9110 §10.1.1): 417, and the body is never read.
     if (expectsContinue && !onlyContinue(h.expect!)) return this.refuse(417, 'EXPECTATION_FAILED');
