@@ -5,16 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backend, get, proxy, raw, simple } from './helpers.js';
-
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { backend, get, prng, proxy, raw, simple } from './helpers.js';
 
 const SEEDS = [
   'GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n',

@@ -184,3 +184,13 @@ export function makeCerts(names: string[]): { dir: string; files: Record<string,
 export function simple(endpoints: string[], pool: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { accessLog: true, routes: [{ match: { pathPrefix: '/' }, pool: 'app' }], pools: { app: { endpoints, ...pool } }, ...extra };
 }
+
+/** A small seeded PRNG (mulberry32): the same cases on every run, so a failure can be replayed. */
+export function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RequestError, RequestParser, type RequestHead } from '../../src/l7/http1/parser.js';
+import { prng } from './helpers.js';
 
 function parse(chunks: Array<string | Buffer>, maxHead = 16 * 1024) {
   const out = { heads: [] as RequestHead[], body: '', ends: 0, taken: [] as number[] };
@@ -120,16 +121,6 @@ describe('client request parser', () => {
     assert.throws(() => parse([`GET / HTTP/1.1\r\nHost: x\r\nX-A: ${'a'.repeat(200)}\r\n\r\n`], 128), (e: unknown) => e instanceof RequestError && e.status === 431);
   });
 });
-
-/** A small seeded PRNG (mulberry32): the same cases on every run, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What a parse came to: its heads, body, ends and bytes taken, or the refusal's status. */
 function outcome(input: Buffer, pieces: number[]): string {
